@@ -1,0 +1,159 @@
+"""The ``taast`` command line. Bad input or configuration: one line on stderr, exit code 2."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from taast_ray.config import KMEANS_BACKENDS, STRATEGIES, TaastConfig, load_config, save_config
+from taast_ray.errors import TaastError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML configuration file (see taast_ray/config.py)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override one configuration field, e.g. --set selection.tau=0.7 (repeatable)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+
+
+def _selection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget", type=int, help="B: images to select (default 256)")
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        help="selection strategy (default taast); coreset needs embeddings of every "
+                             "eligible image, taast and taast-no-rarity of the candidates")
+    parser.add_argument("--seed", type=int, help="seed of k-means++, random and the fill (default 42)")
+    parser.add_argument("--tau", type=float, help="pseudo-label threshold τ of eq. 1 (default 0.8)")
+    parser.add_argument("--candidate-fraction", type=float, help="q of eq. 8 (default 0.2)")
+    parser.add_argument("--count-mode", choices=("images", "boxes"), help="n_c counts images or boxes")
+    parser.add_argument("--kmeans-backend", choices=KMEANS_BACKENDS, help="k-means implementation")
+
+
+_FLAG_FIELDS = {"budget": "selection.budget", "strategy": "selection.strategy", "seed": "selection.seed",
+                "tau": "selection.tau", "candidate_fraction": "selection.candidate_fraction",
+                "count_mode": "selection.count_mode", "kmeans_backend": "selection.kmeans_backend"}
+
+
+def build_config(args: argparse.Namespace) -> TaastConfig:
+    """Config file < --set overrides < explicit flags; validated before any work starts."""
+    overrides = list(args.overrides)
+    for flag, field_name in _FLAG_FIELDS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{field_name}={value}")
+    address = getattr(args, "address", None) or os.environ.get("RAY_ADDRESS")
+    if address:
+        overrides.append(f"ray.address={address}")
+    return load_config(args.config, overrides)
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from taast_ray.selection.run import select_from_detections
+
+    cfg = build_config(args)
+    out = Path(args.out)
+    summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings)
+    save_config(cfg, out / "config.yaml")
+    print(f"selected {summary['selected']} of {summary['pool_size']} images "
+          f"({summary['pseudo_labelled']} pseudo-labelled, {summary['candidates']} candidates, "
+          f"{summary['filled']} filled) -> {out}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from taast_ray.data.synth import format_class_table, make_synthetic_dataset
+
+    _check_synth_args(args)
+    stats = make_synthetic_dataset(Path(args.out), images=args.images, classes=args.classes,
+                                   seed=args.seed, image_size=args.image_size, zipf=args.zipf,
+                                   empty_fraction=args.empty_fraction, label_shift=args.label_shift)
+    print(format_class_table(stats))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _check_synth_args(args: argparse.Namespace) -> None:
+    from taast_ray.errors import ConfigError
+
+    if args.images < 10:
+        raise ConfigError(f"--images: must be >= 10, got {args.images}")
+    if args.classes < 1:
+        raise ConfigError(f"--classes: must be >= 1, got {args.classes}")
+    if args.image_size < 32:
+        raise ConfigError(f"--image-size: must be >= 32, got {args.image_size}")
+    if args.zipf < 0:
+        raise ConfigError(f"--zipf: must be >= 0, got {args.zipf}")
+    if not 0 <= args.empty_fraction < 1:
+        raise ConfigError(f"--empty-fraction: must be in [0, 1), got {args.empty_fraction}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from taast_ray.demo import run_demo
+
+    cfg = build_config(args)
+    return run_demo(cfg, Path(args.out))
+
+
+def _synth_flags(parser: argparse.ArgumentParser, images: int) -> None:
+    parser.add_argument("--images", type=int, default=images, help="images over all splits")
+    parser.add_argument("--classes", type=int, default=12, help="number of classes C")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, byte-identical output")
+    parser.add_argument("--image-size", type=int, default=160, help="square image side in pixels")
+    parser.add_argument("--zipf", type=float, default=1.2, help="Zipf exponent of the class prior")
+    parser.add_argument("--empty-fraction", type=float, default=0.0,
+                        help="share of object-free images (class-imbalance control)")
+    parser.add_argument("--label-shift", default=None,
+                        help="test-split prior shift: dirichlet:ALPHA or tweak:CLASS:RHO")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taast", description="taast-ray: tail-aware active self-training selection for object "
+                                  "detection, on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    select = sub.add_parser("select", help="one selection pass",
+                            description="Select B images for annotation from precomputed detections "
+                                        "(any detector) and, for taast/coreset, embeddings.")
+    select.add_argument("--detections", required=True, help="detections parquet (SPEC.md §3)")
+    select.add_argument("--embeddings", help="embeddings parquet (image_id, embedding)")
+    select.add_argument("--labels", required=True, help="labelled set L, COCO or LVIS JSON")
+    select.add_argument("--out", required=True, help="output folder")
+    _selection_flags(select)
+    _common(select)
+    select.set_defaults(func=cmd_select)
+
+    synth = sub.add_parser("synth", help="make a synthetic long-tailed detection dataset",
+                           description="Writes images/{train,val,test}, LVIS-format annotations and an "
+                                       "Ultralytics YOLO layout.")
+    synth.add_argument("--out", required=True, help="output folder")
+    _synth_flags(synth, images=3000)
+    synth.set_defaults(func=cmd_synth)
+
+    demo = sub.add_parser("demo", help="the README's main job on this machine",
+                          description="Synthetic long-tailed data and its class statistics.")
+    demo.add_argument("--out", default="taast-demo", help="output folder (default taast-demo/)")
+    _common(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except TaastError as exc:
+        print(f"taast: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("taast: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""One typed configuration for every command, with the paper's defaults (SPEC.md §2, §6).
+
+Loaded from YAML, overridden from the command line (``--set selection.budget=128`` or a
+command's own flags), validated before any work starts, and saved beside every run's output.
+An invalid field raises :class:`ConfigError` whose one-line message starts with its dotted name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from taast_ray.errors import ConfigError
+
+STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity")
+KMEANS_BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "numpy")
+
+
+@dataclass
+class SelectionConfig:
+    strategy: str = "taast"
+    budget: int = 256                 # B, images sent for annotation per cycle
+    seed: int = 42
+    tau: float = 0.8                  # eq. 1, pseudo-label confidence threshold
+    det_conf: float = 0.25            # NMS confidence of the live detector (Ultralytics' default)
+    candidate_fraction: float = 0.2   # q of eq. 8
+    beta: float = 1.0                 # eq. 6
+    count_mode: str = "images"        # eq. 5: "images" (default) or "boxes"
+    kmeans_backend: str = "auto"
+    kmeans_iters: int = 20
+    kmeans_max_points_per_centroid: int = 1024
+
+
+@dataclass
+class ModelConfig:
+    weights: str = "yolov8s.pt"       # Ultralytics name, local .pt, or a model YAML (random init)
+    imgsz: int = 640
+    embedder: str = "ViT-L-14-quickgelu"
+    embedder_weights: str = "openai"  # open_clip tag, local file, or "none" for random init
+    device: str = "auto"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30                  # per cycle
+    warmup_epochs: int = 300          # training on L0 before cycle 1
+    batch: int = 16
+    lr0: float = 0.01
+    lrf: float = 0.1                  # final learning rate = lr0 * lrf = 0.001 (cosine)
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    workers: int = 2                  # Ray Train workers
+    imgsz: int = 640
+
+
+@dataclass
+class ProtocolConfig:
+    cycles: int = 3                   # T
+    seed_fraction: float = 0.1        # |L0| / |train|
+    seeds: list[int] = field(default_factory=lambda: [21, 42, 63])
+    pseudo_labels: bool = True
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None        # None: RAY_ADDRESS, else a local instance
+    detector_actors_min: int = 1
+    detector_actors_max: int = 4
+    embedder_actors_min: int = 1
+    embedder_actors_max: int = 2
+    batch_size: int = 16
+
+
+@dataclass
+class TaastConfig:
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TaastConfig":
+        _validate(self)
+        return self
+
+
+def _checks(cfg: TaastConfig):
+    s, m, t, p, r = cfg.selection, cfg.model, cfg.train, cfg.protocol, cfg.ray
+    yield "selection.strategy", s.strategy in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"
+    yield "selection.budget", s.budget > 0, "must be > 0"
+    yield "selection.tau", 0.0 < s.tau <= 1.0, "must be in (0, 1]"
+    yield "selection.det_conf", 0.0 <= s.det_conf < 1.0, "must be in [0, 1)"
+    yield "selection.candidate_fraction", 0.0 < s.candidate_fraction <= 1.0, "must be in (0, 1]"
+    yield "selection.beta", s.beta >= 0 and math.isfinite(s.beta), "must be a finite number >= 0"
+    yield "selection.count_mode", s.count_mode in ("images", "boxes"), "must be 'images' or 'boxes'"
+    yield "selection.kmeans_backend", s.kmeans_backend in KMEANS_BACKENDS, \
+        f"must be one of {', '.join(KMEANS_BACKENDS)}"
+    yield "selection.kmeans_iters", s.kmeans_iters > 0, "must be > 0"
+    yield "selection.kmeans_max_points_per_centroid", s.kmeans_max_points_per_centroid > 0, "must be > 0"
+    yield "model.imgsz", m.imgsz >= 32 and m.imgsz % 32 == 0, "must be a multiple of 32, >= 32"
+    yield "model.weights", bool(m.weights), "must not be empty"
+    yield "train.epochs", t.epochs >= 0, "must be >= 0"
+    yield "train.warmup_epochs", t.warmup_epochs >= 0, "must be >= 0"
+    yield "train.batch", t.batch > 0, "must be > 0"
+    yield "train.lr0", t.lr0 > 0, "must be > 0"
+    yield "train.lrf", 0 < t.lrf <= 1, "must be in (0, 1]"
+    yield "train.momentum", 0 <= t.momentum < 1, "must be in [0, 1)"
+    yield "train.weight_decay", t.weight_decay >= 0, "must be >= 0"
+    yield "train.workers", t.workers > 0, "must be > 0"
+    yield "train.imgsz", t.imgsz >= 32 and t.imgsz % 32 == 0, "must be a multiple of 32, >= 32"
+    yield "protocol.cycles", p.cycles >= 0, "must be >= 0"
+    yield "protocol.seed_fraction", 0 < p.seed_fraction < 1, "must be in (0, 1)"
+    yield "protocol.seeds", len(p.seeds) > 0, "must list at least one seed"
+    yield "ray.detector_actors_min", 1 <= r.detector_actors_min <= r.detector_actors_max, \
+        "must be >= 1 and <= ray.detector_actors_max"
+    yield "ray.embedder_actors_min", 1 <= r.embedder_actors_min <= r.embedder_actors_max, \
+        "must be >= 1 and <= ray.embedder_actors_max"
+    yield "ray.batch_size", r.batch_size > 0, "must be > 0"
+
+
+def _validate(cfg: TaastConfig) -> None:
+    for name, ok, rule in _checks(cfg):
+        if not ok:
+            raise ConfigError(f"{name}: {rule}, got {_lookup(cfg, name)!r}")
+
+
+def _lookup(cfg, dotted: str):
+    obj = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _coerce(value, annotation, name: str):
+    """Convert a YAML or command-line value to the field's declared type, or fail naming it."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], name)
+    if origin is list:
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.startswith("[") else value.split(",")
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], name) for v in value]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            number = annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected {annotation.__name__}, got {value!r}") from None
+        if annotation is int and isinstance(value, float) and value != number:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return number
+    if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _apply(obj, values: dict, prefix: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in hints:
+            raise ConfigError(f"{name}: unknown field")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+            _apply(current, value, f"{name}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], name))
+
+
+def config_from_dict(values: dict | None) -> TaastConfig:
+    cfg = TaastConfig()
+    _apply(cfg, values or {}, "")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TaastConfig:
+    """YAML file (optional) → overrides (``section.field=value`` strings or a nested dict) → validated."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config: file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config: {path} must hold a mapping at the top level")
+        values.pop("versions", None)  # recorded by save_config, not a setting
+    cfg = config_from_dict(values)
+    if isinstance(overrides, dict):
+        _apply(cfg, overrides, "")
+    else:
+        for item in overrides or []:
+            key, sep, raw = item.partition("=")
+            if not sep or "." not in key:
+                raise ConfigError(f"{key or item}: override must look like section.field=value")
+            section, _, leaf = key.strip().partition(".")
+            _apply(cfg, {section: {leaf: yaml.safe_load(raw) if raw else raw}}, "")
+    return cfg.validate()
+
+
+def save_config(cfg: TaastConfig, path: str | Path) -> None:
+    from taast_ray.io import atomic_path
+    from taast_ray.versions import software_versions
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump({**cfg.to_dict(), "versions": software_versions()},
+                                      sort_keys=False))

@@ -1,0 +1,149 @@
+"""The detections contract (SPEC.md §3) as flat arrays: one row of C scores per box, plus offsets.
+
+Validation is vectorised over the whole table; the first bad record is named in a one-line
+InputError together with the file it came from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from taast_ray.errors import InputError
+
+REQUIRED_COLUMNS = ("image_id", "boxes", "scores")
+
+
+@dataclass
+class FlatDetections:
+    image_ids: np.ndarray        # (n,) str
+    offsets: np.ndarray          # (n + 1,) int64: boxes of image i are offsets[i]:offsets[i + 1]
+    boxes: np.ndarray            # (m, 4) float32 xyxy pixels
+    scores: np.ndarray           # (m, C) float32 class scores
+    width: np.ndarray | None = None
+    height: np.ndarray | None = None
+    uri: np.ndarray | None = None
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def box_image(self) -> np.ndarray:
+        """Row index of the image each box belongs to."""
+        return np.repeat(np.arange(self.num_images, dtype=np.int64), self.counts)
+
+
+def read_detections(path: str | Path, num_classes: int) -> FlatDetections:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: detections file not found")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({exc})") from None
+    return flatten_detections(table, num_classes, source=str(path))
+
+
+def flatten_detections(table: pa.Table, num_classes: int, source: str = "detections") -> FlatDetections:
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
+    if table.num_rows == 0:
+        raise InputError(f"{source}: the pool is empty (no rows)")
+    ids = pc.cast(table.column("image_id"), pa.string()).combine_chunks()
+    if ids.null_count:
+        raise InputError(f"{source}: row {_first(pc.is_null(ids))} has a null image_id")
+    image_ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+    _check_unique(image_ids, source)
+    boxes_col = table.column("boxes").combine_chunks()
+    scores_col = table.column("scores").combine_chunks()
+    counts = _list_lengths(boxes_col, image_ids, source, "boxes")
+    score_counts = _list_lengths(scores_col, image_ids, source, "scores")
+    ragged = counts != score_counts
+    if ragged.any():
+        i = int(np.flatnonzero(ragged)[0])
+        raise InputError(f"{source}: image {image_ids[i]!r} has {counts[i]} boxes but "
+                         f"{score_counts[i]} score rows")
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    boxes = _inner_matrix(boxes_col, 4, offsets, image_ids, source, "boxes")
+    scores = _inner_matrix(scores_col, num_classes, offsets, image_ids, source, "scores")
+    _check_scores(scores, offsets, image_ids, source)
+    _check_boxes(boxes, offsets, image_ids, source)
+    return FlatDetections(image_ids, offsets, boxes, scores, *_optional(table))
+
+
+def _optional(table: pa.Table):
+    def col(name, dtype):
+        if name not in table.column_names:
+            return None
+        return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=dtype)
+    return col("width", np.float64), col("height", np.float64), col("uri", object)
+
+
+def _first(mask) -> int:
+    return int(np.flatnonzero(np.asarray(mask, dtype=bool))[0])
+
+
+def _check_unique(image_ids: np.ndarray, source: str) -> None:
+    uniq, first_index, counts = np.unique(image_ids.astype(str), return_index=True, return_counts=True)
+    if (counts > 1).any():
+        raise InputError(f"{source}: duplicate image_id {uniq[counts > 1][0]!r}")
+
+
+def _list_lengths(col: pa.Array, image_ids, source: str, name: str) -> np.ndarray:
+    if not pa.types.is_list(col.type) and not pa.types.is_large_list(col.type) \
+            and not pa.types.is_fixed_size_list(col.type):
+        raise InputError(f"{source}: column {name!r} must be a list of lists, got {col.type}")
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    if col.null_count:  # a null list means "no boxes" only if both columns agree; treat as empty
+        lengths = np.where(np.isnan(lengths.astype(float)), 0, lengths)
+    return lengths.astype(np.int64)
+
+
+def _inner_matrix(col: pa.Array, width: int, offsets, image_ids, source: str, name: str) -> np.ndarray:
+    rows = col.flatten()  # one entry per box
+    if rows.null_count:
+        box = _first(pc.is_null(rows))
+        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a null {name} row")
+    lengths = pc.list_value_length(rows).to_numpy(zero_copy_only=False)
+    bad = lengths != width
+    if bad.any():
+        box = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a {name} row of "
+                         f"width {lengths[box]}, expected {width}")
+    values = rows.flatten()
+    if values.null_count:
+        box = _first(pc.is_null(values)) // width
+        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a null {name} value")
+    flat = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return flat.reshape(-1, width)
+
+
+def _image_of(box: int, offsets: np.ndarray, image_ids) -> str:
+    return image_ids[int(np.searchsorted(offsets, box, side="right") - 1)]
+
+
+def _check_scores(scores: np.ndarray, offsets, image_ids, source: str) -> None:
+    # Row min/max instead of elementwise masks: no (m, C) temporaries, and NaN fails both tests.
+    bad_rows = ~(scores.min(axis=1, initial=np.inf) >= 0) | ~(scores.max(axis=1, initial=-np.inf) <= 1)
+    if bad_rows.any():
+        box = int(np.flatnonzero(bad_rows)[0])
+        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a NaN, infinite "
+                         f"or out-of-range [0, 1] class score")
+
+
+def _check_boxes(boxes: np.ndarray, offsets, image_ids, source: str) -> None:
+    bad = ~np.isfinite(boxes).all(axis=1)
+    if bad.any():
+        box = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a non-finite box")

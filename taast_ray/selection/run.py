@@ -1,0 +1,105 @@
+"""One selection pass from precomputed detections (and embeddings): the core every path calls."""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from taast_ray.config import SelectionConfig, TaastConfig
+from taast_ray.data.labels import LabelSet, load_labels
+from taast_ray.errors import InputError
+from taast_ray.selection.candidates import id_rank
+from taast_ray.selection.detections import FlatDetections, read_detections
+from taast_ray.selection.embeddings import ParquetEmbeddings
+from taast_ray.selection.outputs import write_selection_outputs
+from taast_ray.selection.scoring import ImageScores, score_images
+from taast_ray.selection.strategies import NEEDS_EMBEDDINGS, Picks, SelectionContext, run_strategy
+from taast_ray.versions import software_versions
+
+log = logging.getLogger(__name__)
+
+
+class StageTimer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 4)
+
+
+def check_budget(budget: int, pool_size: int, source: str) -> None:
+    if budget <= 0:
+        raise InputError(f"{source}: budget must be > 0, got {budget}")
+    if pool_size == 0:
+        raise InputError(f"{source}: the pool is empty")
+    if budget > pool_size:
+        raise InputError(f"{source}: budget {budget} is larger than the pool ({pool_size} images)")
+
+
+def score_detections(det: FlatDetections, labels: LabelSet, sel: SelectionConfig) -> ImageScores:
+    return score_images(det.scores, det.offsets, labels.class_counts(sel.count_mode), tau=sel.tau,
+                        beta=sel.beta, count_mode=sel.count_mode,
+                        use_rarity=sel.strategy != "taast-no-rarity")
+
+
+def make_context(det: FlatDetections, scored: ImageScores, sel: SelectionConfig,
+                 embeddings: ParquetEmbeddings | None, labels: LabelSet) -> SelectionContext:
+    return SelectionContext(
+        image_ids=det.image_ids, tie_rank=id_rank(det.image_ids), scored=scored,
+        budget=sel.budget, seed=sel.seed, candidate_fraction=sel.candidate_fraction,
+        kmeans_backend=sel.kmeans_backend, kmeans_iters=sel.kmeans_iters,
+        kmeans_max_points_per_centroid=sel.kmeans_max_points_per_centroid,
+        embed=embeddings.get if embeddings is not None else None,
+        labelled_embeddings=(lambda: embeddings.get_present(labels.image_id_strings()))
+        if embeddings is not None else None)
+
+
+def build_summary(cfg: TaastConfig, det: FlatDetections, scored: ImageScores, picks: Picks,
+                  labels: LabelSet, timings: dict, extra: dict | None = None) -> dict:
+    sel = cfg.selection
+    names = labels.category_names
+    return {
+        "strategy": sel.strategy, "seed": sel.seed, "budget": sel.budget,
+        "pool_size": int(det.num_images), "pseudo_labelled": int(scored.pseudo.sum()),
+        "eligible": int((~scored.pseudo).sum()), "candidates": int(picks.candidate.sum()),
+        "selected": int(len(picks.rows)), "filled": int(picks.fill.sum()),
+        "boxes": int(det.offsets[-1]), "det_conf": sel.det_conf, "tau": sel.tau,
+        "count_mode": sel.count_mode,
+        "class_counts": {names[k]: int(n) for k, n in enumerate(scored.class_counts)},
+        "labelled_class_counts": {names[k]: int(n)
+                                  for k, n in enumerate(labels.class_counts(sel.count_mode))},
+        **picks.info, **(extra or {}),
+        "timings_s": timings, "versions": software_versions(), "config": cfg.to_dict(),
+    }
+
+
+def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path: str | Path,
+                           out: str | Path, embeddings: str | Path | None = None) -> dict:
+    """Read, validate, score, select, write. Every input problem surfaces before any write."""
+    sel = cfg.selection
+    timer = StageTimer()
+    with timer("read"):
+        labels = load_labels(labels_path)
+        det = read_detections(detections, labels.num_classes)
+        check_budget(sel.budget, det.num_images, str(detections))
+        if sel.strategy in NEEDS_EMBEDDINGS and embeddings is None:
+            raise InputError(f"--embeddings: strategy {sel.strategy!r} needs an embeddings file")
+        emb = ParquetEmbeddings(embeddings) if embeddings is not None else None
+    with timer("score"):
+        scored = score_detections(det, labels, sel)
+    with timer("select"):
+        picks = run_strategy(sel.strategy, make_context(det, scored, sel, emb, labels))
+    summary = build_summary(cfg, det, scored, picks, labels, timer.seconds,
+                            {"detections": str(detections), "labels": str(labels_path),
+                             "embeddings": str(embeddings) if embeddings else None})
+    with timer("write"):
+        write_selection_outputs(Path(out), det, scored, picks, labels, summary)
+    log.info("selected %d of %d images (%d filled) in %s", len(picks.rows), det.num_images,
+             int(picks.fill.sum()), timer.seconds)
+    return summary

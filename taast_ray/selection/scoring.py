@@ -1,0 +1,138 @@
+"""TAAST scoring, SPEC.md §2 eqs. 1–7, over flat per-box score rows and image offsets.
+
+Every function is pure and vectorised: no Python loop per box or per image. Boxes of image i
+are rows ``offsets[i]:offsets[i + 1]`` of the (m, C) score matrix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_CHUNK_BOXES = 1 << 18  # bounds the float64 temporaries of the entropy at ~C × 2 MiB each
+
+
+def box_confidence(scores: np.ndarray) -> np.ndarray:
+    """conf_b = max_k s_{k,b}."""
+    if scores.shape[0] == 0:
+        return np.zeros(0, dtype=np.float32)
+    return scores.max(axis=1)
+
+
+def box_entropy(scores: np.ndarray) -> np.ndarray:
+    """H(p_b) with p_b = s_b / Σ_k s_{k,b} (uniform where the sum is 0), natural log.
+
+    Uses H = ln S − (Σ_k s_k ln s_k) / S, which never materialises p_b.
+    """
+    num_classes = scores.shape[1]
+    out = np.empty(scores.shape[0], dtype=np.float64)
+    for start in range(0, scores.shape[0], _CHUNK_BOXES):
+        chunk = scores[start:start + _CHUNK_BOXES].astype(np.float64)
+        total = chunk.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_log_s = np.where(chunk > 0, chunk * np.log(np.where(chunk > 0, chunk, 1.0)), 0.0).sum(axis=1)
+            entropy = np.log(total) - s_log_s / total
+        entropy = np.where(total > 0, entropy, np.log(num_classes))
+        out[start:start + len(chunk)] = np.maximum(entropy, 0.0)  # rounding can give −1e-16
+    return out
+
+
+def image_entropy(box_entropies: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """E(x) = Σ_b H(p_b); 0 for an image without boxes (eq. 2)."""
+    counts = np.diff(offsets)
+    box_image = np.repeat(np.arange(len(counts)), counts)
+    return np.bincount(box_image, weights=box_entropies, minlength=len(counts))
+
+
+def least_confident_box(confidence: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """b* = argmin_b conf_b per image as a global box row; −1 for images without boxes (eq. 3).
+
+    Ties go to the lowest box index: the first box equal to its image's minimum.
+    """
+    counts = np.diff(offsets)
+    result = np.full(len(counts), -1, dtype=np.int64)
+    has_boxes = counts > 0
+    if not has_boxes.any():
+        return result
+    segment_min = np.minimum.reduceat(confidence, offsets[:-1][has_boxes])
+    per_box_min = np.repeat(segment_min, counts[has_boxes])
+    at_min = np.flatnonzero(confidence == per_box_min)
+    box_image = np.repeat(np.arange(len(counts)), counts)[at_min]
+    first = np.r_[True, box_image[1:] != box_image[:-1]]
+    result[box_image[first]] = at_min[first]
+    return result
+
+
+def candidate_class(scores: np.ndarray, least_confident: np.ndarray) -> np.ndarray:
+    """c(x) = argmax_k s_{k,b*}, ties → lowest class index; −1 where x has no boxes (eq. 4)."""
+    result = np.full(len(least_confident), -1, dtype=np.int64)
+    has = least_confident >= 0
+    result[has] = np.argmax(scores[least_confident[has]], axis=1)
+    return result
+
+
+def pseudo_labelled(confidence: np.ndarray, offsets: np.ndarray, tau: float) -> np.ndarray:
+    """x ∈ P when x has ≥ 1 box and every box is confident, conf_b ≥ τ (eq. 1)."""
+    counts = np.diff(offsets)
+    has_boxes = counts > 0
+    result = np.zeros(len(counts), dtype=bool)
+    if has_boxes.any():
+        segment_min = np.minimum.reduceat(confidence, offsets[:-1][has_boxes])
+        result[has_boxes] = segment_min >= tau
+    return result
+
+
+def pseudo_class_counts(scores: np.ndarray, offsets: np.ndarray, pseudo: np.ndarray,
+                        mode: str = "images") -> np.ndarray:
+    """Per-class counts contributed by P: images holding ≥ 1 pseudo box of class c, or boxes."""
+    num_classes = scores.shape[1]
+    counts = np.diff(offsets)
+    box_image = np.repeat(np.arange(len(counts)), counts)
+    in_p = pseudo[box_image]
+    classes = np.argmax(scores[in_p], axis=1) if in_p.any() else np.zeros(0, dtype=np.int64)
+    if mode == "boxes":
+        return np.bincount(classes, minlength=num_classes).astype(np.int64)
+    pairs = box_image[in_p] * num_classes + classes
+    return np.bincount(np.unique(pairs) % num_classes, minlength=num_classes).astype(np.int64)
+
+
+def rarity_weight(class_counts: np.ndarray, beta: float = 1.0) -> np.ndarray:
+    """w_c = 1 / ln(max(n_c + β, 2)): finite for unseen classes, same as singletons (eq. 6)."""
+    return 1.0 / np.log(np.maximum(np.asarray(class_counts, dtype=np.float64) + beta, 2.0))
+
+
+def image_value(entropy: np.ndarray, cand_class: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """φ(x) = w_{c(x)} · E(x); 0 when x has no boxes (eq. 7)."""
+    phi = np.zeros(len(entropy), dtype=np.float64)
+    has = cand_class >= 0
+    phi[has] = weights[cand_class[has]] * entropy[has]
+    return phi
+
+
+@dataclass
+class ImageScores:
+    """Everything §2 defines per image, in the detections table's row order."""
+    entropy: np.ndarray          # E(x)
+    candidate_class: np.ndarray  # class index c(x), −1 for none
+    least_confident: np.ndarray  # global box row of b*, −1 for none
+    pseudo: np.ndarray           # x ∈ P
+    class_counts: np.ndarray     # n_c over L ∪ P
+    weights: np.ndarray          # w_c
+    value: np.ndarray            # φ(x)
+    confidence: np.ndarray       # conf_b per box
+
+
+def score_images(scores: np.ndarray, offsets: np.ndarray, labelled_counts: np.ndarray, *,
+                 tau: float = 0.8, beta: float = 1.0, count_mode: str = "images",
+                 use_rarity: bool = True) -> ImageScores:
+    """Eqs. 1–7 in one pass. ``labelled_counts`` is n_c over L (same count mode)."""
+    confidence = box_confidence(scores)
+    entropy = image_entropy(box_entropy(scores), offsets)
+    b_star = least_confident_box(confidence, offsets)
+    c_x = candidate_class(scores, b_star)
+    pseudo = pseudo_labelled(confidence, offsets, tau)
+    counts = np.asarray(labelled_counts, dtype=np.int64) + pseudo_class_counts(scores, offsets, pseudo,
+                                                                                count_mode)
+    weights = rarity_weight(counts, beta) if use_rarity else np.ones(scores.shape[1])
+    return ImageScores(entropy, c_x, b_star, pseudo, counts, weights,
+                       image_value(entropy, c_x, weights), confidence)

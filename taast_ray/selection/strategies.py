@@ -1,0 +1,191 @@
+"""Selection strategies behind one interface (SPEC.md §2): TAAST, its ablations and the baselines.
+
+Input rows can arrive in any order: every ordering here goes through (value, image_id rank) or
+image_id rank alone, so permuting the detections table never changes the selection.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from taast_ray.selection.candidates import rank_by_value, top_candidates
+from taast_ray.selection.coreset import k_center_greedy
+from taast_ray.selection.kmeans import pick_nearest_to_means, run_kmeans
+from taast_ray.selection.scoring import ImageScores
+
+log = logging.getLogger(__name__)
+
+# image_ids -> (len(ids), d) float32 rows, in the order asked; raises InputError when one is missing.
+EmbedFn = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass
+class SelectionContext:
+    image_ids: np.ndarray          # (n,) str, table order
+    tie_rank: np.ndarray           # (n,) rank of image_id ascending
+    scored: ImageScores
+    budget: int
+    seed: int
+    candidate_fraction: float = 0.2
+    kmeans_backend: str = "auto"
+    kmeans_iters: int = 20
+    kmeans_max_points_per_centroid: int = 1024
+    embed: EmbedFn | None = None
+    labelled_embeddings: Callable[[], np.ndarray | None] | None = None
+
+
+@dataclass
+class Picks:
+    rows: np.ndarray                       # selected table rows, in rank order
+    score: np.ndarray                      # (n,) the strategy's ranking value, NaN = null
+    candidate: np.ndarray                  # (n,) bool
+    cluster: np.ndarray                    # (n,) int, −1 = null
+    fill: np.ndarray                       # (len(rows),) bool: filled at random (§2 fill rule)
+    info: dict = field(default_factory=dict)
+
+
+def normalise_rows(x: np.ndarray) -> np.ndarray:
+    """z = f / ‖f‖₂ (eq. 9); an all-zero row stays zero rather than becoming NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _empty_picks(ctx: SelectionContext, score: np.ndarray) -> Picks:
+    n = len(ctx.image_ids)
+    return Picks(np.zeros(0, np.int64), score, np.zeros(n, bool), np.full(n, -1, np.int64),
+                 np.zeros(0, bool))
+
+
+def _with_fill(ctx: SelectionContext, picks: Picks, eligible: np.ndarray) -> Picks:
+    """Top up to B at random (seeded, in image_id order) when a strategy found fewer than B.
+
+    §2's case is "fewer than B eligible": then only the rest of the pool (P) is left. A cluster
+    left empty by degenerate embeddings (duplicates) is topped up from unpicked candidates first.
+    """
+    shortfall = ctx.budget - len(picks.rows)
+    taken = np.zeros(len(ctx.image_ids), bool)
+    taken[picks.rows] = True
+    for pool_mask in (picks.candidate, eligible, np.ones_like(eligible)):
+        if shortfall <= 0:
+            break
+        rest = np.flatnonzero(pool_mask & ~taken)
+        rest = rest[np.argsort(ctx.tie_rank[rest])]
+        extra = np.random.default_rng(ctx.seed).permutation(rest)[:shortfall]
+        picks.rows = np.concatenate([picks.rows, extra])
+        picks.fill = np.concatenate([picks.fill, np.ones(len(extra), bool)])
+        taken[extra] = True
+        shortfall -= len(extra)
+    return picks
+
+
+def _top_by(ctx: SelectionContext, value: np.ndarray, eligible: np.ndarray) -> Picks:
+    picks = _empty_picks(ctx, value)
+    picks.rows = rank_by_value(value, ctx.tie_rank, np.flatnonzero(eligible))[:ctx.budget]
+    picks.candidate[picks.rows] = True
+    picks.fill = np.zeros(len(picks.rows), bool)
+    return _with_fill(ctx, picks, eligible)
+
+
+def _embed_rows(ctx: SelectionContext, rows: np.ndarray) -> np.ndarray:
+    if ctx.embed is None:
+        raise ValueError("this strategy needs embeddings")
+    return normalise_rows(ctx.embed(list(ctx.image_ids[rows])))
+
+
+def _diverse(ctx: SelectionContext, value: np.ndarray) -> Picks:
+    """Top-q candidates by value, k-means with k = B on their z, member nearest each mean."""
+    eligible = ~ctx.scored.pseudo
+    picks = _empty_picks(ctx, value)
+    candidates = top_candidates(value, eligible, ctx.tie_rank, ctx.candidate_fraction, ctx.budget)
+    picks.candidate[candidates] = True
+    if len(candidates) <= ctx.budget:  # nothing to choose between: all of them, then the fill
+        picks.rows, picks.fill = candidates, np.zeros(len(candidates), bool)
+        picks.cluster[candidates] = np.arange(len(candidates))
+        return _with_fill(ctx, picks, eligible)
+    z = _embed_rows(ctx, candidates)
+    result = run_kmeans(z, ctx.budget, seed=ctx.seed, iters=ctx.kmeans_iters,
+                        backend=ctx.kmeans_backend,
+                        max_points_per_centroid=ctx.kmeans_max_points_per_centroid)
+    log.info("k-means: backend=%s k=%d n=%d inertia=%.4f", result.backend, ctx.budget,
+             len(candidates), result.inertia)
+    picks.cluster[candidates] = result.assignment
+    chosen = candidates[pick_nearest_to_means(z, result.assignment, ctx.budget,
+                                              ctx.tie_rank[candidates])]
+    picks.rows = rank_by_value(value, ctx.tie_rank, chosen)
+    picks.fill = np.zeros(len(picks.rows), bool)
+    picks.info.update(kmeans_backend=result.backend, kmeans_inertia=float(result.inertia),
+                      kmeans_iterations=int(result.iterations),
+                      empty_clusters=int(ctx.budget - len(chosen)))
+    return _with_fill(ctx, picks, eligible)
+
+
+def select_taast(ctx: SelectionContext) -> Picks:
+    return _diverse(ctx, ctx.scored.value)
+
+
+def select_taast_no_rarity(ctx: SelectionContext) -> Picks:
+    return _diverse(ctx, ctx.scored.entropy)  # φ with w ≡ 1 is E(x)
+
+
+def select_taast_no_diversity(ctx: SelectionContext) -> Picks:
+    return _top_by(ctx, ctx.scored.value, ~ctx.scored.pseudo)
+
+
+def select_entropy(ctx: SelectionContext) -> Picks:
+    return _top_by(ctx, ctx.scored.entropy, ~ctx.scored.pseudo)
+
+
+def select_random(ctx: SelectionContext) -> Picks:
+    """Uniform without replacement over U: a seeded key per image in image_id order, top B."""
+    by_id = np.argsort(ctx.tie_rank)
+    key = np.empty(len(by_id))
+    key[by_id] = np.random.default_rng(ctx.seed).random(len(by_id))
+    return _top_by(ctx, key, np.ones(len(by_id), bool))
+
+
+def select_coreset(ctx: SelectionContext) -> Picks:
+    """k-center greedy over the eligible images' z, starting from the labelled set's z."""
+    eligible = ~ctx.scored.pseudo
+    rows = np.flatnonzero(eligible)
+    rows = rows[np.argsort(ctx.tie_rank[rows])]
+    picks = _empty_picks(ctx, np.full(len(ctx.image_ids), np.nan))
+    picks.candidate[rows] = True
+    z = _embed_rows(ctx, rows)
+    labelled = ctx.labelled_embeddings() if ctx.labelled_embeddings else None
+    labelled = normalise_rows(labelled) if labelled is not None and len(labelled) else None
+    order = k_center_greedy(z, min(ctx.budget, len(rows)), labelled=labelled, seed=ctx.seed,
+                            tie_rank=ctx.tie_rank[rows])
+    picks.rows = rows[order]
+    picks.score[picks.rows] = _pick_time_distance(z[order], labelled)
+    picks.fill = np.zeros(len(picks.rows), bool)
+    picks.info["coreset_start"] = "labelled" if labelled is not None else "random"
+    return _with_fill(ctx, picks, eligible)
+
+
+def _pick_time_distance(chosen: np.ndarray, labelled: np.ndarray | None) -> np.ndarray:
+    """Distance of each pick to the nearest earlier pick or labelled image when it was picked."""
+    gram = ((chosen[:, None, :] - chosen[None, :, :]) ** 2).sum(-1)
+    earlier = np.where(np.tri(len(chosen), k=-1, dtype=bool), gram, np.inf).min(axis=1)
+    if labelled is not None:
+        sq = (chosen ** 2).sum(1)[:, None] - 2 * chosen @ labelled.T + (labelled ** 2).sum(1)[None]
+        earlier = np.minimum(earlier, np.maximum(sq, 0).min(axis=1))
+    return np.sqrt(earlier)
+
+
+STRATEGY_FUNCTIONS = {
+    "taast": select_taast,
+    "taast-no-rarity": select_taast_no_rarity,
+    "taast-no-diversity": select_taast_no_diversity,
+    "entropy": select_entropy,
+    "random": select_random,
+    "coreset": select_coreset,
+}
+NEEDS_EMBEDDINGS = {"taast", "taast-no-rarity", "coreset"}
+
+
+def run_strategy(name: str, ctx: SelectionContext) -> Picks:
+    return STRATEGY_FUNCTIONS[name](ctx)

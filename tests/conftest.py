@@ -1,0 +1,18 @@
+"""Shared fixtures: one local Ray instance for the whole session (ray.init takes seconds)."""
+import os
+
+import pytest
+
+import taast_ray  # noqa: F401  (offline switches before anything imports Ultralytics)
+
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
+                 log_to_driver=False, configure_logging=False)
+    yield ray
