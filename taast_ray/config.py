@@ -18,7 +18,7 @@ import yaml
 from taast_ray.errors import ConfigError
 
 STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity")
-KMEANS_BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "numpy")
+KMEANS_BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "torch-cuda", "torch-cpu", "numpy")
 
 
 @dataclass

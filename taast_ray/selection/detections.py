@@ -63,7 +63,7 @@ def flatten_detections(table: pa.Table, num_classes: int, source: str = "detecti
     if ids.null_count:
         raise InputError(f"{source}: row {_first(pc.is_null(ids))} has a null image_id")
     image_ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
-    _check_unique(image_ids, source)
+    _check_unique(ids, source)
     boxes_col = table.column("boxes").combine_chunks()
     scores_col = table.column("scores").combine_chunks()
     counts = _list_lengths(boxes_col, image_ids, source, "boxes")
@@ -94,10 +94,11 @@ def _first(mask) -> int:
     return int(np.flatnonzero(np.asarray(mask, dtype=bool))[0])
 
 
-def _check_unique(image_ids: np.ndarray, source: str) -> None:
-    uniq, first_index, counts = np.unique(image_ids.astype(str), return_index=True, return_counts=True)
-    if (counts > 1).any():
-        raise InputError(f"{source}: duplicate image_id {uniq[counts > 1][0]!r}")
+def _check_unique(ids: pa.Array, source: str) -> None:
+    counts = pc.value_counts(ids)
+    duplicated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    if len(duplicated):
+        raise InputError(f"{source}: duplicate image_id {duplicated[0].as_py()!r}")
 
 
 def _list_lengths(col: pa.Array, image_ids, source: str, name: str) -> np.ndarray:

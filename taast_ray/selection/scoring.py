@@ -5,36 +5,60 @@ are rows ``offsets[i]:offsets[i + 1]`` of the (m, C) score matrix.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-_CHUNK_BOXES = 1 << 18  # bounds the float64 temporaries of the entropy at ~C × 2 MiB each
+_CHUNK_BOXES = 1 << 14  # 16k boxes × C floats stay in cache between the passes over a chunk
+
+
+def _chunk_statistics(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(conf_b, H(p_b)) for a block of score rows.
+
+    H = ln S − (Σ_k s_k ln s_k) / S with S = Σ_k s_k, so p_b is never materialised; s ln s is
+    taken in float32 (s = 0 contributes 0 through the 1e-30 floor) and summed in float64.
+    """
+    confidence = chunk.max(axis=1)
+    total = chunk.sum(axis=1, dtype=np.float64)
+    s_log_s = np.maximum(chunk, np.float32(1e-30))
+    np.log(s_log_s, out=s_log_s)
+    s_log_s *= chunk
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = np.log(total) - s_log_s.sum(axis=1, dtype=np.float64) / total
+    entropy = np.where(total > 0, np.maximum(entropy, 0.0), np.log(chunk.shape[1]))
+    return confidence, entropy
+
+
+def box_statistics(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """conf_b and H(p_b) for every box, in cache-sized chunks spread over the cores."""
+    scores = np.asarray(scores, dtype=np.float32)
+    confidence = np.empty(len(scores), dtype=np.float32)
+    entropy = np.empty(len(scores), dtype=np.float64)
+
+    def work(start: int) -> None:
+        stop = start + _CHUNK_BOXES
+        confidence[start:stop], entropy[start:stop] = _chunk_statistics(scores[start:stop])
+
+    starts = range(0, len(scores), _CHUNK_BOXES)
+    if len(starts) > 1 and (os.cpu_count() or 1) > 1:  # numpy's ufuncs release the GIL
+        with ThreadPoolExecutor(min(os.cpu_count() or 1, 8)) as pool:
+            list(pool.map(work, starts))
+    else:
+        for start in starts:
+            work(start)
+    return confidence, entropy
 
 
 def box_confidence(scores: np.ndarray) -> np.ndarray:
     """conf_b = max_k s_{k,b}."""
-    if scores.shape[0] == 0:
-        return np.zeros(0, dtype=np.float32)
-    return scores.max(axis=1)
+    return box_statistics(scores)[0]
 
 
 def box_entropy(scores: np.ndarray) -> np.ndarray:
-    """H(p_b) with p_b = s_b / Σ_k s_{k,b} (uniform where the sum is 0), natural log.
-
-    Uses H = ln S − (Σ_k s_k ln s_k) / S, which never materialises p_b.
-    """
-    num_classes = scores.shape[1]
-    out = np.empty(scores.shape[0], dtype=np.float64)
-    for start in range(0, scores.shape[0], _CHUNK_BOXES):
-        chunk = scores[start:start + _CHUNK_BOXES].astype(np.float64)
-        total = chunk.sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s_log_s = np.where(chunk > 0, chunk * np.log(np.where(chunk > 0, chunk, 1.0)), 0.0).sum(axis=1)
-            entropy = np.log(total) - s_log_s / total
-        entropy = np.where(total > 0, entropy, np.log(num_classes))
-        out[start:start + len(chunk)] = np.maximum(entropy, 0.0)  # rounding can give −1e-16
-    return out
+    """H(p_b) with p_b = s_b / Σ_k s_{k,b} (uniform where the sum is 0), natural log."""
+    return box_statistics(scores)[1]
 
 
 def image_entropy(box_entropies: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -126,8 +150,8 @@ def score_images(scores: np.ndarray, offsets: np.ndarray, labelled_counts: np.nd
                  tau: float = 0.8, beta: float = 1.0, count_mode: str = "images",
                  use_rarity: bool = True) -> ImageScores:
     """Eqs. 1–7 in one pass. ``labelled_counts`` is n_c over L (same count mode)."""
-    confidence = box_confidence(scores)
-    entropy = image_entropy(box_entropy(scores), offsets)
+    confidence, box_entropies = box_statistics(scores)
+    entropy = image_entropy(box_entropies, offsets)
     b_star = least_confident_box(confidence, offsets)
     c_x = candidate_class(scores, b_star)
     pseudo = pseudo_labelled(confidence, offsets, tau)

@@ -189,3 +189,16 @@ NEEDS_EMBEDDINGS = {"taast", "taast-no-rarity", "coreset"}
 
 def run_strategy(name: str, ctx: SelectionContext) -> Picks:
     return STRATEGY_FUNCTIONS[name](ctx)
+
+
+def rows_to_embed(name: str, ctx: SelectionContext) -> np.ndarray:
+    """Table rows whose embeddings the strategy will ask for: TAAST's candidates when there are
+    more than B of them, core-set's every eligible image, nothing for the others."""
+    eligible = ~ctx.scored.pseudo
+    if name == "coreset":
+        return np.flatnonzero(eligible)
+    if name in ("taast", "taast-no-rarity"):
+        value = ctx.scored.value if name == "taast" else ctx.scored.entropy
+        rows = top_candidates(value, eligible, ctx.tie_rank, ctx.candidate_fraction, ctx.budget)
+        return np.sort(rows) if len(rows) > ctx.budget else np.zeros(0, np.int64)
+    return np.zeros(0, np.int64)

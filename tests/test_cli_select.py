@@ -1,0 +1,111 @@
+"""`taast select` from precomputed detections: the files of SPEC.md §3 and bad-input exits."""
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from lvis import LVIS
+from pycocotools.coco import COCO
+
+from taast_ray.cli import main
+from tests.factories import detections_table, write_detections, write_embeddings, write_labels
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    det = write_detections(tmp_path / "det.parquet", 300, 6, seed=1, confident_share=0.2)
+    ids = pq.read_table(det).column("image_id").to_pylist()
+    labels = write_labels(tmp_path / "labels.json", [40, 20, 8, 3, 1, 0])
+    emb = write_embeddings(tmp_path / "emb.parquet", ids + [str(i) for i in range(1, 41)], seed=2)
+    return det, labels, emb, tmp_path
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def test_select_writes_the_contract(inputs):
+    det, labels, emb, tmp = inputs
+    out = tmp / "out"
+    assert run("select", "--detections", det, "--embeddings", emb, "--labels", labels, "--budget", 16,
+               "--strategy", "taast", "--seed", 3, "--out", out) == 0
+    scores = pq.read_table(out / "scores.parquet")
+    assert scores.column_names == ["image_id", "entropy", "candidate_class", "weight", "score",
+                                   "pseudo", "candidate", "cluster", "selected"]
+    assert scores.num_rows == 300
+    sel = pq.read_table(out / "selection.parquet").to_pydict()
+    assert sel["rank"] == list(range(16)) and not any(sel["fill"])
+    assert set(sel["image_id"]) == {i for i, s in zip(scores.column("image_id").to_pylist(),
+                                                      scores.column("selected").to_pylist()) if s}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["selected"] == 16 and summary["pool_size"] == 300
+    assert summary["eligible"] + summary["pseudo_labelled"] == 300
+    assert summary["candidates"] == max(int(np.ceil(0.2 * summary["eligible"])), 16)
+    assert summary["kmeans_backend"] and "score" in summary["timings_s"]
+    assert summary["config"]["selection"]["budget"] == 16 and summary["versions"]["numpy"]
+    tasks = json.loads((out / "label_studio_tasks.json").read_text())
+    assert [t["data"]["image_id"] for t in tasks] == sel["image_id"]
+    assert (out / "config.yaml").exists()
+    pseudo = json.loads((out / "pseudo_labels.json").read_text())
+    assert len(pseudo["images"]) == summary["pseudo_labelled"] > 0
+    COCO(str(out / "pseudo_labels.json"))  # loads as COCO
+
+
+def test_same_seed_same_selection_and_every_strategy(inputs):
+    det, labels, emb, tmp = inputs
+    picked = {}
+    for strategy in ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity"):
+        for rep in range(2):
+            out = tmp / f"{strategy}{rep}"
+            assert run("select", "--detections", det, "--embeddings", emb, "--labels", labels,
+                       "--budget", 10, "--strategy", strategy, "--out", out) == 0
+            picked.setdefault(strategy, []).append(
+                pq.read_table(out / "selection.parquet").column("image_id").to_pylist())
+        assert picked[strategy][0] == picked[strategy][1]
+    assert picked["taast"] != picked["entropy"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--budget", "0"], "selection.budget"),
+    (["--budget", "301"], "larger than the pool"),
+    (["--strategy", "taast", "--embeddings", "MISSING"], "embeddings file not found"),
+])
+def test_bad_input_exits_non_zero_with_one_line(inputs, capsys, extra, message):
+    det, labels, emb, tmp = inputs
+    args = ["select", "--detections", det, "--labels", labels, "--out", tmp / "bad",
+            "--strategy", "entropy"] + extra
+    assert run(*args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp / "bad").exists()
+
+
+def test_missing_candidate_embedding_is_named(inputs, capsys):
+    det, labels, _, tmp = inputs
+    ids = pq.read_table(det).column("image_id").to_pylist()
+    partial = write_embeddings(tmp / "partial.parquet", ids[:10])
+    assert run("select", "--detections", det, "--embeddings", partial, "--labels", labels,
+               "--budget", 5, "--out", tmp / "bad") == 2
+    assert "no embedding for candidate image_id" in capsys.readouterr().err
+    assert not (tmp / "bad").exists()
+
+
+def test_unknown_category_in_labels(inputs, capsys):
+    det, labels, emb, tmp = inputs
+    data = json.loads(labels.read_text())
+    data["annotations"][0]["category_id"] = 77
+    labels.write_text(json.dumps(data))
+    assert run("select", "--detections", det, "--labels", labels, "--budget", 5, "--strategy",
+               "entropy", "--out", tmp / "bad") == 2
+    assert "unknown category_id 77" in capsys.readouterr().err
+
+
+def test_pseudo_labels_load_with_lvis_when_numeric_ids(tmp_path):
+    t = detections_table(40, 3, seed=5, confident_share=0.8)
+    ids = [str(1000 + i) for i in range(40)]
+    pq.write_table(t.set_column(0, "image_id", __import__("pyarrow").array(ids)), tmp_path / "d.parquet")
+    labels = write_labels(tmp_path / "l.json", [5, 2, 1])
+    assert run("select", "--detections", tmp_path / "d.parquet", "--labels", labels, "--budget", 3,
+               "--strategy", "entropy", "--out", tmp_path / "o") == 0
+    pseudo = json.loads((tmp_path / "o" / "pseudo_labels.json").read_text())
+    assert {img["id"] for img in pseudo["images"]} <= {int(i) for i in ids}
