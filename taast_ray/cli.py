@@ -34,7 +34,9 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
 
 _FLAG_FIELDS = {"budget": "selection.budget", "strategy": "selection.strategy", "seed": "selection.seed",
                 "tau": "selection.tau", "candidate_fraction": "selection.candidate_fraction",
-                "count_mode": "selection.count_mode", "kmeans_backend": "selection.kmeans_backend"}
+                "count_mode": "selection.count_mode", "kmeans_backend": "selection.kmeans_backend",
+                "weights": "model.weights", "imgsz": "model.imgsz", "embedder": "model.embedder",
+                "embedder_weights": "model.embedder_weights"}
 
 
 def build_config(args: argparse.Namespace) -> TaastConfig:
@@ -51,12 +53,18 @@ def build_config(args: argparse.Namespace) -> TaastConfig:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from taast_ray.selection.run import select_from_detections
-
     cfg = build_config(args)
     out = Path(args.out)
-    summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings)
-    save_config(cfg, out / "config.yaml")
+    if args.pool:
+        from taast_ray.pipeline.live import select_live
+
+        summary = select_live(cfg, args.pool, args.labels, out, resume=args.resume, limit=args.limit,
+                              embedding_cache=args.embedding_cache, shard_size=args.shard_size)
+    else:
+        from taast_ray.selection.run import select_from_detections
+
+        summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings)
+        save_config(cfg, out / "config.yaml")
     print(f"selected {summary['selected']} of {summary['pool_size']} images "
           f"({summary['pseudo_labelled']} pseudo-labelled, {summary['candidates']} candidates, "
           f"{summary['filled']} filled) -> {out}")
@@ -116,10 +124,27 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     select = sub.add_parser("select", help="one selection pass",
-                            description="Select B images for annotation from precomputed detections "
-                                        "(any detector) and, for taast/coreset, embeddings.")
-    select.add_argument("--detections", required=True, help="detections parquet (SPEC.md §3)")
-    select.add_argument("--embeddings", help="embeddings parquet (image_id, embedding)")
+                            description="Select B images for annotation, from a live pool (YOLOv8 "
+                                        "and CLIP on Ray actor pools) or from precomputed detections "
+                                        "(any detector) and embeddings. core-set embeds every eligible "
+                                        "image of a live pool; taast only the candidates.")
+    source = select.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pool", help="live pool: an image folder, a parquet manifest (image_id, uri) "
+                                       "or an s3:// / gs:// prefix; the detector and embedder run on Ray")
+    source.add_argument("--detections", help="precomputed detections parquet (SPEC.md §3)")
+    select.add_argument("--embeddings", help="with --detections: embeddings parquet (image_id, embedding)")
+    select.add_argument("--weights", help="with --pool: Ultralytics weights name, local .pt, or a model "
+                                          "YAML for random init (default yolov8s.pt)")
+    select.add_argument("--imgsz", type=int, help="with --pool: detector input size (default 640)")
+    select.add_argument("--embedder", help="open_clip architecture (default ViT-L-14-quickgelu)")
+    select.add_argument("--embedder-weights", help="open_clip tag, local file, or none (random init)")
+    select.add_argument("--embedding-cache", help="with --pool: embedding cache folder "
+                                                  "(default OUT/embedding_cache)")
+    select.add_argument("--limit", type=int, help="with --pool: only the first N images by image_id")
+    select.add_argument("--shard-size", type=int, default=5000,
+                        help="with --pool: images per detector shard, the unit of --resume (default 5000)")
+    select.add_argument("--resume", action="store_true",
+                        help="with --pool: skip detector shards that finished in an earlier run")
     select.add_argument("--labels", required=True, help="labelled set L, COCO or LVIS JSON")
     select.add_argument("--out", required=True, help="output folder")
     _selection_flags(select)

@@ -1,0 +1,144 @@
+"""YOLOv8 through Ultralytics, keeping each kept box's full vector of class scores (SPEC §2).
+
+Ultralytics' predictor keeps only (conf, class) per box after NMS. We run the same model and the
+same ``non_max_suppression`` with ``return_idxs=True``, which also returns, per image, the anchor
+indices of the kept boxes; the full sigmoid score rows are gathered from the raw head output at
+those indices. Pre-processing is our batched torch letterbox (same geometry as Ultralytics').
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from copy import deepcopy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import taast_ray  # noqa: F401  (offline switches must be set before Ultralytics is imported)
+from taast_ray.errors import ConfigError
+from taast_ray.models.letterbox import as_image_tensors, boxes_to_original, letterbox_batch, resolve_device
+
+_RANDOM_INIT_SEED = 0  # a YAML model is random: every actor must build the same one
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:300]
+
+
+def _build_from_yaml(cfg: str, num_classes: int | None) -> torch.nn.Module:
+    from ultralytics.nn.tasks import DetectionModel
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_RANDOM_INIT_SEED)
+            return DetectionModel(cfg, nc=num_classes, verbose=False)
+    except Exception as e:  # Ultralytics raises many kinds for a bad YAML
+        raise ConfigError(f"model.weights: cannot build {cfg!r}: {_one_line(e)}") from e
+
+
+def _load_checkpoint(weights: str) -> torch.nn.Module:
+    from ultralytics import YOLO
+
+    looks_like_path = os.sep in weights or "/" in weights
+    if looks_like_path and not Path(weights).is_file():
+        # Ultralytics would try to download a missing path; a path the user gave must exist
+        raise ConfigError(f"model.weights: file not found: {weights}")
+    try:
+        yolo = YOLO(weights)  # resolves names such as yolov8s.pt (download when online)
+    except Exception as e:
+        raise ConfigError(f"model.weights: cannot load {weights!r}: {_one_line(e)}") from e
+    if yolo.task != "detect" or not isinstance(yolo.model, torch.nn.Module):
+        raise ConfigError(f"model.weights: {weights!r} is a {yolo.task!r} model, not a detection model")
+    return yolo.model
+
+
+def load_detection_model(weights: str | os.PathLike | torch.nn.Module,
+                         num_classes: int | None = None) -> torch.nn.Module:
+    """A float32 Ultralytics DetectionModel from a YAML, a local .pt, a name, or a module."""
+    if isinstance(weights, torch.nn.Module):
+        model = deepcopy(weights)  # fusing edits layers in place; leave the caller's intact
+    elif str(weights).lower().endswith((".yaml", ".yml")):
+        model = _build_from_yaml(str(weights), num_classes)
+    else:
+        model = _load_checkpoint(str(weights))
+    nc = int(model.model[-1].nc)
+    if num_classes is not None and num_classes != nc:
+        raise ConfigError(f"model.num_classes: {num_classes} given but {weights} has {nc} classes")
+    return model.float()
+
+
+def _memory_format(device: torch.device) -> torch.memory_format:
+    """Channels-last where Ultralytics' AutoBackend picks it: CUDA, and x86 CPUs with oneDNN,
+    whose convolutions run faster in NHWC (and it keeps our numerics next to Ultralytics')."""
+    x86_onednn = (device.type == "cpu" and platform.machine() in {"AMD64", "x86_64"}
+                  and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+    return torch.channels_last if device.type == "cuda" or x86_onednn else torch.contiguous_format
+
+
+class Detector:
+    """Batched YOLOv8 inference returning per image (boxes xyxy (n,4), class scores (n,C)).
+
+    ``half``: None uses bf16 autocast on CUDA, True float16 autocast on CUDA, False float32;
+    the CPU always runs float32. ``weights`` may also be an in-memory DetectionModel.
+    """
+
+    def __init__(self, weights, *, imgsz: int = 640, conf: float = 0.25, iou: float = 0.7,
+                 device: str = "auto", num_classes: int | None = None, half: bool | None = None,
+                 max_det: int = 300):
+        if not 0.0 <= conf <= 1.0:
+            raise ConfigError(f"selection.det_conf: {conf} must be in [0, 1]")
+        if not 0.0 <= iou <= 1.0:
+            raise ConfigError(f"model.iou: {iou} must be in [0, 1]")
+        self.device = resolve_device(device)
+        model = load_detection_model(weights, num_classes)
+        stride = int(model.stride.max())
+        if imgsz < stride or imgsz % stride:
+            raise ConfigError(f"model.imgsz: {imgsz} must be a positive multiple of {stride}")
+        # fused Conv+BN, as Ultralytics' predictor runs it: faster, same outputs to ~1e-6
+        self.model = model.fuse(verbose=False).eval().to(self.device).requires_grad_(False)
+        self._memory_format = _memory_format(self.device)
+        self.model.to(memory_format=self._memory_format)
+        self.num_classes = int(model.model[-1].nc)
+        names = getattr(model, "names", None) or {}
+        self.names = [str(names.get(i, i)) if isinstance(names, dict) else str(names[i])
+                      for i in range(self.num_classes)]
+        self.imgsz, self.conf, self.iou, self.max_det, self.half = imgsz, conf, iou, max_det, half
+
+    def _autocast(self):
+        if self.device.type != "cuda" or self.half is False:
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.half else torch.bfloat16
+        return torch.autocast("cuda", dtype=dtype)
+
+    @torch.inference_mode()
+    def predict(self, images: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        """RGB uint8 HxWx3 images of any sizes -> [(boxes float32 (n,4), scores float32 (n,C))]."""
+        if len(images) == 0:
+            return []
+        x, geoms = letterbox_batch(as_image_tensors(images, self.device), self.imgsz)
+        x = x.contiguous(memory_format=self._memory_format)
+        with self._autocast():
+            raw = self.model(x)
+        # eval-mode head output: B x (4 + C) x anchors, xywh boxes then sigmoid class scores
+        pred = (raw[0] if isinstance(raw, (tuple, list)) else raw).float()
+        return self._postprocess(pred, geoms)
+
+    def _postprocess(self, pred: torch.Tensor, geoms) -> list[tuple[np.ndarray, np.ndarray]]:
+        from ultralytics.utils.nms import non_max_suppression
+
+        # max_time_img=inf: Ultralytics otherwise stops NMS after 2 s + 0.05 s per image and
+        # silently returns the rest of the batch empty — a busy CPU would lose boxes at random.
+        kept, idxs = non_max_suppression(pred, self.conf, self.iou, max_det=self.max_det,
+                                         return_idxs=True, max_time_img=float("inf"))
+        out = []
+        for i, (det, idx, g) in enumerate(zip(kept, idxs, geoms)):
+            idx = idx.long().view(-1)  # empty images get a float (0, 1) placeholder
+            scores = pred[i, 4:4 + self.num_classes, idx].T
+            boxes = boxes_to_original(det[:, :4], g)
+            out.append((boxes.cpu().numpy().astype(np.float32, copy=False),
+                        scores.cpu().numpy().astype(np.float32, copy=False)))
+        return out
+

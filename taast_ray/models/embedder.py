@@ -1,0 +1,128 @@
+"""open_clip image tower: one L2-normalised embedding per image (SPEC §2, eq. 9).
+
+Only the image tower is kept (the text tower is dropped after loading). Pre-processing is
+open_clip's eval transform (resize the shortest side, centre crop, normalise) redone in batched
+torch ops on the model's device, so a GPU decoder's tensors never go through PIL.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2.functional import InterpolationMode, center_crop_image, resize_image
+
+from taast_ray.errors import ConfigError
+from taast_ray.models.letterbox import as_image_tensors, group_by_shape, resolve_device
+
+# A 2-layer ViT (64 px, 32-d) for tests and the CPU demo; its config ships next to this module.
+TINY_MODEL = "taast-tiny-ViT"
+_RANDOM_INIT_SEED = 0  # weights="none": every actor must build the same random tower
+_PRECISIONS = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+_SCHEMAS = ("hf-hub:", "local-dir:")
+
+
+def _open_clip():
+    import open_clip
+
+    if TINY_MODEL not in open_clip.list_models():
+        open_clip.add_model_config(Path(__file__).with_name(f"{TINY_MODEL}.json"))
+    return open_clip
+
+
+def embedding_dim(model_name: str) -> int:
+    """The projected embedding size, read from the architecture's config (nothing is built)."""
+    cfg = _open_clip().get_model_config(model_name)
+    if cfg is None:
+        raise ConfigError(f"model.embedder: unknown open_clip architecture {model_name!r}")
+    return int(cfg["embed_dim"])
+
+
+def _create_model(model_name: str, weights: str, image_size: int | None) -> torch.nn.Module:
+    open_clip = _open_clip()
+    if not model_name.startswith(_SCHEMAS) and model_name not in open_clip.list_models():
+        raise ConfigError(f"model.embedder: unknown open_clip architecture {model_name!r}")
+    pretrained = None if weights.lower() == "none" else weights
+    if pretrained and (os.sep in pretrained or "/" in pretrained) and not os.path.isfile(pretrained):
+        raise ConfigError(f"model.embedder_weights: file not found: {pretrained}")
+    extra = {"force_image_size": image_size} if image_size else {}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_RANDOM_INIT_SEED)
+            return open_clip.create_model(model_name, pretrained=pretrained, **extra)
+    except Exception as e:  # unknown tag, failed download (offline), or a file that does not fit
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ConfigError(f"model.embedder_weights: cannot load {weights!r} for {model_name}: {reason}") from e
+
+
+def clip_preprocess(images: list[torch.Tensor], size: int, mean, std, interpolation: str = "bicubic",
+                    resize_mode: str = "shortest") -> torch.Tensor:
+    """uint8 HxWx3 tensors on one device -> normalised float (B, 3, size, size).
+
+    Same steps and output sizes as open_clip's eval transform; resizing stays in uint8 with
+    antialiasing, as PIL does, so results differ from PIL only by rounding.
+    """
+    mode = InterpolationMode.BILINEAR if interpolation == "bilinear" else InterpolationMode.BICUBIC
+    device = images[0].device
+    out = torch.empty((len(images), 3, size, size), dtype=torch.uint8, device=device)
+    for idx in group_by_shape(images).values():
+        x = torch.stack([images[i] for i in idx]).permute(0, 3, 1, 2)
+        if resize_mode == "squash":
+            x = resize_image(x, [size, size], mode, antialias=True)
+        else:  # shortest side -> size (torchvision Resize(int) sizing), then centre crop
+            x = center_crop_image(resize_image(x, [size], mode, antialias=True), [size, size])
+        out[idx] = x
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return (out.float().div_(255) - mean_t) / std_t
+
+
+def _preprocess_settings(pp: dict) -> dict:
+    size = pp.get("size", 224)
+    if isinstance(size, (tuple, list)):
+        if len(set(size)) != 1:
+            raise ConfigError(f"model.embedder: non-square input size {tuple(size)} is not supported")
+        size = size[0]
+    resize_mode = pp.get("resize_mode", "shortest")
+    if resize_mode not in ("shortest", "squash"):
+        raise ConfigError(f"model.embedder: resize mode {resize_mode!r} is not supported")
+    return {"size": int(size), "mean": tuple(pp["mean"]), "std": tuple(pp["std"]),
+            "interpolation": pp.get("interpolation", "bicubic"), "resize_mode": resize_mode}
+
+
+class Embedder:
+    """Frozen CLIP image tower. ``precision`` applies on CUDA only; the CPU runs float32."""
+
+    def __init__(self, model_name: str = "ViT-L-14-quickgelu", weights: str = "openai", *,
+                 device: str = "auto", image_size: int | None = None, precision: str = "auto"):
+        if precision not in _PRECISIONS:
+            raise ConfigError(f"model.embedder_precision: {precision!r} is not one of {sorted(_PRECISIONS)}")
+        self.device = resolve_device(device)
+        model = _create_model(model_name, str(weights), image_size)
+        self._pp = _preprocess_settings(_open_clip().get_model_preprocess_cfg(model))
+        self.visual = model.visual.eval().to(self.device).requires_grad_(False)
+        del model  # the text tower is never used
+        out_dim = getattr(self.visual, "output_dim", None)
+        self.dim = int(out_dim) if out_dim else embedding_dim(model_name)
+        self.model_name, self.weights, self.image_size = model_name, str(weights), self._pp["size"]
+        # embeddings are cached by this key across cycles: anything that changes them belongs in it
+        self.cache_key = f"{model_name}|{weights}" + (f"|{image_size}px" if image_size else "")
+        self._dtype = _PRECISIONS[precision]
+
+    def _autocast(self):
+        if self.device.type != "cuda" or self._dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self._dtype)
+
+    @torch.inference_mode()
+    def embed(self, images: list) -> np.ndarray:
+        """RGB uint8 HxWx3 images of any sizes -> (n, dim) float32 rows of unit L2 norm."""
+        if len(images) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        x = clip_preprocess(as_image_tensors(images, self.device), **self._pp)
+        with self._autocast():
+            features = self.visual(x)
+        return F.normalize(features.float(), dim=-1).cpu().numpy()

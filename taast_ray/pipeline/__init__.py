@@ -1,0 +1,1 @@
+"""Ray orchestration: the live selection pass and its central aggregator."""

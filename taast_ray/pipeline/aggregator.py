@@ -1,0 +1,82 @@
+"""The central aggregator (SPEC.md §5): one actor holds the pool's per-image scores.
+
+It reads the detector's shards from the run directory (never through the driver), adds the
+labelled set's class counts to the pseudo labels' counts, computes weights and φ, chooses the
+images to embed, and after embedding runs k-means and the pick — all through the selection core.
+The driver only ever sees counts and the candidate table.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from taast_ray.config import TaastConfig, config_from_dict
+from taast_ray.data.labels import load_labels
+from taast_ray.io import write_parquet
+from taast_ray.selection.detections import flatten_detections
+from taast_ray.selection.embeddings import ParquetEmbeddings
+from taast_ray.selection.outputs import write_selection_outputs
+from taast_ray.selection.run import StageTimer, build_summary, check_budget, make_context, score_detections
+from taast_ray.selection.strategies import rows_to_embed, run_strategy
+from taast_ray.stages.decode import errors_table
+
+log = logging.getLogger(__name__)
+_READ_REASONS = ("missing", "not a file", "unreadable")
+
+
+def detection_files(detections_dir: Path) -> list[str]:
+    return sorted(glob.glob(str(Path(detections_dir) / "shard-*" / "*.parquet")))
+
+
+class CentralAggregator:
+    def __init__(self, config: dict, labels_path: str):
+        self.cfg: TaastConfig = config_from_dict(config).validate()
+        self.labels = load_labels(labels_path)
+        self.timer = StageTimer()
+        self.det = self.scored = None
+        self.errors: pa.Table | None = None
+
+    def load(self, detections_dir: str) -> dict:
+        """Read every shard, set aside the failed records, score the rest (eqs. 1–7)."""
+        with self.timer("aggregate"):
+            files = detection_files(Path(detections_dir))
+            table = pa.concat_tables([pq.read_table(f) for f in files]).sort_by("image_id")
+            failed = pc.is_valid(table.column("error"))
+            self.errors = self._errors(table.filter(failed))
+            good = table.filter(pc.invert(failed))
+            check_budget(self.cfg.selection.budget, good.num_rows, str(detections_dir))
+            self.det = flatten_detections(good, self.labels.num_classes, source=str(detections_dir))
+            self.scored = score_detections(self.det, self.labels, self.cfg.selection)
+        return {"pool_size": int(table.num_rows), "scored": int(good.num_rows),
+                "errors": int(self.errors.num_rows), "pseudo_labelled": int(self.scored.pseudo.sum()),
+                "converted": int(pc.sum(pc.is_valid(good.column("converted"))).as_py() or 0)}
+
+    def _errors(self, failed: pa.Table) -> pa.Table:
+        rows = [{"image_id": r["image_id"], "uri": r["uri"], "reason": r["error"],
+                 "stage": "read" if str(r["error"]).startswith(_READ_REASONS) else "decode"}
+                for r in failed.select(["image_id", "uri", "error"]).to_pylist()]
+        return errors_table(rows)
+
+    def to_embed(self) -> pa.Table:
+        """(image_id, uri) of the images the strategy will look up embeddings for."""
+        sel = self.cfg.selection
+        rows = rows_to_embed(sel.strategy, make_context(self.det, self.scored, sel, None, self.labels))
+        return pa.table({"image_id": pa.array(self.det.image_ids[rows], pa.string()),
+                         "uri": pa.array(self.det.uri[rows], pa.string())})
+
+    def select(self, embeddings_dir: str | None, out: str, extra: dict | None = None) -> dict:
+        sel = self.cfg.selection
+        with self.timer("select"):
+            emb = ParquetEmbeddings(embeddings_dir) if embeddings_dir else None
+            picks = run_strategy(sel.strategy, make_context(self.det, self.scored, sel, emb, self.labels))
+        summary = build_summary(self.cfg, self.det, self.scored, picks, self.labels, self.timer.seconds,
+                                {"errors": int(self.errors.num_rows), **(extra or {})})
+        write_parquet(Path(out) / "errors.parquet", self.errors)
+        write_selection_outputs(Path(out), self.det, self.scored, picks, self.labels, summary)
+        return summary

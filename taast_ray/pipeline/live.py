@@ -1,0 +1,157 @@
+"""The live selection pass (SPEC.md §5): pool → detector actors → aggregator → CLIP actors → pick.
+
+The pool's listing (names only) is cut into shards in image_id order; each shard streams through
+Ray Data (read bytes → decode + YOLOv8 on an autoscaling actor pool) into its own parquet folder,
+renamed into place when whole, with a completion marker. ``resume`` skips finished shards.
+Embeddings are cached by (image_id, model, weights) across runs: the image tower is frozen.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from taast_ray.config import TaastConfig, save_config
+from taast_ray.data.labels import load_labels
+from taast_ray.io import is_done, mark_done
+from taast_ray.pipeline.aggregator import CentralAggregator
+from taast_ray.pipeline.ray_env import actor_resources, ensure_ray, remote_call
+from taast_ray.selection.run import check_budget
+from taast_ray.stages.detect import DetectStage
+from taast_ray.stages.embed import EmbedStage
+from taast_ray.stages.sources import list_pool_table, listing_dataset, read_pool_bytes
+
+log = logging.getLogger(__name__)
+READ_CPUS = 0  # reading bytes is I/O: with a CPU slot of its own it could wait forever behind the
+#                model actors that hold every slot (2 actors on 2 CPUs); Ray Data backpressure bounds it
+
+
+def say(message: str) -> None:
+    print(f"[taast] {message}", flush=True)
+
+
+def detect_shard(cfg: TaastConfig, listing: pa.Table, target: Path, num_classes: int,
+                 stage_cls=DetectStage) -> None:
+    """One shard through read → decode + detect, written to a temporary folder then renamed."""
+    import ray
+
+    resources = actor_resources()
+    ds = read_pool_bytes(listing_dataset(listing), batch_size=cfg.ray.batch_size, num_cpus=READ_CPUS)
+    ds = ds.map_batches(
+        stage_cls, batch_format="pyarrow", batch_size=cfg.ray.batch_size,
+        compute=ray.data.ActorPoolStrategy(min_size=cfg.ray.detector_actors_min,
+                                           max_size=cfg.ray.detector_actors_max),
+        fn_constructor_kwargs={"weights": cfg.model.weights, "imgsz": cfg.model.imgsz,
+                               "conf": cfg.selection.det_conf, "num_classes": num_classes,
+                               "device": cfg.model.device},
+        # Ray Data's actor pools default to max_restarts=-1 and max_task_retries=-1: a lost actor
+        # is restarted and its in-flight batches retried (actor_pool_map_operator.py).
+        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+    ds.write_parquet(str(tmp))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+def embedding_cache_dir(root: Path, cfg: TaastConfig) -> Path:
+    key = f"{cfg.model.embedder}|{cfg.model.embedder_weights}"
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:60]
+    return root / f"{readable}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def cached_ids(cache: Path) -> pa.Array:
+    files = sorted(cache.glob("*.parquet"))
+    if not files:
+        return pa.array([], pa.string())
+    return pa.concat_arrays([pq.read_table(f, columns=["image_id"]).column("image_id").combine_chunks()
+                             for f in files])
+
+
+def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache: Path) -> int:
+    """Embed the wanted images not in the cache yet; new rows land in the cache atomically."""
+    import ray
+
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = wanted.filter(pc.invert(pc.is_in(wanted.column("image_id"), value_set=cached_ids(cache))))
+    if missing.num_rows == 0:
+        return 0
+    resources = actor_resources()
+    ds = read_pool_bytes(listing_dataset(missing), batch_size=cfg.ray.batch_size, num_cpus=READ_CPUS)
+    ds = ds.map_batches(
+        EmbedStage, batch_format="pyarrow", batch_size=cfg.ray.batch_size,
+        compute=ray.data.ActorPoolStrategy(min_size=cfg.ray.embedder_actors_min,
+                                           max_size=cfg.ray.embedder_actors_max),
+        fn_constructor_kwargs={"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights,
+                               "device": cfg.model.device},
+        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
+    ds = ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS)
+    tmp = cache / f".new-{uuid.uuid4().hex[:8]}"
+    ds.write_parquet(str(tmp))
+    for part in sorted(tmp.glob("*.parquet")):
+        os.replace(part, cache / f"{uuid.uuid4().hex}.parquet")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return missing.num_rows
+
+
+def _embedded_rows(batch: pa.Table) -> pa.Table:
+    """Only rows that embedded go to the cache; a failed one is left for the next run to retry."""
+    return batch.filter(pc.is_null(batch.column("error"))).select(["image_id", "embedding"])
+
+
+def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str | Path, *,
+                resume: bool = False, shard_size: int = 5000, limit: int | None = None,
+                embedding_cache: str | Path | None = None, detect_stage_cls=DetectStage) -> dict:
+    """``taast select --pool``: every input is checked before the first actor starts."""
+    import ray
+
+    out = Path(out)
+    timings: dict[str, float] = {}
+    labels = load_labels(labels_path)
+    listing = list_pool_table(pool, limit=limit)
+    check_budget(cfg.selection.budget, listing.num_rows, str(pool))
+    if out.exists() and not resume:
+        shutil.rmtree(out / "detections", ignore_errors=True)
+        shutil.rmtree(out / "_markers", ignore_errors=True)
+    ensure_ray(cfg.ray.address)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+
+    start = time.perf_counter()
+    shards = range(0, listing.num_rows, shard_size)
+    for n, first in enumerate(shards):
+        name = f"shard-{n:05d}"
+        if resume and is_done(out / "_markers", name):
+            say(f"detect {name}: done before, skipped")
+            continue
+        say(f"detect {name}: images {first}-{min(first + shard_size, listing.num_rows) - 1} "
+            f"of {listing.num_rows} ({n + 1}/{len(shards)})")
+        detect_shard(cfg, listing.slice(first, shard_size), out / "detections" / name,
+                     labels.num_classes, detect_stage_cls)
+        mark_done(out / "_markers", name, {"images": min(shard_size, listing.num_rows - first)})
+    timings["detect"] = round(time.perf_counter() - start, 3)
+
+    aggregator = ray.remote(CentralAggregator).options(num_cpus=0).remote(cfg.to_dict(), str(labels_path))
+    counts = remote_call(aggregator.load, str(out / "detections"))
+    say(f"scored {counts['scored']} images, {counts['errors']} unreadable, "
+        f"{counts['pseudo_labelled']} pseudo-labelled")
+    wanted = remote_call(aggregator.to_embed)
+    cache = embedding_cache_dir(Path(embedding_cache) if embedding_cache else out / "embedding_cache", cfg)
+    start = time.perf_counter()
+    if wanted.num_rows:
+        new = embed_missing(cfg, wanted, cache)
+        say(f"embedded {new} images ({wanted.num_rows - new} from the cache)")
+    timings["embed"] = round(time.perf_counter() - start, 3)
+    summary = remote_call(aggregator.select, str(cache) if wanted.num_rows else None, str(out),
+                          {"pool": str(pool), "labels": str(labels_path), "live_timings_s": timings,
+                           "converted": counts["converted"], "embedded": int(wanted.num_rows)})
+    ray.kill(aggregator)
+    return summary

@@ -1,0 +1,203 @@
+"""Where the pool comes from: a folder, a parquet manifest or a cloud prefix, read lazily.
+
+``list_pool`` lists names on the driver (a listing, or a manifest's two name columns, never
+bytes) and hands them to Ray Data in blocks; ``read_pool_bytes`` then adds ``bytes`` on Ray
+workers, with a per-record ``error`` instead of failing.
+
+Conventions:
+- A folder's (or prefix's) ``image_id`` is the POSIX path relative to the root, WITH extension:
+  unique (``a.jpg`` and ``a.png`` may coexist) and stable wherever the folder is mounted.
+- Files with another extension and hidden files or folders (any part starting with ".", e.g.
+  macOS ``._x.jpg``) are ignored. A folder holding no images but ``.parquet`` files is a manifest.
+- Manifest ``image_id`` is cast to string; a relative ``uri`` is resolved against the manifest's
+  folder; a null or empty ``uri`` reads as "missing".
+- Order is by ``image_id``; ``limit`` keeps the first ``limit`` in that order.
+"""
+import bisect
+import functools
+import math
+import os
+import posixpath
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import ray.data
+
+from taast_ray.errors import ConfigError, InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_BUCKET_SCHEMES = {"s3", "gs", "gcs"}  # listed paths are "bucket/key"; one filesystem per bucket
+_LOCAL = pafs.LocalFileSystem()
+_SCHEMA = pa.schema([("image_id", pa.string()), ("uri", pa.string())])
+
+
+def list_pool(pool, *, limit: int | None = None):
+    """Lazy Ray dataset of the pool's images: columns ``image_id`` and ``uri`` (strings)."""
+    return listing_dataset(list_pool_table(pool, limit=limit))
+
+
+def list_pool_table(pool, *, limit: int | None = None) -> pa.Table:
+    """The pool's listing (names only, never bytes), sorted by image_id."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit: must be at least 1, got {limit}")
+    fs, root, prefix, kind = _resolve(os.fspath(pool))
+    if kind == pafs.FileType.NotFound:
+        raise InputError(f"pool: {pool} does not exist")
+    if kind == pafs.FileType.File:
+        if not root.lower().endswith(".parquet"):
+            raise InputError(f"pool: {pool} is neither a folder nor a .parquet manifest")
+        return _manifest(fs, [root], posixpath.dirname(root), prefix, limit, pool)
+    files = _list_files(fs, root, pool)
+    images = [f for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if images:
+        return _folder(images, root, prefix, limit)
+    manifests = [f for f in files if f.lower().endswith(".parquet")]
+    if manifests:
+        return _manifest(fs, manifests, root, prefix, limit, pool)
+    raise InputError(f"pool: no images found in {pool}")
+
+
+def pool_image_id(uri_or_path, root) -> str:
+    """The id of a folder-pool image: its POSIX path relative to ``root``, extension kept."""
+    path, base = _bare(os.fspath(uri_or_path)), _bare(os.fspath(root)).rstrip("/")
+    if not path.startswith(base + "/"):
+        raise ValueError(f"{uri_or_path} is not under {root}")
+    return path[len(base) + 1:]
+
+
+def _bare(location: str) -> str:
+    """Drop a URI scheme; make local paths absolute, so both spellings compare equal."""
+    if "://" in location:
+        return location.split("://", 1)[1]
+    return os.path.abspath(os.path.expanduser(location)).replace(os.sep, "/")
+
+
+def _from_uri(uri: str):
+    """pyarrow's resolver, kept as one seam so tests can stand a local tree in for a bucket."""
+    return pafs.FileSystem.from_uri(uri)
+
+
+def _resolve(pool: str):
+    """(filesystem, root path in it, prefix turning a listed path back into a uri, root type)."""
+    prefix = pool.split("://", 1)[0] + "://" if "://" in pool else ""
+    try:
+        fs, path = _from_uri(pool) if prefix else (_LOCAL, _bare(pool))
+        path = path.rstrip("/") or path
+        return fs, path, prefix, fs.get_file_info(path).type
+    except (ValueError, OSError) as exc:  # bad scheme, no credentials, unreachable store
+        raise InputError(f"pool: cannot open {pool}: {exc}") from exc
+
+
+def _list_files(fs, root: str, pool) -> list[str]:
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    except OSError as exc:
+        raise InputError(f"pool: cannot list {pool}: {exc}") from exc
+    return [i.path for i in infos if i.type == pafs.FileType.File
+            and not any(p.startswith(".") for p in pool_image_id(i.path, root).split("/"))]
+
+
+def _folder(paths: list[str], root: str, prefix: str, limit: int | None):
+    rows = sorted((pool_image_id(p, root), prefix + p) for p in paths)[:limit]
+    return pa.Table.from_pylist([{"image_id": i, "uri": u} for i, u in rows], schema=_SCHEMA)
+
+
+def listing_dataset(table: pa.Table):
+    # Several blocks even for a small pool, so the work downstream spreads over the actors.
+    step = max(32, min(2048, math.ceil(table.num_rows / 64)))
+    return ray.data.from_arrow([table.slice(i, step) for i in range(0, table.num_rows, step)])
+
+
+def _manifest(fs, files: list[str], base: str, prefix: str, limit: int | None, pool):
+    """Read the two name columns on the driver, like a folder listing: every id must be seen
+    before the run starts to refuse duplicates, and a Ray Data sort (a shuffle) costs ~15 s
+    even for 3 rows on 2 CPUs."""
+    files, tables, starts = sorted(files), [], [0]
+    for path in files:
+        tables.append(_manifest_file(fs, path, prefix + path, base, prefix))
+        starts.append(starts[-1] + tables[-1].num_rows)
+    table = pa.concat_tables(tables)
+    if table.num_rows == 0:
+        raise InputError(f"pool: no images found in {pool}")
+    counts = table.group_by("image_id").aggregate([("image_id", "count")])
+    dups = sorted(counts.filter(pc.greater(counts["image_id_count"], 1))["image_id"].to_pylist())
+    if dups:
+        where = [(prefix + files[f], i - starts[f]) for i in
+                 pc.indices_nonzero(pc.equal(table["image_id"], dups[0])).to_pylist()
+                 for f in [bisect.bisect_right(starts, i) - 1]]
+        detail = "; ".join(f"{name} row {row}" for name, row in where)
+        raise InputError(f"{where[0][0]}: duplicate image_id {dups[0]!r} ({detail})")
+    return table.sort_by("image_id").slice(0, limit)
+
+
+def _manifest_file(fs, path: str, name: str, base: str, prefix: str) -> pa.Table:
+    missing = {"image_id", "uri"} - set(pq.read_schema(path, filesystem=fs).names)
+    if missing:
+        raise InputError(f"{name}: manifest lacks column(s) {', '.join(sorted(missing))}")
+    table = pq.read_table(path, columns=["image_id", "uri"], filesystem=fs)
+    try:
+        ids, uris = (pc.cast(table[c], pa.string()) for c in ("image_id", "uri"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"{name}: image_id and uri must be strings: {exc}") from exc
+    if ids.null_count:
+        raise InputError(f"{name}: row {pc.index(pc.is_null(ids), True).as_py()}: "
+                         "image_id is null")
+    resolved = [None if not u else u if "://" in u or u.startswith("/")
+                else prefix + posixpath.normpath(posixpath.join(base, u))
+                for u in uris.to_pylist()]  # relative uris: against the manifest's folder
+    return pa.table({"image_id": ids, "uri": pa.array(resolved, pa.string())}, schema=_SCHEMA)
+
+
+def read_pool_bytes(ds, *, batch_size: int = 16, **map_kwargs):
+    """Add ``bytes`` (large_binary, null when unreadable) and ``error`` (reason or null).
+
+    Runs on Ray workers; ``map_kwargs`` go to ``map_batches`` (e.g. ``concurrency``).
+    """
+    return ds.map_batches(_read_batch, batch_format="pyarrow", batch_size=batch_size,
+                          **map_kwargs)
+
+
+def _read_batch(table: pa.Table) -> pa.Table:
+    results = [_read_one(uri) for uri in table.column("uri").to_pylist()]
+    data = pa.array([r[0] for r in results], pa.large_binary())
+    errors = pa.array([r[1] for r in results], pa.string())
+    return table.append_column("bytes", data).append_column("error", errors)
+
+
+def _read_one(uri: str | None):
+    if not uri:
+        return None, "missing"
+    try:
+        fs, path = _locate(uri)
+        with fs.open_input_stream(path) as stream:
+            return stream.read(), None
+    except Exception as exc:  # noqa: BLE001  (any storage failure is this record's reason)
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, FileNotFoundError) or "does not exist" in detail:
+            return None, "missing"  # object stores may say so in a plain OSError
+        if isinstance(exc, IsADirectoryError) or "is a directory" in detail:
+            return None, "not a file"
+        if isinstance(exc, PermissionError):
+            return None, "unreadable: permission denied"
+        return None, f"unreadable: {detail[:80]}"
+
+
+def _locate(uri: str):
+    """(filesystem, path) for a uri as ``list_pool`` spells it, or for a plain local path."""
+    if "://" not in uri:
+        return _LOCAL, uri
+    scheme, rest = uri.split("://", 1)
+    if scheme == "file":
+        return _LOCAL, urlparse(uri).path
+    if scheme in _BUCKET_SCHEMES:
+        return _filesystem(f"{scheme}://{rest.split('/', 1)[0]}"), rest
+    return _from_uri(uri)
+
+
+@functools.lru_cache(maxsize=64)
+def _filesystem(bucket_uri: str):
+    """One filesystem per bucket per worker: resolving S3's region costs a request."""
+    return _from_uri(bucket_uri)[0]

@@ -1,0 +1,160 @@
+"""Detector: full score rows agree with Ultralytics' own predictor; local weights round-trip."""
+import numpy as np
+import pytest
+import torch
+
+import taast_ray  # noqa: F401  (before Ultralytics)
+from taast_ray.errors import ConfigError
+from taast_ray.models.detector import Detector
+from taast_ray.models.letterbox import as_image_tensors, boxes_to_original, letterbox_batch
+
+IMGSZ, NC, CONF = 128, 5, 0.05
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A YOLOv8n with nc=5 whose class scores vary by place and class, saved as Ultralytics saves.
+
+    A fresh random YOLO gives nearly constant scores (ties would make NMS order arbitrary), so the
+    BatchNorm statistics are set from one batch and the class-head convs are spread out.
+    """
+    from ultralytics import YOLO
+
+    tmp = tmp_path_factory.mktemp("det")
+    cfg = tmp / "yolov8n.yaml"
+    cfg.write_text(_yaml_with_nc(NC))
+    torch.manual_seed(0)
+    yolo = YOLO(str(cfg))
+    for m in yolo.model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+    with torch.no_grad():
+        yolo.model.train()(torch.rand(4, 3, IMGSZ, IMGSZ))
+    for seq in yolo.model.model[-1].cv3:  # last conv of each class branch
+        torch.nn.init.normal_(seq[-1].bias, mean=-3.0, std=0.5)
+        torch.nn.init.normal_(seq[-1].weight, std=0.1)
+    yolo.model.eval()
+    yolo.model.half().float()  # the checkpoint stores float16: make the in-memory copy equal to it
+    path = tmp / "tiny.pt"
+    yolo.save(str(path))
+    return yolo.model, str(path)
+
+
+def _yaml_with_nc(nc):
+    import yaml
+    from ultralytics.nn.tasks import yaml_model_load
+
+    d = yaml_model_load("yolov8n.yaml")  # the packaged yolov8.yaml with scale 'n' picked
+    d.pop("yaml_file", None)
+    return yaml.safe_dump({**d, "nc": nc})
+
+
+def _images(seed=0):
+    rng = np.random.default_rng(seed)
+    # sizes that need no resize (pad only), so pixels equal Ultralytics' cv2 letterbox exactly
+    return [rng.integers(0, 256, s, dtype=np.uint8) for s in [(128, 128, 3), (96, 128, 3), (128, 64, 3)]]
+
+
+def test_scores_match_ultralytics_predictor(saved):
+    from ultralytics import YOLO
+
+    _, path = saved
+    ours = Detector(path, imgsz=IMGSZ, conf=CONF, device="cpu").predict(_images())
+    theirs = YOLO(path).predict([im[..., ::-1].copy() for im in _images()], imgsz=IMGSZ, conf=CONF,
+                                iou=0.7, rect=False, device="cpu", verbose=False)  # BGR in
+    assert sum(len(b) for b, _ in ours) > 10
+    for (boxes, scores), r in zip(ours, theirs):
+        assert boxes.dtype == scores.dtype == np.float32 and scores.shape == (len(boxes), NC)
+        assert len(boxes) == len(r.boxes)
+        np.testing.assert_allclose(scores.max(1), r.boxes.conf.numpy(), atol=1e-4)
+        np.testing.assert_array_equal(scores.argmax(1), r.boxes.cls.numpy().astype(int))
+        np.testing.assert_allclose(boxes, r.boxes.xyxy.numpy(), atol=0.02)  # pixels; float noise
+
+
+def test_local_checkpoint_reloads_identically(saved):
+    model, path = saved
+    ims = _images(1) + [np.full((200, 300, 3), 90, np.uint8)]
+    a = Detector(model, imgsz=IMGSZ, conf=CONF, device="cpu").predict(ims)
+    b = Detector(path, imgsz=IMGSZ, conf=CONF, device="cpu", num_classes=NC).predict(ims)
+    for (ba, sa), (bb, sb) in zip(a, b):
+        np.testing.assert_array_equal(ba, bb)
+        np.testing.assert_array_equal(sa, sb)
+
+
+def test_no_boxes_gives_empty_arrays_and_boxes_stay_inside(saved):
+    _, path = saved
+    det = Detector(path, imgsz=IMGSZ, conf=1.0, device="cpu")
+    (b, s), = det.predict([np.zeros((50, 70, 3), np.uint8)])
+    assert b.shape == (0, 4) and s.shape == (0, NC) and s.dtype == np.float32
+    det.conf = 0.01
+    ims = _images(2) + [np.zeros((300, 37, 3), np.uint8)]
+    for (boxes, _), im in zip(det.predict(ims), ims):
+        h, w = im.shape[:2]
+        assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all()
+
+
+def test_yaml_random_init_is_reproducible():
+    a = Detector("yolov8n.yaml", imgsz=64, conf=0.001, num_classes=3, device="cpu")
+    b = Detector("yolov8n.yaml", imgsz=64, conf=0.001, num_classes=3, device="cpu")
+    assert a.num_classes == 3 and a.names == ["0", "1", "2"] and a.device.type == "cpu"
+    im = [np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)]
+    (ba, sa), = a.predict(im)
+    assert len(ba) > 0
+    np.testing.assert_array_equal(sa, b.predict(im)[0][1])
+    assert a.predict([]) == []
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(weights="/nonexistent/dir/w.pt"), "model.weights"),
+    (dict(weights="yolov8-no-such-model-xyz.pt"), "model.weights"),
+    (dict(weights="no-such-arch.yaml"), "model.weights"),
+    (dict(weights="yolov8n.yaml", imgsz=100), "model.imgsz"),
+    (dict(weights="yolov8n.yaml", device="cuda:7" if not torch.cuda.is_available() else "bogus"),
+     "model.device"),
+])
+def test_bad_configuration_is_a_config_error(kwargs, field):
+    with pytest.raises(ConfigError, match=f"^{field}: "):
+        Detector(**kwargs)
+
+
+def test_num_classes_mismatch(saved):
+    with pytest.raises(ConfigError, match="^model.num_classes: "):
+        Detector(saved[1], num_classes=80, device="cpu")
+
+
+def test_rejects_non_rgb_uint8(saved):
+    det = Detector(saved[0], imgsz=IMGSZ, device="cpu")
+    with pytest.raises(ValueError, match="image 0"):
+        det.predict([np.zeros((10, 10), np.uint8)])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_paths_agree_with_cpu(saved):
+    ims = _images() + [np.full((720, 1280, 3), 60, np.uint8)]
+    cpu = Detector(saved[1], imgsz=IMGSZ, conf=0.5, device="cpu").predict(ims)
+    for half in (False, None):  # float32, then bf16 autocast
+        gpu = Detector(saved[1], imgsz=IMGSZ, conf=0.5, device="cuda", half=half).predict(ims)
+        for (bc, sc), (bg, sg) in zip(cpu, gpu):
+            assert sg.dtype == np.float32 and sg.shape[1] == NC and bg.shape == (len(sg), 4)
+            assert abs(len(bg) - len(bc)) <= max(2, len(bc) // 5)  # TF32/bf16 move borderline boxes
+            if len(bc) and len(bg):
+                assert abs(sc.max() - sg.max()) < (1e-3 if half is False else 3e-2)
+
+
+@pytest.mark.parametrize("shape", [(720, 1280), (333, 500), (100, 37), (5, 300)])
+def test_letterbox_matches_ultralytics(shape):
+    from ultralytics.data.augment import LetterBox
+    from ultralytics.utils.ops import scale_boxes
+
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    im = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), (xx + yy) % 256], -1).astype(np.uint8)
+    x, (g,) = letterbox_batch(as_image_tensors([im], torch.device("cpu")), 320)
+    ours = (x[0].permute(1, 2, 0) * 255).round().byte().numpy()
+    ref = LetterBox(320, auto=False)(image=im)
+    assert ours.shape == ref.shape
+    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1  # cv2 vs torch uint8 rounding
+    boxes = torch.tensor([[0.0, 0.0, 320.0, 320.0], [100.5, 120.25, 200.0, 250.0]])
+    np.testing.assert_allclose(boxes_to_original(boxes, g).numpy(),
+                               scale_boxes((320, 320), boxes.clone(), (h, w)).numpy(), atol=1e-4)

@@ -1,0 +1,136 @@
+"""The live pass through real Ray, Ultralytics (YOLOv8n), open_clip (a tiny ViT) and FAISS."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from taast_ray.config import load_config
+from taast_ray.data.synth import make_synthetic_dataset
+from taast_ray.pipeline.live import select_live
+from taast_ray.stages.detect import DetectStage
+
+pytestmark = pytest.mark.slow
+BAD = {"broken.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "empty.jpg": b"", "notes.png": b"hello"}
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """A small synthetic pool (the train split's JPEGs) plus bad and odd-mode files."""
+    root = tmp_path_factory.mktemp("live")
+    make_synthetic_dataset(root / "synth", images=60, classes=4, seed=3, image_size=96)
+    images = root / "synth" / "images" / "train"
+    for name, data in BAD.items():
+        (images / name).write_bytes(data)
+    Image.new("L", (80, 60), 128).save(images / "gray_odd.png")
+    Image.new("CMYK", (70, 50), (0, 50, 100, 0)).save(images / "cmyk_odd.jpg")
+    return images, root / "synth" / "annotations" / "train.json"
+
+
+def config(**ray_overrides):
+    overrides = {"selection": {"budget": 4, "det_conf": 0.001, "tau": 0.5, "seed": 7},
+                 "model": {"weights": "yolov8n.yaml", "imgsz": 64, "embedder": "taast-tiny-ViT",
+                           "embedder_weights": "none"},
+                 "ray": {"batch_size": 8, **ray_overrides}}
+    return load_config(None, overrides)
+
+
+def selected(out: Path) -> list:
+    return pq.read_table(out / "selection.parquet").column("image_id").to_pylist()
+
+
+@pytest.fixture(scope="module")
+def baseline(pool, tmp_path_factory, ray_local):
+    images, labels = pool
+    out = tmp_path_factory.mktemp("baseline") / "run"
+    summary = select_live(config(detector_actors_min=1, detector_actors_max=1), str(images), labels,
+                          out, shard_size=20)
+    return out, summary
+
+
+def test_outputs_match_the_contract_and_bad_images_are_recorded(pool, baseline):
+    images, _ = pool
+    out, summary = baseline
+    n_files = len([p for p in images.iterdir() if p.is_file()])
+    errors = pq.read_table(out / "errors.parquet").to_pylist()
+    assert {e["image_id"] for e in errors} == set(BAD)
+    assert all(e["reason"] and e["stage"] for e in errors)
+    scores = pq.read_table(out / "scores.parquet")
+    assert scores.num_rows == n_files - len(BAD)  # every good image scored, odd modes converted
+    assert {"gray_odd.png", "cmyk_odd.jpg"} <= set(scores.column("image_id").to_pylist())
+    assert summary["converted"] >= 2 and summary["errors"] == len(BAD)
+    sel = pq.read_table(out / "selection.parquet")
+    assert sel.column_names == ["image_id", "rank", "score", "cluster", "fill", "uri"]
+    assert sel.num_rows == 4 and len(set(selected(out))) == 4
+    det = pq.read_table(out / "detections")
+    assert {"image_id", "boxes", "scores", "width", "height"} <= set(det.column_names)
+    for name in ("pseudo_labels.json", "label_studio_tasks.json", "summary.json", "config.yaml"):
+        assert (out / name).exists()
+    assert json.loads((out / "summary.json").read_text())["embedded"] > 0
+
+
+def test_same_selection_with_two_detector_actors(pool, baseline, tmp_path):
+    images, labels = pool
+    out = tmp_path / "two"
+    select_live(config(detector_actors_min=2, detector_actors_max=2), str(images), labels, out,
+                shard_size=20)
+    assert selected(out) == selected(baseline[0])
+
+
+def test_resume_after_the_driver_is_killed_mid_pass(pool, baseline, tmp_path, ray_local):
+    images, labels = pool
+    out = tmp_path / "killed"
+    address = ray_local.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "taast_ray.cli", "select", "--pool", str(images), "--labels", str(labels),
+           "--out", str(out), "--shard-size", "20", "--budget", "4", "--seed", "7", "--tau", "0.5",
+           "--weights", "yolov8n.yaml", "--imgsz", "64", "--embedder", "taast-tiny-ViT",
+           "--embedder-weights", "none", "--set", "selection.det_conf=0.001", "--set", "ray.batch_size=8",
+           "--set", "ray.detector_actors_max=1", "--address", address]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while not (out / "_markers" / "shard-00000.done").exists():
+        assert proc.poll() is None and time.time() < deadline, "first shard never finished"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "_markers" / "shard-00002.done").exists()
+    assert not (out / "summary.json").exists()
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "shard-00000: done before, skipped" in resumed.stdout
+    assert selected(out) == selected(baseline[0])
+
+
+class CrashOnceDetectStage(DetectStage):
+    """Test double around the real stage: its first call in the whole run kills its own process."""
+
+    flag: str = ""
+
+    def __call__(self, batch):
+        if not os.path.exists(self.flag):
+            Path(self.flag).write_text("crashed")
+            os._exit(1)
+        return super().__call__(batch)
+
+
+def test_a_killed_detector_actor_is_restarted_and_nothing_is_lost(pool, baseline, tmp_path, ray_local):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    images, labels = pool
+    CrashOnceDetectStage.flag = str(tmp_path / "crashed.flag")
+    out = tmp_path / "crash"
+    select_live(config(detector_actors_min=1, detector_actors_max=1), str(images), labels, out,
+                shard_size=1000, detect_stage_cls=CrashOnceDetectStage)
+    assert (tmp_path / "crashed.flag").exists()
+    det = pq.read_table(out / "detections").column("image_id").to_pylist()
+    assert len(det) == len(set(det)) == len(pq.read_table(baseline[0] / "detections"))
+    assert selected(out) == selected(baseline[0])

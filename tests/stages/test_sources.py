@@ -1,0 +1,164 @@
+"""sources.py: folder, manifest and cloud-style pools; bytes read with per-record errors."""
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+import ray
+from PIL import Image
+
+from taast_ray.errors import ConfigError, InputError
+from taast_ray.stages import sources
+from taast_ray.stages.decode import decode_batch
+from taast_ray.stages.sources import list_pool, pool_image_id, read_pool_bytes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_local():
+    # Shared with other test modules; never shut down here.
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
+                 log_to_driver=False)
+
+
+def save(path, size=(16, 12), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, 90).save(path)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "pool"
+    save(root / "b.jpg")
+    save(root / "a" / "x.PNG", mode="L")
+    save(root / "a" / "deep" / "y.jpeg")
+    save(root / "b.png")  # same stem as b.jpg: ids keep the extension
+    (root / "a" / "notes.txt").write_text("not an image")
+    (root / "a" / "labels.json").write_text("{}")
+    (root / "corrupt.tif").write_bytes(b"II*\x00garbage")
+    save(root / ".cache" / "hidden.jpg")
+    (root / "._b.jpg").write_bytes(b"\x00\x05\x16\x07")  # macOS AppleDouble sidecar
+    return root
+
+
+def test_folder_listing_ids_uris_and_order(folder):
+    ds = list_pool(folder)
+    assert ds.schema().names == ["image_id", "uri"]
+    listed = ds.take_all()
+    ids = [r["image_id"] for r in listed]
+    assert ids == ["a/deep/y.jpeg", "a/x.PNG", "b.jpg", "b.png", "corrupt.tif"]  # sorted
+    assert all(r["uri"] == str(folder / r["image_id"]) for r in listed)
+    assert [r["image_id"] for r in list_pool(str(folder) + "/", limit=2).take_all()] == ids[:2]
+
+
+def test_folder_bytes_and_decode_end_to_end(folder):
+    ds = read_pool_bytes(list_pool(folder)).map_batches(decode_batch, batch_format="numpy")
+    out = {r["image_id"]: r for r in ds.take_all()}
+    assert out["b.jpg"]["image"].shape == (12, 16, 3) and out["b.jpg"]["error"] is None
+    assert out["a/x.PNG"]["converted"] == "gray->rgb"
+    assert out["corrupt.tif"]["image"] is None and out["corrupt.tif"]["error"]
+
+
+def test_manifest_casts_ids_resolves_uris_and_records_missing(tmp_path):
+    save(tmp_path / "imgs" / "one.jpg")
+    pq.write_table(pa.table({"image_id": [30, 10, 20, 40],
+                             "uri": ["imgs/one.jpg", str(tmp_path / "gone.jpg"), None, ""],
+                             "extra": [1, 2, 3, 4]}), tmp_path / "m.parquet")
+    ds = list_pool(tmp_path / "m.parquet")
+    assert [r["image_id"] for r in ds.take_all()] == ["10", "20", "30", "40"]
+    got = {r["image_id"]: r for r in read_pool_bytes(ds).take_all()}
+    assert got["30"]["uri"] == str(tmp_path / "imgs" / "one.jpg")
+    assert got["30"]["bytes"][:2] == b"\xff\xd8" and got["30"]["error"] is None
+    for missing in ("10", "20", "40"):
+        assert got[missing]["bytes"] is None and got[missing]["error"] == "missing"
+
+
+def test_folder_of_parquet_files_is_one_manifest(tmp_path):
+    pq.write_table(pa.table({"image_id": ["b"], "uri": ["/x/b.jpg"]}), tmp_path / "p1.parquet")
+    pq.write_table(pa.table({"image_id": ["a"], "uri": ["/x/a.jpg"]}), tmp_path / "p0.parquet")
+    assert list_pool(tmp_path).take_all() == [{"image_id": "a", "uri": "/x/a.jpg"},
+                                               {"image_id": "b", "uri": "/x/b.jpg"}]
+
+
+def test_duplicate_ids_name_the_file_and_the_id(tmp_path):
+    pq.write_table(pa.table({"image_id": [1, 2, 1], "uri": ["a", "b", "c"]}),
+                   tmp_path / "dup.parquet")
+    with pytest.raises(InputError, match=r"dup\.parquet: duplicate image_id '1' .*row 0.*row 2"):
+        list_pool(tmp_path / "dup.parquet")
+    (tmp_path / "dup.parquet").unlink()
+    pq.write_table(pa.table({"image_id": ["k"], "uri": ["a"]}), tmp_path / "m0.parquet")
+    pq.write_table(pa.table({"image_id": ["k"], "uri": ["b"]}), tmp_path / "m1.parquet")
+    with pytest.raises(InputError, match=r"m0\.parquet: duplicate image_id 'k'.*m1\.parquet"):
+        list_pool(tmp_path)
+
+
+def test_bad_manifests(tmp_path):
+    pq.write_table(pa.table({"image_id": ["a"]}), tmp_path / "nouri.parquet")
+    with pytest.raises(InputError, match=r"nouri\.parquet: manifest lacks column\(s\) uri"):
+        list_pool(tmp_path / "nouri.parquet")
+    pq.write_table(pa.table({"image_id": ["a", None], "uri": ["x", "y"]}), tmp_path / "n.parquet")
+    with pytest.raises(InputError, match=r"n\.parquet: row 1: image_id is null"):
+        list_pool(tmp_path / "n.parquet")
+    empty = pa.table({"image_id": pa.array([], pa.string()), "uri": pa.array([], pa.string())})
+    pq.write_table(empty, tmp_path / "e.parquet")
+    with pytest.raises(InputError, match="pool: no images found in"):
+        list_pool(tmp_path / "e.parquet")
+
+
+def test_empty_missing_and_unsupported_pools(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.txt").write_text("x")
+    for pool in (tmp_path / "empty", tmp_path / "texts"):
+        with pytest.raises(InputError, match=f"^pool: no images found in {pool}$"):
+            list_pool(pool)
+    with pytest.raises(InputError, match="does not exist"):
+        list_pool(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="neither a folder nor a .parquet manifest"):
+        list_pool(tmp_path / "texts" / "a.txt")
+    with pytest.raises(InputError, match="cannot open"):
+        list_pool("nosuchscheme://bucket/prefix")
+    with pytest.raises(ConfigError, match="^limit:"):
+        list_pool(tmp_path, limit=0)
+
+
+def test_file_uri_pool_uses_the_uri_code_path(folder):
+    ds = list_pool(f"file://{folder}")
+    got = {r["image_id"]: r for r in read_pool_bytes(ds).take_all()}
+    assert got["a/deep/y.jpeg"]["uri"] == f"file://{folder}/a/deep/y.jpeg"
+    assert got["a/deep/y.jpeg"]["bytes"] == (folder / "a/deep/y.jpeg").read_bytes()
+
+
+def test_bucket_style_listing_and_reading(tmp_path, monkeypatch, folder):
+    """A local tree stands in for s3://bucket: listing and reading run the bucket code path."""
+    shutil.copytree(folder, tmp_path / "bucket")
+    store = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    monkeypatch.setattr(sources, "_from_uri", lambda uri: (store, uri.split("://", 1)[1]))
+    sources._filesystem.cache_clear()
+    listed = list_pool("s3://bucket/a").take_all()
+    assert listed == [{"image_id": "deep/y.jpeg", "uri": "s3://bucket/a/deep/y.jpeg"},
+                      {"image_id": "x.PNG", "uri": "s3://bucket/a/x.PNG"}]
+    table = sources._read_batch(pa.Table.from_pylist(listed + [
+        {"image_id": "z", "uri": "s3://bucket/a/nope.jpg"}]))
+    assert table["bytes"][1].as_py() == (folder / "a" / "x.PNG").read_bytes()
+    assert table["error"].to_pylist() == [None, None, "missing"]
+    sources._filesystem.cache_clear()
+
+
+def test_read_failures_are_reasons_not_raises(tmp_path):
+    (tmp_path / "dir.jpg").mkdir()
+    table = sources._read_batch(pa.table({"image_id": ["d", "n"],
+                                          "uri": [str(tmp_path / "dir.jpg"), None]}))
+    assert table["error"].to_pylist() == ["not a file", "missing"]
+    assert table["bytes"].null_count == 2
+
+
+def test_pool_image_id_convention(tmp_path):
+    assert pool_image_id(tmp_path / "a" / "b.jpg", tmp_path) == "a/b.jpg"
+    assert pool_image_id("s3://bkt/pre/x/y.png", "s3://bkt/pre/") == "x/y.png"
+    with pytest.raises(ValueError):
+        pool_image_id("/elsewhere/a.jpg", tmp_path)
+    assert np.unique([pool_image_id(tmp_path / n, tmp_path) for n in ("a.jpg", "a.png")]).size == 2
