@@ -1,0 +1,1 @@
+"""Datasets: label files, synthetic data and the YOLO training layout."""
