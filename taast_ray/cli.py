@@ -98,6 +98,31 @@ def _check_synth_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--empty-fraction: must be in [0, 1), got {args.empty_fraction}")
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from taast_ray.pipeline.cycle import AwaitingAnnotation, format_table, run_cycles
+
+    from taast_ray.pipeline.ray_env import ensure_ray
+
+    cfg = build_config(args)
+    ensure_ray(cfg.ray.address)
+    try:
+        rows = run_cycles(cfg, Path(args.out), resume=args.resume)
+    except AwaitingAnnotation as exc:
+        print(f"[taast] {exc}")
+        return 3
+    print(format_table(rows))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from taast_ray.pipeline.cycle import ingest_labels
+
+    path = ingest_labels(args.run, args.labels)
+    print(f"labels stored in {path}; continue with: taast run --config {Path(args.run) / 'config.yaml'} "
+          f"--out {args.run} --resume")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from taast_ray.demo import run_demo
 
@@ -158,8 +183,27 @@ def make_parser() -> argparse.ArgumentParser:
     _synth_flags(synth, images=3000)
     synth.set_defaults(func=cmd_synth)
 
+    for name in ("run", "cycle"):
+        run = sub.add_parser(name, help="T active-learning cycles: select, annotate, fine-tune, evaluate"
+                             if name == "run" else "same as run",
+                             description="T cycles of select → annotate (the oracle in simulation) → "
+                                         "fine-tune on L ∪ Q ∪ P with Ray Train → evaluate (LVIS AP_r/c/f, "
+                                         "COCO mAP). Without data.train a synthetic set is made.")
+        run.add_argument("--out", required=True, help="run directory")
+        run.add_argument("--resume", action="store_true", help="skip the stages that finished")
+        _common(run)
+        run.set_defaults(func=cmd_run)
+
+    ingest = sub.add_parser("ingest", help="bring annotators' labels back into a waiting run",
+                            description="Validates the labels (selected images only, known categories, "
+                                        "sane boxes) and stores them for the waiting cycle.")
+    ingest.add_argument("--labels", required=True, help="COCO/LVIS JSON of the selected images")
+    ingest.add_argument("--run", required=True, help="run directory")
+    ingest.set_defaults(func=cmd_ingest)
+
     demo = sub.add_parser("demo", help="the README's main job on this machine",
-                          description="Synthetic long-tailed data and its class statistics.")
+                          description="Synthetic long-tailed data, a small YOLOv8n, and full active-"
+                                      "learning cycles on a local Ray instance, with a table per cycle.")
     demo.add_argument("--out", default="taast-demo", help="output folder (default taast-demo/)")
     _common(demo)
     demo.set_defaults(func=cmd_demo)
@@ -168,8 +212,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
+    if verbose:
+        os.environ.setdefault("TAAST_WORKER_LOGS", "1")
     try:
         return args.func(args)
     except TaastError as exc:

@@ -8,15 +8,21 @@ from taast_ray.errors import TaastError
 from taast_ray.stages.detect import DetectResources
 
 
-def ensure_ray(address: str | None = None) -> None:
-    """Join ``address`` / $RAY_ADDRESS when given, else start a local instance (once)."""
+def ensure_ray(address: str | None = None, *, worker_logs: bool | None = None) -> None:
+    """Join ``address`` / $RAY_ADDRESS when given, else start a local instance (once).
+
+    Worker logs (Ultralytics' per-batch lines, Ray Train's reports) stay in Ray's log files
+    unless ``worker_logs`` or TAAST_WORKER_LOGS=1: the driver prints one line per stage instead.
+    """
     import ray
 
     if ray.is_initialized():
         return
+    if worker_logs is None:
+        worker_logs = os.environ.get("TAAST_WORKER_LOGS", "0") == "1"
     address = address or os.environ.get("RAY_ADDRESS") or None
     ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-             configure_logging=False)
+             configure_logging=False, log_to_driver=worker_logs)
 
 
 def actor_resources(cpus_per_actor: float = 1.0) -> DetectResources:

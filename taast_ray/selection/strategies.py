@@ -32,7 +32,7 @@ class SelectionContext:
     candidate_fraction: float = 0.2
     kmeans_backend: str = "auto"
     kmeans_iters: int = 20
-    kmeans_max_points_per_centroid: int = 1024
+    kmeans_max_points_per_centroid: int = 256
     embed: EmbedFn | None = None
     labelled_embeddings: Callable[[], np.ndarray | None] | None = None
 

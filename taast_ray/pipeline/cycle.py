@@ -1,0 +1,240 @@
+"""``taast run``: T active-learning cycles (SPEC.md §1 steps 1–6, §6), resumable stage by stage.
+
+    RUN/data/            the split: labels_L0.json, pool.parquet (U)
+    RUN/cycle_0/         warm-up on L0: weights.pt, metrics.json
+    RUN/cycle_<t>/       pool.parquet, select/, labels_new.json (Q's labels), labels.json (L ∪ Q),
+                         train_set.json + yolo/ (L ∪ Q ∪ P), weights.pt, metrics.json
+    RUN/test_metrics.json
+
+Every stage ends with a marker under ``cycle_<t>/_markers``; ``resume`` skips marked stages, and
+each stage is deterministic given the ones before it, so a resumed run ends where an
+uninterrupted one would.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from taast_ray.config import TaastConfig, save_config
+from taast_ray.data.split import merge_labels, oracle_labels, split_labelled_pool, subset_labels
+from taast_ray.data.yolo import export_yolo
+from taast_ray.errors import InputError
+from taast_ray.io import is_done, mark_done, read_json, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+METRIC_KEYS = ("AP", "APr", "APc", "APf", "mAP")
+
+
+@dataclass
+class Dataset:
+    train: Path
+    val: Path
+    test: Path | None
+    images: Path
+
+
+class AwaitingAnnotation(Exception):
+    """Production mode: the run stops after a selection until `taast ingest` brings the labels."""
+
+
+def say(message: str) -> None:
+    print(f"[taast] {message}", flush=True)
+
+
+def stage(directory: Path, name: str, resume: bool, work: Callable[[], None]) -> None:
+    if resume and is_done(directory / "_markers", name):
+        say(f"{directory.name}/{name}: done before, skipped")
+        return
+    start = time.perf_counter()
+    work()
+    mark_done(directory / "_markers", name, {"seconds": round(time.perf_counter() - start, 3)})
+
+
+def resolve_dataset(cfg: TaastConfig, run: Path) -> Dataset:
+    d = cfg.data
+    if d.train:
+        return Dataset(Path(d.train), Path(d.val), Path(d.test) if d.test else None, Path(d.images))
+    from taast_ray.data.synth import make_synthetic_dataset
+
+    root = run / "synthetic"
+    if not (root / "stats.json").exists():
+        say(f"making a synthetic long-tailed dataset: {d.synthetic_images} images -> {root}")
+        make_synthetic_dataset(root, images=d.synthetic_images, classes=d.synthetic_classes,
+                               seed=cfg.selection.seed, image_size=d.synthetic_image_size)
+    ann = root / "annotations"
+    return Dataset(ann / "train.json", ann / "val.json", ann / "test.json", root / "images")
+
+
+def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: dict | None,
+                       init_weights: str, epochs: int, cycle_dir: Path, resume: bool) -> None:
+    """L ∪ Q ∪ P in the YOLO layout, fine-tuned on Ray Train, evaluated on the fixed val split."""
+    def assemble():
+        train_set = combine_training_set(labels, pseudo)
+        write_json(cycle_dir / "train_set.json", train_set)
+        shutil.rmtree(cycle_dir / "yolo", ignore_errors=True)
+        export_yolo({"train": cycle_dir / "train_set.json", "val": data.val}, data.images,
+                    cycle_dir / "yolo", train_set["categories"])
+
+    def train():
+        from taast_ray.training.trainer import fine_tune
+
+        t = cfg.train
+        result = fine_tune(cycle_dir / "yolo" / "dataset.yaml", init_weights, cycle_dir / "train",
+                           epochs=epochs, imgsz=t.imgsz, batch=t.batch, workers=t.workers, lr0=t.lr0,
+                           lrf=t.lrf, momentum=t.momentum, weight_decay=t.weight_decay, cos_lr=True,
+                           seed=cfg.selection.seed, num_classes=len(labels["categories"]),
+                           optimizer=t.optimizer)
+        shutil.copyfile(result["checkpoint"], cycle_dir / "weights.pt")
+        val = result["metrics"].get("metrics/mAP50(B)")
+        say(f"{cycle_dir.name}: trained {epochs} epochs on {len(read_json(cycle_dir / 'train_set.json')['images'])} "
+            f"images with {t.workers} Ray Train workers" + (f", val mAP50 {val:.3f}" if val is not None else ""))
+
+    def evaluate():
+        metrics = evaluate_weights(cfg, cycle_dir / "weights.pt", data.val, data.images,
+                                   cycle_dir / "val_predictions.json")
+        write_json(cycle_dir / "metrics.json", metrics)
+        say(f"{cycle_dir.name}: " + "  ".join(f"{k} {metrics[k]:.3f}" for k in METRIC_KEYS))
+
+    say(f"{cycle_dir.name}: fine-tuning on {len(labels['images'])} labelled"
+        + (f" + {len(pseudo['images'])} pseudo-labelled" if pseudo else "") + " images")
+    stage(cycle_dir, "dataset", resume, assemble)
+    stage(cycle_dir, "train", resume, train)
+    stage(cycle_dir, "evaluate", resume, evaluate)
+
+
+def evaluate_weights(cfg: TaastConfig, weights: Path, gt: Path, images: Path, predictions: Path) -> dict:
+    from taast_ray.evaluation.metrics import evaluate_detections, write_predictions
+    from taast_ray.evaluation.predict import predict_split
+
+    write_predictions(predictions, predict_split(weights, gt, images, imgsz=cfg.train.imgsz,
+                                                 device=cfg.model.device))
+    return evaluate_detections(gt, predictions)
+
+
+def combine_training_set(labels: dict, pseudo: dict | None) -> dict:
+    """T_train = L_new ∪ P (eq. 13); an image in both keeps its manual labels (no image in Q ∩ P)."""
+    if not pseudo or not pseudo.get("images"):
+        return labels
+    manual = {img["id"] for img in labels["images"]}
+    keep = [img["id"] for img in pseudo["images"] if img["id"] not in manual]
+    extra = subset_labels(pseudo, keep)
+    extra["annotations"] = [{k: v for k, v in a.items() if k != "score"} for a in extra["annotations"]]
+    return merge_labels(labels, extra)
+
+
+def write_cycle_pool(pool: Path, labelled_ids: set[str], target: Path) -> None:
+    table = pq.read_table(pool)
+    keep = pc.invert(pc.is_in(table.column("image_id"), value_set=pa.array(sorted(labelled_ids))))
+    write_parquet(target, table.filter(keep))
+
+
+def select_stage(cfg: TaastConfig, cycle_dir: Path, pool: Path, labels_path: Path, weights: Path,
+                 resume: bool, embedding_cache: Path) -> None:
+    from taast_ray.pipeline.live import select_live
+
+    live = replace(cfg, model=replace(cfg.model, weights=str(weights), imgsz=cfg.train.imgsz))
+    stage(cycle_dir, "select", resume, lambda: select_live(
+        live, str(pool), labels_path, cycle_dir / "select", resume=resume,
+        embedding_cache=embedding_cache))
+
+
+def annotate_stage(cfg: TaastConfig, cycle_dir: Path, data: Dataset, resume: bool) -> None:
+    def annotate():
+        selected = pq.read_table(cycle_dir / "select" / "selection.parquet").column("image_id").to_pylist()
+        new_labels = cycle_dir / "labels_new.json"
+        if cfg.protocol.simulate:
+            write_json(new_labels, oracle_labels(data.train, selected))
+        elif not new_labels.exists():
+            raise AwaitingAnnotation(
+                f"{len(selected)} images await annotation: send {cycle_dir / 'select' / 'label_studio_tasks.json'} "
+                f"to the annotators, then `taast ingest --labels NEW.json --run {cycle_dir.parent}` "
+                f"and `taast run --resume`")
+    stage(cycle_dir, "annotate", resume, annotate)
+
+
+def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> list[dict]:
+    run = Path(run)
+    if run.exists() and not resume and any(run.iterdir()):
+        raise InputError(f"{run}: run directory is not empty (use --resume to continue it)")
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run / "config.yaml")
+    data = resolve_dataset(cfg, run)
+    split = run / "data"
+    stage(split, "split", resume, lambda: split_labelled_pool(
+        data.train, data.images, split, fraction=cfg.protocol.seed_fraction, seed=cfg.selection.seed))
+    labels_path = split / "labels_L0.json"
+    warmup = run / "cycle_0"
+    train_and_evaluate(cfg, data, read_json(labels_path), None, cfg.model.weights,
+                       cfg.train.warmup_epochs, warmup, resume)
+    rows = [cycle_row(0, warmup, read_json(labels_path), None)]
+    weights = warmup / "weights.pt"
+    for t in range(1, cfg.protocol.cycles + 1):
+        cycle_dir = run / f"cycle_{t}"
+        labelled = {str(img["id"]) for img in read_json(labels_path)["images"]}
+        stage(cycle_dir, "pool", resume, lambda: write_cycle_pool(split / "pool.parquet", labelled,
+                                                                  cycle_dir / "pool.parquet"))
+        select_stage(cfg, cycle_dir, cycle_dir / "pool.parquet", labels_path, weights, resume,
+                     run / "embedding_cache")
+        annotate_stage(cfg, cycle_dir, data, resume)
+        labels = merge_labels(read_json(labels_path), read_json(cycle_dir / "labels_new.json"))
+        write_json(cycle_dir / "labels.json", labels)
+        pseudo = read_json(cycle_dir / "select" / "pseudo_labels.json") if cfg.protocol.pseudo_labels else None
+        train_and_evaluate(cfg, data, labels, pseudo, str(weights), cfg.train.epochs, cycle_dir, resume)
+        rows.append(cycle_row(t, cycle_dir, labels, pseudo))
+        labels_path, weights = cycle_dir / "labels.json", cycle_dir / "weights.pt"
+    if data.test is not None:
+        stage(run, "test", resume, lambda: write_json(run / "test_metrics.json", evaluate_weights(
+            cfg, weights, data.test, data.images, run / "test_predictions.json")))
+    write_json(run / "cycles.json", rows)
+    return rows
+
+
+def cycle_row(t: int, cycle_dir: Path, labels: dict, pseudo: dict | None) -> dict:
+    metrics = read_json(cycle_dir / "metrics.json")
+    train_set = read_json(cycle_dir / "train_set.json")
+    manual = len(labels["annotations"])
+    return {"cycle": t, **{k: metrics[k] for k in METRIC_KEYS}, "labelled_images": len(labels["images"]),
+            "manual_annotations": manual,
+            "pseudo_annotations": len(train_set["annotations"]) - manual,
+            "pseudo_share": round(1 - manual / max(len(train_set["annotations"]), 1), 4)}
+
+
+def format_table(rows: list[dict]) -> str:
+    header = f"{'cycle':>5} {'images':>7} {'AP':>6} {'APr':>6} {'APc':>6} {'APf':>6} {'mAP':>6} {'pseudo%':>8}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['cycle']:>5} {r['labelled_images']:>7} " + " ".join(
+            f"{r[k]:>6.3f}" for k in METRIC_KEYS) + f" {100 * r['pseudo_share']:>7.1f}%")
+    return "\n".join(lines)
+
+
+def ingest_labels(run: str | Path, labels_file: str | Path) -> Path:
+    """Production hand-off: validate the annotators' labels for the awaiting cycle, store them."""
+    from taast_ray.data.labels import load_labels
+
+    run = Path(run)
+    awaiting = [c for c in sorted(run.glob("cycle_*"), key=lambda p: int(p.name.split("_")[1]))
+                if is_done(c / "_markers", "select") and not is_done(c / "_markers", "annotate")]
+    if not awaiting:
+        raise InputError(f"{run}: no cycle is waiting for annotations")
+    cycle_dir = awaiting[-1]
+    new = load_labels(labels_file)
+    selected = set(pq.read_table(cycle_dir / "select" / "selection.parquet").column("image_id").to_pylist())
+    for img in new.images:
+        if str(img["id"]) not in selected:
+            raise InputError(f"{labels_file}: image {img['id']} was not selected in {cycle_dir.name}")
+    known = {c["id"] for c in read_json(run / "data" / "labels_L0.json")["categories"]}
+    unknown = sorted({c["id"] for c in new.categories} - known)
+    if unknown:
+        raise InputError(f"{labels_file}: category {unknown[0]} is not a category of this run")
+    write_json(cycle_dir / "labels_new.json", new.raw)
+    return cycle_dir / "labels_new.json"

@@ -1,0 +1,93 @@
+"""`taast run`: full cycles through Ray Train, the oracle and LVIS/COCO evaluation; resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from taast_ray.config import load_config
+from taast_ray.pipeline.cycle import METRIC_KEYS, run_cycles
+
+pytestmark = pytest.mark.slow
+SETTINGS = {
+    "data": {"synthetic_images": 160, "synthetic_classes": 4, "synthetic_image_size": 64},
+    "selection": {"budget": 6, "seed": 5, "det_conf": 0.01},
+    "model": {"weights": "yolov8n.yaml", "embedder": "taast-tiny-ViT", "embedder_weights": "none"},
+    "train": {"imgsz": 64, "batch": 8, "workers": 2, "warmup_epochs": 1, "epochs": 1,
+              "optimizer": "AdamW", "lr0": 0.002},
+    "protocol": {"cycles": 1, "seed_fraction": 0.2},
+    "ray": {"detector_actors_max": 1, "embedder_actors_max": 1, "batch_size": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, ray_local):
+    run = tmp_path_factory.mktemp("cycle") / "run"
+    rows = run_cycles(load_config(None, SETTINGS), run)
+    return run, rows
+
+
+def test_a_cycle_writes_metrics_and_grows_the_labelled_set(baseline):
+    run, rows = baseline
+    assert [r["cycle"] for r in rows] == [0, 1]
+    for t in (0, 1):
+        metrics = json.loads((run / f"cycle_{t}" / "metrics.json").read_text())
+        assert all(0.0 <= metrics[k] <= 1.0 for k in METRIC_KEYS)
+    selected = pq.read_table(run / "cycle_1" / "select" / "selection.parquet").column("image_id").to_pylist()
+    l0 = json.loads((run / "data" / "labels_L0.json").read_text())
+    l1 = json.loads((run / "cycle_1" / "labels.json").read_text())
+    assert len(l1["images"]) == len(l0["images"]) + 6
+    assert {str(i["id"]) for i in l1["images"]} == {str(i["id"]) for i in l0["images"]} | set(selected)
+    train_set = json.loads((run / "cycle_1" / "train_set.json").read_text())
+    pseudo = json.loads((run / "cycle_1" / "select" / "pseudo_labels.json").read_text())
+    manual_ids = {i["id"] for i in l1["images"]}
+    assert {i["id"] for i in train_set["images"]} == manual_ids | {i["id"] for i in pseudo["images"]}
+    assert (run / "cycle_1" / "yolo" / "dataset.yaml").exists() and (run / "test_metrics.json").exists()
+
+
+def wait_for(predicate, proc, seconds=300):
+    deadline = time.time() + seconds
+    while not predicate():
+        assert proc.poll() is None, "the run ended before the moment to kill it"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_resume_after_kills_between_stages_and_mid_training(baseline, tmp_path, ray_local):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(SETTINGS))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "taast_ray.cli", "run", "--config", str(config), "--out", str(run),
+           "--address", ray_local.get_runtime_context().gcs_address]
+
+    def start(extra=()):
+        return subprocess.Popen(cmd + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def kill(proc):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    proc = start()
+    wait_for(lambda: (run / "cycle_1" / "_markers" / "select.done").exists(), proc)
+    kill(proc)  # between stages
+    proc = start(["--resume"])
+    wait_for(lambda: (run / "cycle_1" / "train" / "runs").exists(), proc)
+    kill(proc)  # mid-training
+    assert not (run / "cycle_1" / "_markers" / "train.done").exists()
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    base, _ = baseline
+    for path in ("cycle_1/select/selection.parquet",):
+        assert pq.read_table(run / path).column("image_id").to_pylist() == \
+            pq.read_table(base / path).column("image_id").to_pylist()
+    for t in (0, 1):
+        ours = json.loads((run / f"cycle_{t}" / "metrics.json").read_text())
+        theirs = json.loads((base / f"cycle_{t}" / "metrics.json").read_text())
+        assert {k: ours[k] for k in METRIC_KEYS} == {k: theirs[k] for k in METRIC_KEYS}
