@@ -38,23 +38,31 @@ def say(message: str) -> None:
     print(f"[taast] {message}", flush=True)
 
 
-def detect_shard(cfg: TaastConfig, listing: pa.Table, target: Path, num_classes: int,
-                 stage_cls=DetectStage) -> None:
-    """One shard through read → decode + detect, written to a temporary folder then renamed."""
+def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], batch_size: int):
+    """Read bytes (tasks) → ``stage_cls`` on an autoscaling actor pool named after the stage.
+
+    Ray Data's actor pools default to max_restarts=-1 and max_task_retries=-1: a lost actor is
+    restarted and its in-flight batches retried (actor_pool_map_operator.py).
+    """
     import ray
 
     resources = actor_resources()
-    ds = read_pool_bytes(listing_dataset(listing), batch_size=cfg.ray.batch_size, num_cpus=READ_CPUS)
-    ds = ds.map_batches(
-        stage_cls, batch_format="pyarrow", batch_size=cfg.ray.batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=cfg.ray.detector_actors_min,
-                                           max_size=cfg.ray.detector_actors_max),
-        fn_constructor_kwargs={"weights": cfg.model.weights, "imgsz": cfg.model.imgsz,
-                               "conf": cfg.selection.det_conf, "num_classes": num_classes,
-                               "device": cfg.model.device},
-        # Ray Data's actor pools default to max_restarts=-1 and max_task_retries=-1: a lost actor
-        # is restarted and its in-flight batches retried (actor_pool_map_operator.py).
+    ds = read_pool_bytes(ds, batch_size=batch_size, num_cpus=READ_CPUS)
+    return ds.map_batches(
+        stage_cls, batch_format="pyarrow", batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1]),
+        fn_constructor_kwargs=constructor_kwargs,
         num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
+
+
+def detect_shard(cfg: TaastConfig, listing: pa.Table, target: Path, num_classes: int,
+                 stage_cls=DetectStage) -> None:
+    """One shard through read → decode + detect, written to a temporary folder then renamed."""
+    ds = through_model_pool(
+        listing_dataset(listing), stage_cls,
+        {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
+         "num_classes": num_classes, "device": cfg.model.device},
+        (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray.batch_size)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
     ds.write_parquet(str(tmp))
     if target.exists():
@@ -78,21 +86,14 @@ def cached_ids(cache: Path) -> pa.Array:
 
 def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache: Path) -> int:
     """Embed the wanted images not in the cache yet; new rows land in the cache atomically."""
-    import ray
-
     cache.mkdir(parents=True, exist_ok=True)
     missing = wanted.filter(pc.invert(pc.is_in(wanted.column("image_id"), value_set=cached_ids(cache))))
     if missing.num_rows == 0:
         return 0
-    resources = actor_resources()
-    ds = read_pool_bytes(listing_dataset(missing), batch_size=cfg.ray.batch_size, num_cpus=READ_CPUS)
-    ds = ds.map_batches(
-        EmbedStage, batch_format="pyarrow", batch_size=cfg.ray.batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=cfg.ray.embedder_actors_min,
-                                           max_size=cfg.ray.embedder_actors_max),
-        fn_constructor_kwargs={"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights,
-                               "device": cfg.model.device},
-        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
+    ds = through_model_pool(
+        listing_dataset(missing), EmbedStage,
+        {"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights, "device": cfg.model.device},
+        (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray.batch_size)
     ds = ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS)
     tmp = cache / f".new-{uuid.uuid4().hex[:8]}"
     ds.write_parquet(str(tmp))

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from taast_ray.stages.decode import MAX_PIXELS, decode_batch
+from taast_ray.stages.base import DecodingStage
+from taast_ray.stages.decode import MAX_PIXELS
 
 _F32_ROWS = pa.list_(pa.list_(pa.float32()))
 DETECTIONS_SCHEMA = pa.schema([
@@ -27,19 +28,17 @@ class DetectResources:
     num_gpus: float = 0.0
 
 
-class DetectStage:
+class DetectStage(DecodingStage):
     def __init__(self, weights: str, *, imgsz: int, conf: float, num_classes: int | None,
                  device: str = "auto", max_pixels: int = MAX_PIXELS):
         from taast_ray.models.detector import Detector
 
+        super().__init__(max_pixels)
         self.detector = Detector(weights, imgsz=imgsz, conf=conf, device=device, num_classes=num_classes)
-        self.max_pixels = max_pixels
 
     def __call__(self, batch: pa.Table | dict) -> pa.Table:
-        columns = batch.to_pydict() if isinstance(batch, pa.Table) else dict(batch)
-        decoded = decode_batch(columns, max_pixels=self.max_pixels)
+        decoded, ok = self.decode(batch)
         images = decoded["image"]
-        ok = [i for i, image in enumerate(images) if image is not None]
         results = dict(zip(ok, self.detector.predict([images[i] for i in ok])))
         width = self.detector.num_classes
         empty = (np.zeros((0, 4), np.float32), np.zeros((0, width), np.float32))

@@ -4,24 +4,23 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from taast_ray.stages.decode import MAX_PIXELS, decode_batch
+from taast_ray.stages.base import DecodingStage
+from taast_ray.stages.decode import MAX_PIXELS
 
 
-class EmbedStage:
+class EmbedStage(DecodingStage):
     """Ray Data actor around :class:`taast_ray.models.embedder.Embedder` (frozen image tower)."""
 
     def __init__(self, model_name: str, weights: str, *, device: str = "auto",
                  image_size: int | None = None, max_pixels: int = MAX_PIXELS):
         from taast_ray.models.embedder import Embedder
 
+        super().__init__(max_pixels)
         self.embedder = Embedder(model_name, weights, device=device, image_size=image_size)
-        self.max_pixels = max_pixels
 
     def __call__(self, batch: pa.Table | dict) -> pa.Table:
-        columns = batch.to_pydict() if isinstance(batch, pa.Table) else dict(batch)
-        decoded = decode_batch(columns, max_pixels=self.max_pixels)
+        decoded, ok = self.decode(batch)
         images = decoded["image"]
-        ok = [i for i, image in enumerate(images) if image is not None]
         matrix = np.zeros((len(images), self.embedder.dim), np.float32)
         if ok:
             matrix[ok] = self.embedder.embed([images[i] for i in ok])

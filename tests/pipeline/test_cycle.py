@@ -91,3 +91,36 @@ def test_resume_after_kills_between_stages_and_mid_training(baseline, tmp_path, 
         ours = json.loads((run / f"cycle_{t}" / "metrics.json").read_text())
         theirs = json.loads((base / f"cycle_{t}" / "metrics.json").read_text())
         assert {k: ours[k] for k in METRIC_KEYS} == {k: theirs[k] for k in METRIC_KEYS}
+
+
+def test_production_run_stops_for_annotators_then_ingests(baseline, tmp_path):
+    import shutil
+
+    from taast_ray.data.split import oracle_labels
+    from taast_ray.errors import InputError
+    from taast_ray.pipeline.cycle import AwaitingAnnotation, ingest_labels
+
+    base, _ = baseline
+    run = tmp_path / "run"
+    shutil.copytree(base, run)
+    for name in ("annotate", "dataset", "train", "evaluate"):
+        (run / "cycle_1" / "_markers" / f"{name}.done").unlink()
+    (run / "cycle_1" / "labels_new.json").unlink()
+    (run / "_markers" / "test.done").unlink()
+    cfg = load_config(None, {**SETTINGS, "protocol": {**SETTINGS["protocol"], "simulate": False}})
+    with pytest.raises(AwaitingAnnotation, match="taast ingest"):
+        run_cycles(cfg, run, resume=True)
+    selected = pq.read_table(run / "cycle_1" / "select" / "selection.parquet").column("image_id").to_pylist()
+    train = run / "synthetic" / "annotations" / "train.json"
+    wrong = tmp_path / "wrong.json"
+    l0_ids = [i["id"] for i in json.loads((run / "data" / "labels_L0.json").read_text())["images"]]
+    wrong.write_text(json.dumps(oracle_labels(train, l0_ids[:1])))
+    with pytest.raises(InputError, match="was not selected"):
+        ingest_labels(run, wrong)
+    good = tmp_path / "annotated.json"
+    good.write_text(json.dumps(oracle_labels(train, selected)))
+    ingest_labels(run, good)
+    rows = run_cycles(cfg, run, resume=True)
+    assert rows[-1]["labelled_images"] == len(json.loads((base / "cycle_1" / "labels.json").read_text())["images"])
+    assert json.loads((run / "cycle_1" / "labels.json").read_text())["images"] == \
+        json.loads((base / "cycle_1" / "labels.json").read_text())["images"]
