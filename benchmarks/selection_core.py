@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import taast_ray  # noqa: F401
 from taast_ray.config import SelectionConfig
 from taast_ray.selection.candidates import id_rank, top_candidates
-from taast_ray.selection.detections import flatten_detections
+from taast_ray.selection.detections import read_detections
 from taast_ray.selection.kmeans import pick_nearest_to_means, run_kmeans
 from taast_ray.selection.scoring import score_images
 from taast_ray.selection.strategies import normalise_rows
@@ -79,7 +79,7 @@ def clustered_embeddings(n: int, dim: int, seed: int, centres: int = 1000) -> np
     return x
 
 
-def selection_core(table: Path, classes: int, embeddings: np.ndarray, budget: int, seed: int,
+def selection_core(path: Path, classes: int, embeddings: np.ndarray, budget: int, seed: int,
                    backend: str, timings: dict) -> dict:
     def timed(stage, fn):
         start = time.perf_counter()
@@ -88,8 +88,7 @@ def selection_core(table: Path, classes: int, embeddings: np.ndarray, budget: in
         print(f"  {stage:<12} {timings[stage]:8.2f} s   peak rss {peak_rss_gb():.2f} GB", flush=True)
         return value
 
-    table = timed("read", lambda: pq.read_table(table))
-    det = timed("validate", lambda: flatten_detections(table, classes, source="benchmark"))
+    det = timed("read_validate", lambda: read_detections(path, classes))
     labelled = np.random.default_rng(seed).integers(0, 500, classes)
     scored = timed("score", lambda: score_images(det.scores, det.offsets, labelled))
     ranks = timed("rank_ids", lambda: id_rank(det.image_ids))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as pads
 
 from taast_ray.errors import InputError
 
@@ -42,18 +42,66 @@ class FlatDetections:
         return np.repeat(np.arange(self.num_images, dtype=np.int64), self.counts)
 
 
-def read_detections(path: str | Path, num_classes: int) -> FlatDetections:
+def read_detections(path: str | Path, num_classes: int, batch_rows: int = 1 << 16) -> FlatDetections:
+    """Stream a parquet file (or folder of them) into flat arrays, validating batch by batch.
+
+    Reading the whole table first and flattening it would hold the scores two or three times
+    over (Arrow's read buffers, then a combined copy); here one pass over the small ``boxes``
+    column sizes the arrays, and each record batch is validated and copied into place.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: detections file not found")
     try:
-        table = pq.read_table(path)
+        dataset = pads.dataset(str(path), format="parquet")
+        missing = [c for c in REQUIRED_COLUMNS if c not in dataset.schema.names]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+        total = sum(pc.sum(pc.list_value_length(b.column(0))).as_py() or 0
+                    for b in dataset.to_batches(columns=["boxes"]))
+        parts = _Parts(total, num_classes)
+        # Arrow's default read-ahead (16 batches) would hold ~2.7 GB of scores at 1M images
+        for batch in dataset.to_batches(batch_size=batch_rows, batch_readahead=2, fragment_readahead=1):
+            if batch.num_rows:
+                parts.add(flatten_detections(pa.Table.from_batches([batch]), num_classes,
+                                             source=str(path), check_unique=False))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable parquet file ({exc})") from None
-    return flatten_detections(table, num_classes, source=str(path))
+    if not parts.ids:
+        raise InputError(f"{path}: the pool is empty (no rows)")
+    return parts.finish(str(path))
 
 
-def flatten_detections(table: pa.Table, num_classes: int, source: str = "detections") -> FlatDetections:
+class _Parts:
+    """Validated batches copied into preallocated arrays."""
+
+    def __init__(self, total_boxes: int, num_classes: int):
+        self.scores = np.empty((total_boxes, num_classes), np.float32)
+        self.boxes = np.empty((total_boxes, 4), np.float32)
+        self.at = 0
+        self.ids, self.counts, self.extra = [], [], {"width": [], "height": [], "uri": []}
+
+    def add(self, part: FlatDetections) -> None:
+        n = int(part.offsets[-1])
+        self.scores[self.at:self.at + n] = part.scores
+        self.boxes[self.at:self.at + n] = part.boxes
+        self.at += n
+        self.ids.append(part.image_ids)
+        self.counts.append(part.counts)
+        for name in self.extra:
+            self.extra[name].append(getattr(part, name))
+
+    def finish(self, source: str) -> FlatDetections:
+        image_ids = np.concatenate(self.ids)
+        _check_unique(pa.array(image_ids, pa.string()), source)
+        offsets = np.zeros(len(image_ids) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(self.counts), out=offsets[1:])
+        extra = {k: None if any(v is None for v in vs) else np.concatenate(vs) for k, vs in self.extra.items()}
+        return FlatDetections(image_ids, offsets, self.boxes[:self.at], self.scores[:self.at], **extra)
+
+
+def flatten_detections(table: pa.Table, num_classes: int, source: str = "detections",
+                       check_unique: bool = True) -> FlatDetections:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
@@ -63,7 +111,8 @@ def flatten_detections(table: pa.Table, num_classes: int, source: str = "detecti
     if ids.null_count:
         raise InputError(f"{source}: row {_first(pc.is_null(ids))} has a null image_id")
     image_ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
-    _check_unique(ids, source)
+    if check_unique:
+        _check_unique(ids, source)
     boxes_col = table.column("boxes").combine_chunks()
     scores_col = table.column("scores").combine_chunks()
     counts = _list_lengths(boxes_col, image_ids, source, "boxes")

@@ -93,3 +93,25 @@ def test_embeddings_lookup(tmp_path):
     assert emb.get_present(["zz", "b"]).tolist() == [x[1].tolist()]
     with pytest.raises(InputError, match="no embedding for candidate image_id 'zz'"):
         emb.get(["a", "zz"])
+
+
+def test_streamed_read_matches_flatten_across_batches_and_folders(tmp_path):
+    t = detections_table(90, 4, seed=9)
+    pq.write_table(t, tmp_path / "d.parquet", row_group_size=17)
+    whole = flatten_detections(t, 4)
+    for source in (tmp_path / "d.parquet", tmp_path):
+        det = read_detections(source, 4, batch_rows=10)
+        np.testing.assert_array_equal(det.offsets, whole.offsets)
+        np.testing.assert_array_equal(det.scores, whole.scores)
+        np.testing.assert_array_equal(det.boxes, whole.boxes)
+        assert det.image_ids.tolist() == whole.image_ids.tolist()
+        np.testing.assert_array_equal(det.width, whole.width)
+
+
+def test_streamed_read_finds_a_duplicate_in_another_batch(tmp_path):
+    t = detections_table(30, 3, seed=1)
+    ids = t.column("image_id").to_pylist()
+    ids[25] = ids[2]
+    pq.write_table(t.set_column(0, "image_id", pa.array(ids)), tmp_path / "d.parquet")
+    with pytest.raises(InputError, match=f"duplicate image_id '{ids[2]}'"):
+        read_detections(tmp_path / "d.parquet", 3, batch_rows=8)
