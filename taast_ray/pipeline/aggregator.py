@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from taast_ray.config import TaastConfig, config_from_dict
 from taast_ray.data.labels import load_labels
 from taast_ray.io import write_parquet
-from taast_ray.selection.detections import flatten_detections
+from taast_ray.selection.detections import read_detections
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.outputs import write_selection_outputs
 from taast_ray.selection.run import StageTimer, build_summary, check_budget, make_context, score_detections
@@ -46,22 +46,24 @@ class CentralAggregator:
         """Read every shard, set aside the failed records, score the rest (eqs. 1–7)."""
         with self.timer("aggregate"):
             files = detection_files(Path(detections_dir))
-            table = pa.concat_tables([pq.read_table(f) for f in files]).sort_by("image_id")
-            failed = pc.is_valid(table.column("error"))
-            self.errors = self._errors(table.filter(failed))
-            good = table.filter(pc.invert(failed))
-            check_budget(self.cfg.selection.budget, good.num_rows, str(detections_dir))
-            self.det = flatten_detections(good, self.labels.num_classes, source=str(detections_dir))
+            failed: list[pa.Table] = []
+            self.det = read_detections(files, self.labels.num_classes, failed=failed)
+            self.errors = self._errors(pa.concat_tables(failed) if failed else None)
+            check_budget(self.cfg.selection.budget, self.det.num_images, str(detections_dir))
             self.scored = score_detections(self.det, self.labels, self.cfg.selection)
-        return {"pool_size": int(table.num_rows), "scored": int(good.num_rows),
-                "errors": int(self.errors.num_rows), "pseudo_labelled": int(self.scored.pseudo.sum()),
-                "converted": int(pc.sum(pc.is_valid(good.column("converted"))).as_py() or 0)}
+            converted = sum(pc.sum(pc.is_valid(pq.read_table(f, columns=["converted"]).column(0))).as_py()
+                            or 0 for f in files)
+        return {"pool_size": int(self.det.num_images + self.errors.num_rows),
+                "scored": int(self.det.num_images), "errors": int(self.errors.num_rows),
+                "pseudo_labelled": int(self.scored.pseudo.sum()), "converted": int(converted)}
 
-    def _errors(self, failed: pa.Table) -> pa.Table:
+    def _errors(self, failed: pa.Table | None) -> pa.Table:
+        if failed is None:
+            return errors_table([])
         rows = [{"image_id": r["image_id"], "uri": r["uri"], "reason": r["error"],
                  "stage": "read" if str(r["error"]).startswith(_READ_REASONS) else "decode"}
                 for r in failed.select(["image_id", "uri", "error"]).to_pylist()]
-        return errors_table(rows)
+        return errors_table(rows).sort_by("image_id")
 
     def to_embed(self) -> pa.Table:
         """(image_id, uri) of the images the strategy will look up embeddings for."""

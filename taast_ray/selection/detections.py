@@ -42,18 +42,22 @@ class FlatDetections:
         return np.repeat(np.arange(self.num_images, dtype=np.int64), self.counts)
 
 
-def read_detections(path: str | Path, num_classes: int, batch_rows: int = 1 << 16) -> FlatDetections:
+def read_detections(path: str | Path | list, num_classes: int, batch_rows: int = 1 << 16,
+                    failed: list | None = None) -> FlatDetections:
     """Stream a parquet file (or folder of them) into flat arrays, validating batch by batch.
 
     Reading the whole table first and flattening it would hold the scores two or three times
     over (Arrow's read buffers, then a combined copy); here one pass over the small ``boxes``
     column sizes the arrays, and each record batch is validated and copied into place.
+    ``path`` may also be a list of files. Rows with an ``error`` (the live pass's undecodable
+    records) are left out and, when ``failed`` is a list, appended to it as tables.
     """
-    path = Path(path)
-    if not path.exists():
+    files = [str(f) for f in path] if isinstance(path, list) else None
+    path = Path(files[0]).parent if files else Path(path)
+    if not files and not path.exists():
         raise InputError(f"{path}: detections file not found")
     try:
-        dataset = pads.dataset(str(path), format="parquet")
+        dataset = pads.dataset(files or str(path), format="parquet")
         missing = [c for c in REQUIRED_COLUMNS if c not in dataset.schema.names]
         if missing:
             raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -62,14 +66,23 @@ def read_detections(path: str | Path, num_classes: int, batch_rows: int = 1 << 1
         parts = _Parts(total, num_classes)
         # Arrow's default read-ahead (16 batches) would hold ~2.7 GB of scores at 1M images
         for batch in dataset.to_batches(batch_size=batch_rows, batch_readahead=2, fragment_readahead=1):
-            if batch.num_rows:
-                parts.add(flatten_detections(pa.Table.from_batches([batch]), num_classes,
-                                             source=str(path), check_unique=False))
+            table = _without_failed(pa.Table.from_batches([batch]), failed)
+            if table.num_rows:
+                parts.add(flatten_detections(table, num_classes, source=str(path), check_unique=False))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable parquet file ({exc})") from None
     if not parts.ids:
         raise InputError(f"{path}: the pool is empty (no rows)")
     return parts.finish(str(path))
+
+
+def _without_failed(table: pa.Table, failed: list | None) -> pa.Table:
+    if "error" not in table.column_names:
+        return table
+    bad = pc.is_valid(table.column("error"))
+    if failed is not None and pc.any(bad).as_py():
+        failed.append(table.filter(bad).select(["image_id", "uri", "error"]))
+    return table.filter(pc.invert(bad))
 
 
 class _Parts:

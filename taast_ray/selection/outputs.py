@@ -33,7 +33,7 @@ def scores_table(det: FlatDetections, scored: ImageScores, picks: Picks, labels:
         "candidate": pa.array(picks.candidate),
         "cluster": _nullable(picks.cluster.astype(np.int64), picks.cluster < 0),
         "selected": pa.array(selected),
-    })
+    }).sort_by("image_id")  # a stable order whatever order the detections arrived in
 
 
 def selection_table(det: FlatDetections, picks: Picks) -> pa.Table:
