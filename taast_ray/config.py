@@ -73,6 +73,11 @@ class ProtocolConfig:
 @dataclass
 class RayConfig:
     address: str | None = None        # None: RAY_ADDRESS, else a local instance
+    # GPUs for the model actors and Ray Train workers: "auto" uses them when the cluster reports
+    # GPUs when a stage starts; "true" asks for them anyway, so an autoscaler scales GPU nodes up
+    # from zero; "false" never asks.
+    use_gpu: str = "auto"
+    aggregator_on_head: bool = True   # pin the central actor to the head node
     detector_actors_min: int = 1
     detector_actors_max: int = 4
     embedder_actors_min: int = 1
@@ -145,6 +150,7 @@ def _checks(cfg: TaastConfig):
     yield "ray.embedder_actors_min", 1 <= r.embedder_actors_min <= r.embedder_actors_max, \
         "must be >= 1 and <= ray.embedder_actors_max"
     yield "ray.batch_size", r.batch_size > 0, "must be > 0"
+    yield "ray.use_gpu", r.use_gpu in ("auto", "true", "false"), "must be auto, true or false"
 
 
 def _validate(cfg: TaastConfig) -> None:

@@ -23,7 +23,7 @@ from taast_ray.config import TaastConfig, save_config
 from taast_ray.data.labels import load_labels
 from taast_ray.io import is_done, mark_done
 from taast_ray.pipeline.aggregator import CentralAggregator
-from taast_ray.pipeline.ray_env import actor_resources, ensure_ray, remote_call
+from taast_ray.pipeline.ray_env import actor_resources, ensure_ray, head_pinning, remote_call
 from taast_ray.selection.run import check_budget
 from taast_ray.stages.detect import DetectStage
 from taast_ray.stages.embed import EmbedStage
@@ -38,7 +38,8 @@ def say(message: str) -> None:
     print(f"[taast] {message}", flush=True)
 
 
-def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], batch_size: int):
+def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], batch_size: int,
+                       use_gpu: str = "auto"):
     """Read bytes (tasks) → ``stage_cls`` on an autoscaling actor pool named after the stage.
 
     Ray Data's actor pools default to max_restarts=-1 and max_task_retries=-1: a lost actor is
@@ -46,7 +47,7 @@ def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[in
     """
     import ray
 
-    resources = actor_resources()
+    resources = actor_resources(use_gpu)
     ds = read_pool_bytes(ds, batch_size=batch_size, num_cpus=READ_CPUS)
     return ds.map_batches(
         stage_cls, batch_format="pyarrow", batch_size=batch_size,
@@ -62,7 +63,7 @@ def detect_shard(cfg: TaastConfig, listing: pa.Table, target: Path, num_classes:
         listing_dataset(listing), stage_cls,
         {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
          "num_classes": num_classes, "device": cfg.model.device},
-        (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray.batch_size)
+        (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
     ds.write_parquet(str(tmp))
     if target.exists():
@@ -93,7 +94,7 @@ def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache: Path) -> int:
     ds = through_model_pool(
         listing_dataset(missing), EmbedStage,
         {"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights, "device": cfg.model.device},
-        (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray.batch_size)
+        (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu)
     ds = ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS)
     tmp = cache / f".new-{uuid.uuid4().hex[:8]}"
     ds.write_parquet(str(tmp))
@@ -140,7 +141,8 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
         mark_done(out / "_markers", name, {"images": min(shard_size, listing.num_rows - first)})
     timings["detect"] = round(time.perf_counter() - start, 3)
 
-    aggregator = ray.remote(CentralAggregator).options(num_cpus=0).remote(cfg.to_dict(), str(labels_path))
+    aggregator = ray.remote(CentralAggregator).options(
+        num_cpus=0, **head_pinning(cfg.ray.aggregator_on_head)).remote(cfg.to_dict(), str(labels_path))
     counts = remote_call(aggregator.load, str(out / "detections"))
     say(f"scored {counts['scored']} images, {counts['errors']} unreadable, "
         f"{counts['pseudo_labelled']} pseudo-labelled")

@@ -25,12 +25,24 @@ def ensure_ray(address: str | None = None, *, worker_logs: bool | None = None) -
              configure_logging=False, log_to_driver=worker_logs)
 
 
-def actor_resources(cpus_per_actor: float = 1.0) -> DetectResources:
-    """One GPU per model actor where the cluster has GPUs (a CPU-only head still counts them)."""
+def wants_gpu(use_gpu: str = "auto", needed: int = 1) -> bool:
+    """Decided from the cluster's resources (a CPU-only head still sees its GPU workers), never
+    from the driver's torch.cuda; "true" asks even while the autoscaler has no GPU node up."""
     import ray
 
-    gpus = ray.cluster_resources().get("GPU", 0)
-    return DetectResources(num_cpus=cpus_per_actor, num_gpus=1.0 if gpus >= 1 else 0.0)
+    if use_gpu in ("true", "false"):
+        return use_gpu == "true"
+    return ray.cluster_resources().get("GPU", 0) >= needed
+
+
+def actor_resources(use_gpu: str = "auto", cpus_per_actor: float = 1.0) -> DetectResources:
+    """One GPU per model actor when GPUs are wanted, else one CPU."""
+    return DetectResources(num_cpus=cpus_per_actor, num_gpus=1.0 if wants_gpu(use_gpu) else 0.0)
+
+
+def head_pinning(enabled: bool) -> dict:
+    """Actor options that keep the central actor on the head node (it outlives worker nodes)."""
+    return {"resources": {"node:__internal_head__": 0.001}} if enabled else {}
 
 
 def remote_call(method, *args):

@@ -35,14 +35,14 @@ def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from taast_ray.pipeline.ray_env import ensure_ray
+    from taast_ray.pipeline.ray_env import ensure_ray, wants_gpu
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     model = _check_inputs(Path(dataset_yaml), weights, num_classes, workers, batch)
     ensure_ray()
     if use_gpu is None:  # the driver may be a CPU-only head: ask the cluster, not torch.cuda
-        use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
+        use_gpu = wants_gpu("auto", needed=workers)
     overrides = dict(model=model, data=str(Path(dataset_yaml).resolve()), epochs=epochs,
                      imgsz=imgsz, batch=batch, optimizer=optimizer, lr0=lr0, lrf=lrf,
                      momentum=momentum, weight_decay=weight_decay, cos_lr=cos_lr, seed=seed,

@@ -1,0 +1,145 @@
+"""A real multi-node Ray cluster on this machine: `ray start --head` (no CPUs, so every actor
+runs on the worker node), a worker node, `taast select` submitted with `ray job submit`, and a
+worker node killed mid-pass."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from tests.factories import write_labels
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    """Head and worker nodes as `ray start --block` process groups, stopped without `ray stop`
+    (which would also stop the test session's own Ray instance)."""
+
+    def __init__(self, temp_dir: str):
+        self.port, self.dashboard = free_port(), free_port()
+        # loopback only; Ray 2.60's token auth would need the token handed to every process
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
+        self.temp_dir, self.nodes = temp_dir, []
+        self._start(["--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=true",
+                     "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard}",
+                     f"--temp-dir={temp_dir}"])
+        self.url = f"http://127.0.0.1:{self.dashboard}"
+        deadline = time.time() + 90
+        while not self._up():
+            assert time.time() < deadline, "the head node's dashboard never came up"
+            time.sleep(1)
+        self.worker = self.add_worker()
+
+    def _start(self, args):
+        proc = subprocess.Popen([str(BIN / "ray"), "start", "--block", *args], env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.nodes.append(proc)
+        return proc
+
+    def _up(self) -> bool:
+        try:
+            return urllib.request.urlopen(f"{self.url}/api/version", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def add_worker(self):
+        return self._start([f"--address=127.0.0.1:{self.port}", "--num-cpus=2"])
+
+    def kill(self, proc):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def ray(self, *args, timeout=400):
+        return subprocess.run([str(BIN / "ray"), *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def stop(self):
+        for proc in reversed(self.nodes):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.nodes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    temp = tempfile.mkdtemp(prefix="trmn", dir="/tmp")  # short: Ray's socket paths have a length limit
+    c = LocalCluster(temp)
+    yield c
+    c.stop()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnpool")
+    rng = np.random.default_rng(0)
+    for i in range(44):
+        Image.fromarray((rng.random((72, 96, 3)) * 255).astype(np.uint8)).save(root / f"f{i:03d}.jpg")
+    (root / "broken.jpg").write_bytes(b"not a jpeg")
+    return root, write_labels(root.parent / "labels.json", [5, 3, 1, 0])
+
+
+def select_command(pool, labels, out) -> list:
+    return ["--", str(BIN / "python"), "-m", "taast_ray.cli", "select", "--pool", str(pool),
+            "--labels", str(labels), "--weights", "yolov8n.yaml", "--imgsz", "64", "--embedder",
+            "taast-tiny-ViT", "--embedder-weights", "none", "--budget", "4", "--out", str(out),
+            "--shard-size", "15", "--set", "selection.det_conf=0.001", "--set", "ray.detector_actors_max=1"]
+
+
+def selected(out) -> list:
+    return pq.read_table(Path(out) / "selection.parquet").column("image_id").to_pylist()
+
+
+def test_job_submit_and_a_worker_node_lost_mid_pass(cluster, pool, tmp_path):
+    images, labels = pool
+    done = cluster.ray("job", "submit", "--address", cluster.url,
+                       *select_command(images, labels, tmp_path / "calm"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "selected 4 of 44 images" in done.stdout
+    assert pq.read_table(tmp_path / "calm" / "errors.parquet").column("image_id").to_pylist() == ["broken.jpg"]
+
+    out = tmp_path / "storm"
+    submitted = cluster.ray("job", "submit", "--no-wait", "--submission-id", "storm", "--address",
+                            cluster.url, *select_command(images, labels, out))
+    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    deadline = time.time() + 300
+    while not (out / "_markers" / "shard-00000.done").exists():
+        assert time.time() < deadline, "the first shard never finished"
+        time.sleep(0.3)
+    cluster.kill(cluster.worker)  # the only node with CPUs: every detector actor dies with it
+    assert not (out / "summary.json").exists()
+    cluster.worker = cluster.add_worker()
+    status = ""
+    while "succeeded" not in status and "failed" not in status.lower():
+        assert time.time() < deadline + 300, "the job never finished"
+        time.sleep(2)
+        status = cluster.ray("job", "status", "--address", cluster.url, "storm").stdout.lower()
+    if "succeeded" not in status:  # re-submission resumes from the finished shards
+        again = cluster.ray("job", "submit", "--address", cluster.url,
+                            *select_command(images, labels, out), "--resume")
+        assert again.returncode == 0, again.stdout[-2000:]
+    assert selected(out) == selected(tmp_path / "calm")
+    scored = pq.read_table(out / "scores.parquet").column("image_id").to_pylist()
+    assert len(scored) == len(set(scored)) == 44
