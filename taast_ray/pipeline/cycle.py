@@ -12,13 +12,10 @@ uninterrupted one would.
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,7 +25,8 @@ from taast_ray.config import TaastConfig, save_config
 from taast_ray.data.split import merge_labels, oracle_labels, split_labelled_pool, subset_labels
 from taast_ray.data.yolo import export_yolo
 from taast_ray.errors import InputError
-from taast_ray.io import is_done, mark_done, read_json, write_json, write_parquet
+from taast_ray.io import is_done, read_json, write_json, write_parquet
+from taast_ray.pipeline.progress import say, stage
 
 log = logging.getLogger(__name__)
 METRIC_KEYS = ("AP", "APr", "APc", "APf", "mAP")
@@ -44,19 +42,6 @@ class Dataset:
 
 class AwaitingAnnotation(Exception):
     """Production mode: the run stops after a selection until `taast ingest` brings the labels."""
-
-
-def say(message: str) -> None:
-    print(f"[taast] {message}", flush=True)
-
-
-def stage(directory: Path, name: str, resume: bool, work: Callable[[], None]) -> None:
-    if resume and is_done(directory / "_markers", name):
-        say(f"{directory.name}/{name}: done before, skipped")
-        return
-    start = time.perf_counter()
-    work()
-    mark_done(directory / "_markers", name, {"seconds": round(time.perf_counter() - start, 3)})
 
 
 def resolve_dataset(cfg: TaastConfig, run: Path) -> Dataset:

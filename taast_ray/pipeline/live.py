@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 
 from taast_ray.config import TaastConfig, save_config
 from taast_ray.data.labels import load_labels
-from taast_ray.io import is_done, mark_done
+from taast_ray.io import staged_directory
 from taast_ray.pipeline.aggregator import CentralAggregator
+from taast_ray.pipeline.progress import say, stage
 from taast_ray.pipeline.ray_env import actor_resources, ensure_ray, head_pinning, remote_call
 from taast_ray.selection.run import check_budget
 from taast_ray.stages.detect import DetectStage
@@ -32,10 +33,6 @@ from taast_ray.stages.sources import list_pool_table, listing_dataset, read_pool
 log = logging.getLogger(__name__)
 READ_CPUS = 0  # reading bytes is I/O: with a CPU slot of its own it could wait forever behind the
 #                model actors that hold every slot (2 actors on 2 CPUs); Ray Data backpressure bounds it
-
-
-def say(message: str) -> None:
-    print(f"[taast] {message}", flush=True)
 
 
 def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], batch_size: int,
@@ -58,17 +55,14 @@ def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[in
 
 def detect_shard(cfg: TaastConfig, listing: pa.Table, target: Path, num_classes: int,
                  stage_cls=DetectStage) -> None:
-    """One shard through read → decode + detect, written to a temporary folder then renamed."""
+    """One shard through read → decode + detect, written to a temporary folder then moved into place."""
     ds = through_model_pool(
         listing_dataset(listing), stage_cls,
         {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
          "num_classes": num_classes, "device": cfg.model.device},
         (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-    ds.write_parquet(str(tmp))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with staged_directory(target) as tmp:
+        ds.write_parquet(str(tmp))
 
 
 def embedding_cache_dir(root: Path, cfg: TaastConfig) -> Path:
@@ -131,14 +125,12 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     shards = range(0, listing.num_rows, shard_size)
     for n, first in enumerate(shards):
         name = f"shard-{n:05d}"
-        if resume and is_done(out / "_markers", name):
-            say(f"detect {name}: done before, skipped")
-            continue
-        say(f"detect {name}: images {first}-{min(first + shard_size, listing.num_rows) - 1} "
-            f"of {listing.num_rows} ({n + 1}/{len(shards)})")
-        detect_shard(cfg, listing.slice(first, shard_size), out / "detections" / name,
-                     labels.num_classes, detect_stage_cls)
-        mark_done(out / "_markers", name, {"images": min(shard_size, listing.num_rows - first)})
+        def detect(n=n, first=first, name=name):
+            say(f"detect {name}: images {first}-{min(first + shard_size, listing.num_rows) - 1} "
+                f"of {listing.num_rows} ({n + 1}/{len(shards)})")
+            detect_shard(cfg, listing.slice(first, shard_size), out / "detections" / name,
+                         labels.num_classes, detect_stage_cls)
+        stage(out, name, resume, detect)
     timings["detect"] = round(time.perf_counter() - start, 3)
 
     aggregator = ray.remote(CentralAggregator).options(

@@ -123,12 +123,16 @@ def _diverse(ctx: SelectionContext, value: np.ndarray) -> Picks:
     return _with_fill(ctx, picks, eligible)
 
 
+# The value each diverse strategy ranks candidates by: φ, or φ with w ≡ 1, which is E(x).
+DIVERSE_VALUE = {"taast": lambda scored: scored.value, "taast-no-rarity": lambda scored: scored.entropy}
+
+
 def select_taast(ctx: SelectionContext) -> Picks:
-    return _diverse(ctx, ctx.scored.value)
+    return _diverse(ctx, DIVERSE_VALUE["taast"](ctx.scored))
 
 
 def select_taast_no_rarity(ctx: SelectionContext) -> Picks:
-    return _diverse(ctx, ctx.scored.entropy)  # φ with w ≡ 1 is E(x)
+    return _diverse(ctx, DIVERSE_VALUE["taast-no-rarity"](ctx.scored))
 
 
 def select_taast_no_diversity(ctx: SelectionContext) -> Picks:
@@ -197,8 +201,8 @@ def rows_to_embed(name: str, ctx: SelectionContext) -> np.ndarray:
     eligible = ~ctx.scored.pseudo
     if name == "coreset":
         return np.flatnonzero(eligible)
-    if name in ("taast", "taast-no-rarity"):
-        value = ctx.scored.value if name == "taast" else ctx.scored.entropy
-        rows = top_candidates(value, eligible, ctx.tie_rank, ctx.candidate_fraction, ctx.budget)
+    if name in DIVERSE_VALUE:
+        rows = top_candidates(DIVERSE_VALUE[name](ctx.scored), eligible, ctx.tie_rank,
+                              ctx.candidate_fraction, ctx.budget)
         return np.sort(rows) if len(rows) > ctx.budget else np.zeros(0, np.int64)
     return np.zeros(0, np.int64)
