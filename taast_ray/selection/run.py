@@ -6,7 +6,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 
 from taast_ray.config import SelectionConfig, TaastConfig
 from taast_ray.data.labels import LabelSet, load_labels
