@@ -123,6 +123,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from taast_ray.experiment.config import load_experiment
+    from taast_ray.experiment.runner import run_experiment
+
+    overrides = list(args.overrides)
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        overrides.append(f"base.ray.address={address}")
+    exp = load_experiment(args.config, overrides)
+    run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from taast_ray.demo import run_demo
 
@@ -200,6 +214,24 @@ def make_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--labels", required=True, help="COCO/LVIS JSON of the selected images")
     ingest.add_argument("--run", required=True, help="run directory")
     ingest.set_defaults(func=cmd_ingest)
+
+    experiment = sub.add_parser(
+        "experiment", help="strategies × seeds × cycles, with a report",
+        description="Runs every listed strategy for every seed over T cycles from the same L0/U split "
+                    "and warm-up per seed (trials in parallel on Ray with parallel_trials > 1), then "
+                    "writes results.json, report.md and plots/. Resumable trial by trial.")
+    experiment.add_argument("--config", required=True, help="experiment YAML (see taast_ray/experiment/config.py "
+                                                            "and benchmarks/experiments/)")
+    experiment.add_argument("--out", required=True, help="experiment directory")
+    experiment.add_argument("--resume", action="store_true", help="continue: finished trials and stages are skipped")
+    experiment.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                            help="override a field, e.g. --set seeds=[21] or --set base.train.epochs=5")
+    experiment.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
+                            help="seconds between progress lines (default 60)")
+    experiment.add_argument("--address", default=None,
+                            help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
+    experiment.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    experiment.set_defaults(func=cmd_experiment)
 
     demo = sub.add_parser("demo", help="the README's main job on this machine",
                           description="Synthetic long-tailed data, a small YOLOv8n, and full active-"

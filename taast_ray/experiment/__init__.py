@@ -1,0 +1,1 @@
+"""``taast experiment``: strategies × seeds × cycles, the statistics and the report."""

@@ -1,0 +1,323 @@
+"""An experiment's results: gathered from the trial directories, summarised over seeds, reported.
+
+``results.json`` keeps every trial's per-cycle rows next to the summaries, so a reader can redo
+any number; ``report.md`` has the Table-2-shaped table per dataset, paired differences against
+the reference strategy, the per-cycle curves, and the plots under ``plots/``.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+from taast_ray.experiment.config import METRICS, ExperimentConfig
+from taast_ray.experiment.stats import MeanCI, label_efficiency, mean_ci, paired_difference
+from taast_ray.io import read_json, write_json
+
+METRIC_NAMES = {"AP": "AP", "APr": "AP_rare", "APc": "AP_common", "APf": "AP_freq", "mAP": "mAP"}
+
+
+def _object_counts(labels: dict) -> Counter:
+    return Counter(a["category_id"] for a in labels["annotations"])
+
+
+def _trial_record(exp: ExperimentConfig, trial) -> dict:
+    d = trial.directory
+    rows = read_json(d / "cycles.json")
+    selected: Counter = Counter()
+    for c in range(1, exp.base.protocol.cycles + 1):
+        selected += _object_counts(read_json(d / f"cycle_{c}" / "labels_new.json"))
+    test = d / "test_metrics.json"
+    return {"variant": trial.variant.name, "strategy": trial.strategy.name, "seed": trial.seed,
+            "selection": trial.strategy.strategy, "pseudo_labels": trial.strategy.pseudo_labels,
+            "rows": rows, "test": {k: read_json(test)[k] for k in METRICS} if test.exists() else None,
+            "selected_objects": {str(k): v for k, v in sorted(selected.items())}}
+
+
+def _class_table(variant_trials: list, train_json: str) -> dict:
+    """Class names, LVIS frequency tags and the pool's objects per class (mean over the seeds' U)."""
+    train = read_json(train_json)
+    cats = sorted(train["categories"], key=lambda c: c["id"])
+    total = _object_counts(train)
+    bases = sorted({t.base for t in variant_trials})
+    pool: Counter = Counter()
+    for b in bases:
+        l0 = _object_counts(read_json(b / "data" / "labels_L0.json"))
+        pool.update({k: total[k] - l0.get(k, 0) for k in total})
+    return {"ids": [c["id"] for c in cats], "names": [str(c.get("name", c["id"])) for c in cats],
+            "frequency": [c.get("frequency") for c in cats],
+            "pool_objects": [pool[c["id"]] / max(len(bases), 1) for c in cats]}
+
+
+def _summary(exp: ExperimentConfig, records: list[dict], classes: dict) -> dict:
+    by_strategy: dict[str, dict[int, dict]] = {}
+    for r in records:
+        by_strategy.setdefault(r["strategy"], {})[r["seed"]] = r
+    rare_ids = {str(i) for i, f in zip(classes["ids"], classes["frequency"]) if f == "r"}
+    has_tags = any(f is not None for f in classes["frequency"])
+    ref = by_strategy.get(exp.reference, {})
+    out = {}
+    for name, seeds in by_strategy.items():
+        curve = []
+        for t in range(exp.base.protocol.cycles + 1):
+            at = [s["rows"][t] for s in seeds.values()]
+            curve.append({"cycle": t, "labelled_images": mean_ci([r["labelled_images"] for r in at]).mean,
+                          **{k: vars(mean_ci([r[k] for r in at])) for k in METRICS}})
+        final = {k: {s: r["rows"][-1][k] for s, r in seeds.items()} for k in METRICS}
+        start = {k: {s: r["rows"][0][k] for s, r in seeds.items()} for k in METRICS}
+        efficiency = {}
+        for s, r in seeds.items():
+            if s in ref:
+                e = label_efficiency([x["labelled_images"] for x in r["rows"]], [x[exp.metric] for x in r["rows"]],
+                                     [x["labelled_images"] for x in ref[s]["rows"]],
+                                     [x[exp.metric] for x in ref[s]["rows"]])
+                efficiency[s] = vars(e)
+        rare = [sum(v for k, v in r["selected_objects"].items() if k in rare_ids) for r in seeds.values()]
+        picked = [sum(r["selected_objects"].values()) for r in seeds.values()]
+        out[name] = {
+            "selection": next(iter(seeds.values()))["selection"],
+            "pseudo_labels": next(iter(seeds.values()))["pseudo_labels"],
+            "seeds": sorted(seeds), "curve": curve,
+            "start": {k: vars(mean_ci(list(v.values()))) for k, v in start.items()},
+            "final": {k: vars(mean_ci(list(v.values()))) for k, v in final.items()},
+            "final_by_seed": final,
+            "delta": {k: vars(mean_ci([final[k][s] - start[k][s] for s in seeds])) for k in METRICS},
+            "vs_reference": {k: vars(paired_difference(final[k], {s: r["rows"][-1][k] for s, r in ref.items()}))
+                             for k in METRICS},
+            "efficiency": {"per_seed": efficiency,
+                           **vars(mean_ci([e["value"] for e in efficiency.values()]))},
+            "pseudo_share": vars(mean_ci([r["rows"][-1]["pseudo_share"] for r in seeds.values()])),
+            "manual_annotations": vars(mean_ci([r["rows"][-1]["manual_annotations"] for r in seeds.values()])),
+            "rare_objects_selected": vars(mean_ci(rare)) if has_tags else None,
+            "rare_share_selected": vars(mean_ci([a / b for a, b in zip(rare, picked) if b])) if has_tags else None,
+            "test": {k: vars(mean_ci([r["test"][k] for r in seeds.values() if r["test"]])) for k in METRICS},
+            "selected_objects": {k: sum(r["selected_objects"].get(str(k), 0) for r in seeds.values()) / len(seeds)
+                                 for k in classes["ids"]},
+        }
+    return out
+
+
+def collect_results(exp: ExperimentConfig, out: Path, trials, data: dict[str, dict]) -> dict:
+    """``data``: each variant's data section (its train file gives the classes and the pool)."""
+    records = [_trial_record(exp, t) for t in trials]
+    classes = {v.name: _class_table([t for t in trials if t.variant == v], data[v.name]["train"])
+               for v in exp.variants}
+    summary = {v.name: _summary(exp, [r for r in records if r["variant"] == v.name], classes[v.name])
+               for v in exp.variants}
+    results = {"experiment": exp.name, "metric": exp.metric, "reference": exp.reference,
+               "seeds": exp.seeds, "cycles": exp.base.protocol.cycles, "curve_split": exp.curve_split,
+               "variants": [vars(v) for v in exp.variants], "classes": classes,
+               "summary": summary, "trials": records}
+    write_json(out / "results.json", results)
+    return results
+
+
+def _ci(d: dict | None, digits: int = 3) -> str:
+    return MeanCI(**d).format(digits) if d else "n/a"
+
+
+def _signed(d: dict, digits: int = 3) -> str:
+    m = MeanCI(**d)
+    if m.n == 0:
+        return "n/a"
+    return f"{m.mean:+.{digits}f}" + ("" if math.isnan(m.half_width) else f" ± {m.half_width:.{digits}f}")
+
+
+def _efficiency_cell(e: dict) -> str:
+    per_seed = e["per_seed"]
+    defined = [v for v in per_seed.values() if v["value"] is not None]
+    if not defined:
+        notes = sorted({v["note"] for v in per_seed.values()})
+        return "n/a" + (f" ({'; '.join(notes)})" if notes else "")
+    cell = _signed({"mean": e["mean"], "half_width": e["half_width"], "n": e["n"]}, 2)
+    return cell + (f" ({len(defined)}/{len(per_seed)} seeds)" if len(defined) < len(per_seed) else "")
+
+
+def verdict(d: MeanCI, better: str) -> str:
+    if d.n < 2:
+        return "one seed: no interval, no claim"
+    if d.mean - d.half_width > 0:
+        return f"{better} is better (the interval excludes 0)"
+    if d.mean + d.half_width < 0:
+        return f"{better} is worse (the interval excludes 0)"
+    return "no difference shown (the interval includes 0)"
+
+
+def verdict_lines(exp: ExperimentConfig, summary: dict) -> list[str]:
+    """Plain sentences: each TAAST-type strategy against each baseline, paired over seeds."""
+    lines = []
+    taasts = [n for n, s in summary.items() if s["selection"].startswith("taast")]
+    baselines = [n for n, s in summary.items() if not s["selection"].startswith("taast")]
+    for metric in dict.fromkeys([exp.metric, "mAP"]):
+        for t in taasts:
+            for b in baselines:
+                d = paired_difference(summary[t]["final_by_seed"][metric], summary[b]["final_by_seed"][metric])
+                if d.n:
+                    ci = "" if math.isnan(d.half_width) else f" ± {d.half_width:.3f}"
+                    lines.append(f"- {t} − {b}, final {METRIC_NAMES[metric]}: {d.mean:+.3f}{ci} "
+                                 f"over {d.n} seeds: {verdict(d, t)}.")
+    return lines
+
+
+def _markdown_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def table2(exp: ExperimentConfig, summary: dict) -> list[str]:
+    """The first paper's Table 2, per strategy: start, final ± CI, Δ, mAP, label efficiency."""
+    m = METRIC_NAMES[exp.metric]
+    head = ["strategy", "pseudo labels", f"{m} start", f"{m} final", f"Δ{m}", "mAP final",
+            f"label efficiency ({m})", "rare objects selected", "pseudo share of training boxes"]
+    rows = [[n, "yes" if s["pseudo_labels"] else "no", _ci(s["start"][exp.metric]), _ci(s["final"][exp.metric]),
+             _signed(s["delta"][exp.metric]), _ci(s["final"]["mAP"]), _efficiency_cell(s["efficiency"]),
+             _ci(s["rare_objects_selected"], 1), _ci(s["pseudo_share"], 2)] for n, s in summary.items()]
+    return _markdown_table(head, rows)
+
+
+def cycle_table(summary: dict) -> list[str]:
+    head = ["strategy", "cycle", "labelled images", "AP", "AP_rare", "AP_common", "AP_freq", "mAP"]
+    rows = [[n, str(c["cycle"]), f"{c['labelled_images']:.0f}"] + [_ci(c[k]) for k in METRICS]
+            for n, s in summary.items() for c in s["curve"]]
+    return _markdown_table(head, rows)
+
+
+def _plot_curves(exp: ExperimentConfig, summary: dict, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys([exp.metric, "APr", "mAP"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for n, s in summary.items():
+            x = [c["labelled_images"] for c in s["curve"]]
+            y = [c[metric]["mean"] for c in s["curve"]]
+            h = [0.0 if math.isnan(c[metric]["half_width"]) else c[metric]["half_width"] for c in s["curve"]]
+            ax.plot(x, y, marker="o", label=n)
+            ax.fill_between(x, [a - b for a, b in zip(y, h)], [a + b for a, b in zip(y, h)], alpha=0.15)
+        ax.set_xlabel("manually labelled images")
+        ax.set_ylabel(f"{METRIC_NAMES[metric]} ({exp.curve_split})")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{title}: mean over seeds, band = 95 % CI (1.96σ/√n)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_classes(summary: dict, classes: dict, path: Path, title: str) -> None:
+    """Share of each class among the selected objects, per strategy, against the pool's share."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    order = np.argsort(classes["pool_objects"])[::-1]
+    labels = [f"{classes['names'][i]} ({classes['frequency'][i] or '-'})" for i in order]
+    pool = np.asarray(classes["pool_objects"], float)[order]
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(order)), 4.5))
+    width = 0.8 / max(len(summary), 1)
+    for j, (n, s) in enumerate(summary.items()):
+        sel = np.asarray([s["selected_objects"][classes["ids"][i]] for i in order], float)
+        ax.bar(np.arange(len(order)) + j * width - 0.4 + width / 2, sel / max(sel.sum(), 1), width, label=n)
+    ax.plot(np.arange(len(order)), pool / max(pool.sum(), 1), "k_", markersize=18, mew=2, label="pool U")
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(order)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("share of objects (log)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{title}: classes of the selected images' objects, all cycles, seed mean")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_sweep(exp: ExperimentConfig, results: dict, path: Path, axis: str) -> None:
+    """Label efficiency against one sweep axis, a panel per level of the other axis."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = results["variants"]
+    other = "shift_level" if axis == "empty_fraction" else "empty_fraction"
+    panels = list(dict.fromkeys(v[other] for v in variants))
+    xs = list(dict.fromkeys(v[axis] for v in variants))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False, sharey=True)
+    for ax, level in zip(axes[0], panels):
+        for n in [s.name for s in exp.strategies if s.name != exp.reference]:
+            pts = []
+            for i, x in enumerate(xs):
+                v = next((v for v in variants if v[axis] == x and v[other] == level), None)
+                e = results["summary"][v["name"]][n]["efficiency"] if v else None
+                if e and e["n"]:
+                    pts.append((i, e["mean"], 0.0 if math.isnan(e["half_width"]) else e["half_width"]))
+            if pts:
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                            marker="o", capsize=3, label=n)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(range(len(xs)), [f"{x:.0%}" if axis == "empty_fraction" else str(x) for x in xs])
+        ax.set_xlabel("object-free images (class imbalance)" if axis == "empty_fraction" else "label shift")
+        ax.set_title(f"{'label shift' if other == 'shift_level' else 'object-free'} = "
+                     f"{level if other == 'shift_level' else format(level, '.0%')}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"label efficiency vs {exp.reference} ({METRIC_NAMES[exp.metric]})")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def sweep_table(exp: ExperimentConfig, results: dict) -> list[str]:
+    names = [s.name for s in exp.strategies]
+    head = ["object-free", "label shift"] + [f"{n}: eff. / final {METRIC_NAMES[exp.metric]}" for n in names]
+    rows = []
+    for v in results["variants"]:
+        s = results["summary"][v["name"]]
+        rows.append([f"{v['empty_fraction']:.0%}", v["shift_level"]] + [
+            f"{_efficiency_cell(s[n]['efficiency']) if n != exp.reference else '—'} / {_ci(s[n]['final'][exp.metric])}"
+            for n in names])
+    return _markdown_table(head, rows)
+
+
+def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str | None = None) -> Path:
+    from taast_ray.versions import software_versions
+
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    b = exp.base
+    lines = [f"# Experiment: {exp.name}", ""]
+    if exp.description:
+        lines += [exp.description.strip(), ""]
+    lines += [
+        f"- Command: `{command or f'taast experiment --config {out}/experiment.yaml --out {out}'}`",
+        f"- Strategies: {', '.join(f'{s.name} ({s.strategy}, pseudo labels {str(s.pseudo_labels).lower()})' for s in exp.strategies)}",
+        f"- Seeds: {', '.join(map(str, exp.seeds))} (each seed: its own L0/U split and warm-up, shared by every strategy)",
+        f"- Protocol: L0 = {b.protocol.seed_fraction:.0%} of train, B = {b.selection.budget}, T = {b.protocol.cycles} cycles, "
+        f"warm-up {b.train.warmup_epochs} epochs, {b.train.epochs} epochs per cycle, {b.train.optimizer} lr0 {b.train.lr0}, "
+        f"imgsz {b.train.imgsz}, detector {b.model.weights}, embedder {b.model.embedder} ({b.model.embedder_weights})",
+        f"- Curves are evaluated on the {exp.curve_split} split; ± is 1.96σ/√n over seeds (sample σ); "
+        f"label efficiency is against {exp.reference}'s final {METRIC_NAMES[exp.metric]}, per seed, "
+        "counting manually labelled images including L0 (SPEC.md §6)",
+        f"- Software: {', '.join(f'{k} {v}' for k, v in software_versions().items() if k != 'platform')}",
+        ""]
+    for v in exp.variants:
+        summary = results["summary"][v.name]
+        title = v.name if len(exp.variants) > 1 else exp.name
+        lines += [f"## {title}", ""]
+        if len(exp.variants) > 1:
+            lines += [f"Object-free images {v.empty_fraction:.0%}, label shift {v.shift_level}"
+                      + (f" (`{v.label_shift}` on the test split's class prior)" if v.label_shift else "") + ".", ""]
+        lines += table2(exp, summary) + ["", "Paired over seeds:", ""] + verdict_lines(exp, summary) + [""]
+        _plot_curves(exp, summary, plots / f"curves_{v.name}.png", title)
+        _plot_classes(summary, results["classes"][v.name], plots / f"selected_classes_{v.name}.png", title)
+        lines += [f"![curves](plots/curves_{v.name}.png)", "",
+                  f"![selected classes](plots/selected_classes_{v.name}.png)", "",
+                  "<details><summary>Per cycle</summary>", ""] + cycle_table(summary) + ["", "</details>", ""]
+    if len(exp.variants) > 1:
+        lines += ["## Sweep", ""] + sweep_table(exp, results) + [""]
+        for axis in ("empty_fraction", "shift_level"):
+            if len({v[axis] for v in results["variants"]}) > 1:
+                _plot_sweep(exp, results, plots / f"efficiency_vs_{axis}.png", axis)
+                lines += [f"![efficiency against {axis}](plots/efficiency_vs_{axis}.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

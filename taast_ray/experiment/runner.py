@@ -1,0 +1,226 @@
+"""``taast experiment``: strategies × seeds × cycles over one or more datasets, resumable by trial.
+
+    EXP/experiment.yaml                     the configuration, with software versions
+    EXP/datasets/<variant>/                 synthetic data (one per sweep point)
+    EXP/bases/<variant>/seed_<s>/           the split (L0, U) and the warm-up on L0 for this seed
+    EXP/trials/<variant>/<strategy>/seed_<s>/   a `taast run` directory, cycles 1..T
+    EXP/results.json, EXP/report.md, EXP/plots/*.png
+
+Every strategy of a seed starts from the same L0, U and warm-up model, so the warm-up is trained
+once per (variant, seed) and copied into each trial. Trials run in the driver one after the other
+(``parallel_trials: 1``) or as Ray tasks, several at once, each asking the cluster for its own actor
+pools and Ray Train workers. A trial is a `taast run` directory with its stage markers, so a
+re-run with ``--resume`` picks each trial up at its first unfinished stage.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from taast_ray.errors import InputError
+from taast_ray.experiment.config import ExperimentConfig, StrategySpec, Variant, trial_config
+from taast_ray.io import atomic_path, is_done, mark_done, read_json
+from taast_ray.pipeline.progress import say
+
+RUN_STAGES = ("pool", "select", "annotate", "dataset", "train", "evaluate")
+WARMUP_FILES = ("weights.pt", "metrics.json", "train_set.json")
+
+
+@dataclass(frozen=True)
+class Trial:
+    variant: Variant
+    strategy: StrategySpec
+    seed: int
+    directory: Path
+    base: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant.name}/{self.strategy.name}/seed_{self.seed}"
+
+
+def plan(exp: ExperimentConfig, out: Path) -> list[Trial]:
+    return [Trial(v, s, seed, out / "trials" / v.name / s.name / f"seed_{seed}",
+                  out / "bases" / v.name / f"seed_{seed}")
+            for v in exp.variants for seed in exp.seeds for s in exp.strategies]
+
+
+def variant_data(exp: ExperimentConfig, variant: Variant, out: Path) -> dict:
+    """The data section for this variant: the user's files, or a synthetic set made once."""
+    d = exp.base.data
+    if not exp.synthetic:
+        return {"train": d.train, "val": d.val, "test": d.test, "images": d.images}
+    root = out / "datasets" / variant.name
+    if not (root / "stats.json").exists():
+        from taast_ray.data.synth import make_synthetic_dataset
+
+        say(f"dataset {variant.name}: {d.synthetic_images} synthetic images "
+            f"(empty share {variant.empty_fraction:.0%}, label shift {variant.label_shift or 'none'})")
+        shutil.rmtree(root, ignore_errors=True)
+        make_synthetic_dataset(root, images=d.synthetic_images, classes=d.synthetic_classes,
+                               seed=exp.data_seed, image_size=d.synthetic_image_size, zipf=exp.zipf,
+                               empty_fraction=variant.empty_fraction, label_shift=variant.label_shift)
+    ann = root / "annotations"
+    return {"train": str(ann / "train.json"), "val": str(ann / "val.json"),
+            "test": str(ann / "test.json"), "images": str(root / "images")}
+
+
+def run_base(cfg_dict: dict, base: str) -> None:
+    """Split and warm-up for one (variant, seed): a `taast run` with no cycles and no test."""
+    from taast_ray.config import config_from_dict
+    from taast_ray.pipeline.cycle import run_cycles
+
+    cfg = config_from_dict(cfg_dict)
+    cfg = replace(cfg, data=replace(cfg.data, test=None), protocol=replace(cfg.protocol, cycles=0))
+    run_cycles(cfg, base, resume=True)
+
+
+def run_trial(cfg_dict: dict, directory: str, base: str) -> list[dict]:
+    """Cycles 1..T of one strategy and seed, starting from the base's split and warm-up."""
+    from taast_ray.config import config_from_dict
+    from taast_ray.pipeline.cycle import run_cycles
+
+    directory, base = Path(directory), Path(base)
+    if is_done(directory / "_markers", "trial"):
+        return read_json(directory / "cycles.json")
+    if not (directory / "cycle_0" / "_markers" / "evaluate.done").exists():
+        shutil.rmtree(directory, ignore_errors=True)
+        shutil.copytree(base / "data", directory / "data")
+        (directory / "cycle_0").mkdir(parents=True)
+        for name in WARMUP_FILES:
+            shutil.copyfile(base / "cycle_0" / name, directory / "cycle_0" / name)
+        shutil.copytree(base / "cycle_0" / "_markers", directory / "cycle_0" / "_markers")
+    rows = run_cycles(config_from_dict(cfg_dict), directory, resume=True)
+    mark_done(directory / "_markers", "trial")
+    return rows
+
+
+def _parallelism(exp: ExperimentConfig) -> int:
+    if exp.parallel_trials != "auto":
+        return int(exp.parallel_trials)
+    import ray
+
+    res = ray.cluster_resources()
+    return max(1, int(res.get("GPU", 0)) or int(res.get("CPU", 1)) // 4)
+
+
+def _run_jobs(jobs: list[tuple], parallel: int) -> None:
+    """(function, args, label) jobs: in the driver when ``parallel`` is 1, else as Ray tasks."""
+    if parallel <= 1:
+        for fn, args, label in jobs:
+            say(f"experiment: {label}")
+            fn(*args)
+        return
+    import ray
+
+    # 0 CPUs: the trial only coordinates; its actor pools and Ray Train workers hold the resources
+    remote = {fn: ray.remote(num_cpus=0, max_retries=0)(fn) for fn, _, _ in jobs}
+    pending, running = list(jobs), {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            fn, args, label = pending.pop(0)
+            say(f"experiment: {label} (Ray task)")
+            running[remote[fn].remote(*args)] = label
+        done, _ = ray.wait(list(running), num_returns=1)
+        label = running.pop(done[0])
+        ray.get(done[0])  # a failed trial stops the experiment; --resume continues from its stages
+        say(f"experiment: {label} finished")
+
+
+class Progress:
+    """Which trial, cycle and stage; stages done against all stages; time left at this pace."""
+
+    def __init__(self, exp: ExperimentConfig, trials: list[Trial], interval: float = 60.0):
+        self.trials, self.interval = trials, interval
+        self.cycles = exp.base.protocol.cycles
+        self.bases = sorted({t.base for t in trials})
+        self.total = len(self.bases) * 4 + len(trials) * (self.cycles * len(RUN_STAGES) + 2)
+        self.start_done, self.start_time = self.done(), time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def done(self) -> int:
+        n = sum(len(list(b.glob("data/_markers/split.done"))) + len(list(b.glob("cycle_0/_markers/*.done")))
+                for b in self.bases)
+        for t in self.trials:
+            n += sum(len(list(t.directory.glob(f"cycle_{c}/_markers/*.done")))
+                     for c in range(1, self.cycles + 1))
+            n += len(list(t.directory.glob("_markers/*.done")))
+        return n
+
+    def running(self) -> list[str]:
+        where = []
+        for t in self.trials:
+            if not t.directory.exists() or is_done(t.directory / "_markers", "trial"):
+                continue
+            for c in range(1, self.cycles + 1):
+                left = [s for s in RUN_STAGES if not is_done(t.directory / f"cycle_{c}" / "_markers", s)]
+                if left:
+                    where.append(f"{t.label} cycle {c} {left[0]}")
+                    break
+        return where
+
+    def line(self) -> str:
+        done = self.done()
+        rate = (done - self.start_done) / max(time.monotonic() - self.start_time, 1e-9)
+        left = f", about {(self.total - done) / rate / 60:.0f} min left" if rate > 0 else ""
+        running = self.running()
+        return (f"experiment: {done}/{self.total} stages done{left}"
+                + (f"; at {'; '.join(running)}" if running else ""))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            say(self.line())
+
+    def __enter__(self) -> "Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+
+def save_experiment(exp: ExperimentConfig, path: Path) -> None:
+    from taast_ray.versions import software_versions
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump({**exp.to_dict(), "versions": software_versions()}, sort_keys=False))
+
+
+def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = False,
+                   progress_interval: float = 60.0) -> dict:
+    """Every trial to completion, then results.json, report.md and the plots."""
+    from taast_ray.experiment.report import collect_results, write_report
+    from taast_ray.pipeline.ray_env import ensure_ray
+
+    out = Path(out)
+    if out.exists() and not resume and any(out.iterdir()):
+        raise InputError(f"{out}: experiment directory is not empty (use --resume to continue it)")
+    out.mkdir(parents=True, exist_ok=True)
+    save_experiment(exp, out / "experiment.yaml")
+    ensure_ray(exp.base.ray.address)
+    trials = plan(exp, out)
+    parallel = _parallelism(exp)
+    say(f"experiment {exp.name}: {len(exp.variants)} dataset(s) × {len(exp.seeds)} seed(s) × "
+        f"{len(exp.strategies)} strategies = {len(trials)} trials of {exp.base.protocol.cycles} cycles, "
+        f"{parallel} at a time")
+    data = {v.name: variant_data(exp, v, out) for v in exp.variants}
+    configs = {t: trial_config(exp, data[t.variant.name], t.strategy, t.seed).to_dict() for t in trials}
+    bases = {}
+    for t in trials:
+        bases.setdefault(t.base, (run_base, (configs[t], str(t.base)),
+                                  f"warm-up {t.variant.name}/seed_{t.seed}"))
+    with Progress(exp, trials, progress_interval) as progress:
+        _run_jobs(list(bases.values()), parallel)
+        todo = [t for t in trials if not is_done(t.directory / "_markers", "trial")]
+        _run_jobs([(run_trial, (configs[t], str(t.directory), str(t.base)),
+                    f"trial {trials.index(t) + 1}/{len(trials)} {t.label}") for t in todo], parallel)
+        say(progress.line())
+    results = collect_results(exp, out, trials, data)
+    write_report(exp, out, results)
+    return results
