@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -133,44 +132,63 @@ def _run_jobs(jobs: list[tuple], parallel: int) -> None:
 
 
 class Progress:
-    """Which trial, cycle and stage; stages done against all stages; time left at this pace."""
+    """Which trial, cycle and stage; stages done of all; time left from the stages' own timings.
 
-    def __init__(self, exp: ExperimentConfig, trials: list[Trial], interval: float = 60.0):
-        self.trials, self.interval = trials, interval
+    Every stage marker records its seconds. The time left is, for each stage not done yet, the
+    mean time of the finished stages of its kind (warm-up training, a cycle's selection, ...),
+    summed and divided by the trials running at once.
+    """
+
+    def __init__(self, exp: ExperimentConfig, trials: list[Trial], parallel: int = 1, interval: float = 60.0):
+        self.trials, self.parallel, self.interval = trials, max(parallel, 1), interval
         self.cycles = exp.base.protocol.cycles
-        self.bases = sorted({t.base for t in trials})
-        self.total = len(self.bases) * 4 + len(trials) * (self.cycles * len(RUN_STAGES) + 2)
-        self.start_done, self.start_time = self.done(), time.monotonic()
+        self.expected: list[tuple[str, Path]] = []
+        for base in sorted({t.base for t in trials}):
+            self.expected.append(("warm-up split", base / "data" / "_markers" / "split.done"))
+            self.expected += [(f"warm-up {s}", base / "cycle_0" / "_markers" / f"{s}.done")
+                              for s in ("dataset", "train", "evaluate")]
+        for t in trials:
+            self.expected += [(s, t.directory / f"cycle_{c}" / "_markers" / f"{s}.done")
+                              for c in range(1, self.cycles + 1) for s in RUN_STAGES]
+            self.expected += [("test", t.directory / "_markers" / "test.done"),
+                              ("trial", t.directory / "_markers" / "trial.done")]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def done(self) -> int:
-        n = sum(len(list(b.glob("data/_markers/split.done"))) + len(list(b.glob("cycle_0/_markers/*.done")))
-                for b in self.bases)
-        for t in self.trials:
-            n += sum(len(list(t.directory.glob(f"cycle_{c}/_markers/*.done")))
-                     for c in range(1, self.cycles + 1))
-            n += len(list(t.directory.glob("_markers/*.done")))
-        return n
+    def seconds_left(self) -> tuple[int, float | None]:
+        """(stages done, estimated seconds left or None before any stage of a kind has finished)."""
+        times: dict[str, list[float]] = {}
+        missing: list[str] = []
+        for kind, marker in self.expected:
+            if marker.exists():
+                try:
+                    times.setdefault(kind, []).append(float(read_json(marker).get("seconds", 0.0)))
+                except (OSError, ValueError):
+                    times.setdefault(kind, []).append(0.0)
+            else:
+                missing.append(kind)
+        if any(kind not in times and kind != "trial" for kind in missing):
+            return len(self.expected) - len(missing), None
+        work = sum(sum(times[k]) / len(times[k]) for k in missing if k != "trial")
+        return len(self.expected) - len(missing), work / self.parallel
 
     def running(self) -> list[str]:
         where = []
-        for t in self.trials:
-            if not t.directory.exists() or is_done(t.directory / "_markers", "trial"):
+        for i, t in enumerate(self.trials):
+            if not (t.directory / "cycle_0").exists() or is_done(t.directory / "_markers", "trial"):
                 continue
             for c in range(1, self.cycles + 1):
                 left = [s for s in RUN_STAGES if not is_done(t.directory / f"cycle_{c}" / "_markers", s)]
                 if left:
-                    where.append(f"{t.label} cycle {c} {left[0]}")
+                    where.append(f"trial {i + 1}/{len(self.trials)} {t.label} cycle {c} {left[0]}")
                     break
         return where
 
     def line(self) -> str:
-        done = self.done()
-        rate = (done - self.start_done) / max(time.monotonic() - self.start_time, 1e-9)
-        left = f", about {(self.total - done) / rate / 60:.0f} min left" if rate > 0 else ""
+        done, left = self.seconds_left()
+        eta = f", about {left / 60:.0f} min left" if left is not None else ""
         running = self.running()
-        return (f"experiment: {done}/{self.total} stages done{left}"
+        return (f"experiment: {done}/{len(self.expected)} stages done{eta}"
                 + (f"; at {'; '.join(running)}" if running else ""))
 
     def _loop(self) -> None:
@@ -215,7 +233,7 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     for t in trials:
         bases.setdefault(t.base, (run_base, (configs[t], str(t.base)),
                                   f"warm-up {t.variant.name}/seed_{t.seed}"))
-    with Progress(exp, trials, progress_interval) as progress:
+    with Progress(exp, trials, parallel, progress_interval) as progress:
         _run_jobs(list(bases.values()), parallel)
         todo = [t for t in trials if not is_done(t.directory / "_markers", "trial")]
         _run_jobs([(run_trial, (configs[t], str(t.directory), str(t.base)),

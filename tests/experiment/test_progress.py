@@ -1,0 +1,34 @@
+"""The experiment's progress line: stages done, where each trial is, time left from marker timings."""
+from taast_ray.experiment.config import experiment_from_dict
+from taast_ray.experiment.runner import Progress, plan
+from taast_ray.io import mark_done
+
+
+def test_time_left_is_the_mean_of_each_kind_over_the_parallel_trials(tmp_path):
+    exp = experiment_from_dict({"strategies": ["random", "taast"], "seeds": [1],
+                                "base": {"protocol": {"cycles": 1}}})
+    trials = plan(exp, tmp_path)
+    progress = Progress(exp, trials, parallel=2)
+    assert len(progress.expected) == 4 + 2 * (6 + 2)
+    assert progress.seconds_left() == (0, None)  # nothing finished: no estimate yet
+
+    base = trials[0].base
+    mark_done(base / "data" / "_markers", "split", {"seconds": 1.0})
+    for stage, seconds in (("dataset", 1.0), ("train", 100.0), ("evaluate", 10.0)):
+        mark_done(base / "cycle_0" / "_markers", stage, {"seconds": seconds})
+    first = trials[0].directory
+    (first / "cycle_0").mkdir(parents=True)
+    for stage, seconds in (("pool", 1.0), ("select", 30.0), ("annotate", 1.0), ("dataset", 2.0),
+                           ("train", 60.0), ("evaluate", 6.0)):
+        mark_done(first / "cycle_1" / "_markers", stage, {"seconds": seconds})
+    mark_done(first / "_markers", "test", {"seconds": 4.0})
+    mark_done(first / "_markers", "trial")
+    # left: the second trial's 6 cycle stages (100 s) + test (4 s), over 2 trials at once
+    assert progress.seconds_left() == (12, (100.0 + 4.0) / 2)
+
+    second = trials[1].directory
+    (second / "cycle_0").mkdir(parents=True)
+    mark_done(second / "cycle_1" / "_markers", "pool", {"seconds": 3.0})
+    assert progress.running() == ["trial 2/2 default/taast/seed_1 cycle 1 select"]
+    assert progress.line() == ("experiment: 13/20 stages done, about 1 min left; "
+                               "at trial 2/2 default/taast/seed_1 cycle 1 select")
