@@ -137,6 +137,17 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nuimages(args: argparse.Namespace) -> int:
+    from taast_ray.data.nuimages import nuimages_to_coco
+    from taast_ray.io import write_json
+
+    labels = nuimages_to_coco(args.root, args.version, frequency_from=args.frequency_from)
+    write_json(args.out, labels)
+    print(f"{len(labels['images'])} key frames, {len(labels['annotations'])} boxes, "
+          f"{len(labels['categories'])} categories -> {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from taast_ray.demo import run_demo
 
@@ -232,6 +243,15 @@ def make_parser() -> argparse.ArgumentParser:
                             help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
     experiment.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
     experiment.set_defaults(func=cmd_experiment)
+
+    nuimages = sub.add_parser("nuimages", help="convert a nuImages split to LVIS-style COCO JSON",
+                              description="Key-frame images, foreground boxes and categories of one "
+                                          "nuImages version folder, for data.train / val / test.")
+    nuimages.add_argument("--root", required=True, help="nuImages root (holds samples/ and v1.0-*/)")
+    nuimages.add_argument("--version", required=True, help="version folder, e.g. v1.0-train")
+    nuimages.add_argument("--out", required=True, help="label file to write")
+    nuimages.add_argument("--frequency-from", help="converted train file whose r/c/f tags to copy (val, test)")
+    nuimages.set_defaults(func=cmd_nuimages)
 
     demo = sub.add_parser("demo", help="the README's main job on this machine",
                           description="Synthetic long-tailed data, a small YOLOv8n, and full active-"
