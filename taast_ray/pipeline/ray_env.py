@@ -23,6 +23,18 @@ def ensure_ray(address: str | None = None, *, worker_logs: bool | None = None) -
     address = address or os.environ.get("RAY_ADDRESS") or None
     ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
              configure_logging=False, log_to_driver=worker_logs)
+    if not worker_logs:
+        quiet_ray_data_console()
+
+
+def quiet_ray_data_console() -> None:
+    """Ray Data prints each dataset's plan and progress at INFO on the console (every few seconds
+    when stdout is not a terminal); keep warnings there, everything in the session's ray-data.log."""
+    import ray.data  # noqa: F401  (configures the "ray.data" logger and its handlers)
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if handler.get_name() == "console":
+            handler.setLevel(logging.WARNING)
 
 
 def wants_gpu(use_gpu: str = "auto", needed: int = 1) -> bool:
