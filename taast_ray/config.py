@@ -225,21 +225,24 @@ def config_from_dict(values: dict | None) -> TaastConfig:
     return cfg
 
 
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A configuration file's top-level mapping, without the recorded ``versions``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config: file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config: {path} must hold a mapping at the top level")
+    values.pop("versions", None)  # recorded by save_config, not a setting
+    return values
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TaastConfig:
     """YAML file (optional) → overrides (``section.field=value`` strings or a nested dict) → validated."""
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config: file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"config: {path} must hold a mapping at the top level")
-        values.pop("versions", None)  # recorded by save_config, not a setting
-    cfg = config_from_dict(values)
+    cfg = config_from_dict(read_yaml_mapping(path) if path is not None else {})
     if isinstance(overrides, dict):
         _apply(cfg, overrides, "")
     else:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from taast_ray.config import STRATEGIES, TaastConfig, config_from_dict
+from taast_ray.config import STRATEGIES, TaastConfig, config_from_dict, read_yaml_mapping
 from taast_ray.errors import ConfigError
 
 BASELINES = ("random", "entropy", "coreset")
@@ -191,16 +191,7 @@ def _check(exp: ExperimentConfig) -> None:
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """YAML → ExperimentConfig; ``overrides`` are ``base.section.field=value`` or ``field=value``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config: file not found: {path}")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config: {path} must hold a mapping at the top level")
-    values.pop("versions", None)
+    values = read_yaml_mapping(path)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:

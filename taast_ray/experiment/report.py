@@ -181,10 +181,22 @@ def cycle_table(summary: dict) -> list[str]:
     return _markdown_table(head, rows)
 
 
-def _plot_curves(exp: ExperimentConfig, summary: dict, path: Path, title: str) -> None:
+def _pyplot():
     import matplotlib
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def _plot_curves(exp: ExperimentConfig, summary: dict, path: Path, title: str) -> None:
+    plt = _pyplot()
 
     metrics = list(dict.fromkeys([exp.metric, "APr", "mAP"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
@@ -200,16 +212,12 @@ def _plot_curves(exp: ExperimentConfig, summary: dict, path: Path, title: str) -
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{title}: mean over seeds, band = 95 % CI (1.96σ/√n)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_classes(summary: dict, classes: dict, path: Path, title: str) -> None:
     """Share of each class among the selected objects, per strategy, against the pool's share."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     import numpy as np
 
     order = np.argsort(classes["pool_objects"])[::-1]
@@ -225,17 +233,13 @@ def _plot_classes(summary: dict, classes: dict, path: Path, title: str) -> None:
     ax.set_xticks(np.arange(len(order)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("share of objects (log)")
     ax.legend(fontsize=7)
-    ax.set_title(f"{title}: classes of the selected images' objects, all cycles, seed mean")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax.set_title(f"{title}: classes of the selected images' objects, all cycles, seed mean", fontsize=9)
+    _save(fig, path)
 
 
 def _plot_sweep(exp: ExperimentConfig, results: dict, path: Path, axis: str) -> None:
     """Label efficiency against one sweep axis, a panel per level of the other axis."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     variants = results["variants"]
     other = "shift_level" if axis == "empty_fraction" else "empty_fraction"
@@ -261,9 +265,7 @@ def _plot_sweep(exp: ExperimentConfig, results: dict, path: Path, axis: str) -> 
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"label efficiency vs {exp.reference} ({METRIC_NAMES[exp.metric]})")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def sweep_table(exp: ExperimentConfig, results: dict) -> list[str]:
