@@ -59,6 +59,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     workers: int = 2                  # Ray Train workers
     imgsz: int = 640
+    # false: keep the last epoch's weights (validated once, at the end); true: validate every
+    # epoch and keep the best on the val split (slower, and selects on the split it reports)
+    select_best_epoch: bool = False
 
 
 @dataclass

@@ -77,7 +77,7 @@ def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: di
                            epochs=epochs, imgsz=t.imgsz, batch=t.batch, workers=t.workers, lr0=t.lr0,
                            lrf=t.lrf, momentum=t.momentum, weight_decay=t.weight_decay, cos_lr=True,
                            seed=cfg.selection.seed, num_classes=len(labels["categories"]),
-                           optimizer=t.optimizer,
+                           optimizer=t.optimizer, select_best_epoch=t.select_best_epoch,
                            use_gpu=None if cfg.ray.use_gpu == "auto" else cfg.ray.use_gpu == "true")
         shutil.copyfile(result["checkpoint"], cycle_dir / "weights.pt")
         val = result["metrics"].get("metrics/mAP50(B)")

@@ -25,10 +25,12 @@ def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path
               imgsz: int, batch: int, workers: int = 2, lr0: float = 0.01, lrf: float = 0.1,
               momentum: float = 0.937, weight_decay: float = 5e-4, cos_lr: bool = True,
               seed: int = 0, use_gpu: bool | None = None, num_classes: int | None = None,
-              optimizer: str = "SGD", extra: dict | None = None) -> dict:
+              optimizer: str = "SGD", select_best_epoch: bool = False, extra: dict | None = None) -> dict:
     """Fine-tune ``weights`` on ``dataset_yaml`` with ``workers`` Ray Train workers (DDP).
 
-    ``batch`` is the global batch (split evenly over workers). Returns ``checkpoint`` (final
+    ``batch`` is the global batch (split evenly over workers). The weights of the last epoch are
+    kept; ``select_best_epoch`` validates after every epoch and keeps the best on the val split
+    instead (Ultralytics' best.pt), which costs a validation pass per epoch and picks on that split. Returns ``checkpoint`` (final
     weights, optimizer stripped: ``out_dir/weights.pt``), ``ray_checkpoint`` (Ray Train's copy),
     ``metrics`` (last rank-0 report), ``workers``, ``seen`` (per rank: device, images, DDP, file).
     """
@@ -46,7 +48,7 @@ def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path
     overrides = dict(model=model, data=str(Path(dataset_yaml).resolve()), epochs=epochs,
                      imgsz=imgsz, batch=batch, optimizer=optimizer, lr0=lr0, lrf=lrf,
                      momentum=momentum, weight_decay=weight_decay, cos_lr=cos_lr, seed=seed,
-                     deterministic=True, amp=bool(use_gpu), plots=False, val=True,
+                     deterministic=True, amp=bool(use_gpu), plots=False, val=select_best_epoch,
                      project=str(out_dir / "runs"), name="train", exist_ok=True, **(extra or {}))
     config = {"overrides": overrides, "out_dir": str(out_dir),
               "env": {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}}
