@@ -1,9 +1,9 @@
 """YOLOv8 through Ultralytics, keeping each kept box's full vector of class scores (SPEC §2).
 
 Ultralytics' predictor keeps only (conf, class) per box after NMS. We run the same model and the
-same ``non_max_suppression`` with ``return_idxs=True``, which also returns, per image, the anchor
-indices of the kept boxes; the full sigmoid score rows are gathered from the raw head output at
-those indices. Pre-processing is our batched torch letterbox (same geometry as Ultralytics').
+same NMS rule, batched (``nms.kept_boxes``), which says where each kept box sits in the raw head
+output; the full sigmoid score rows are gathered there. Pre-processing is our batched torch
+letterbox (same geometry as Ultralytics'); a batch's boxes and scores leave the device in one copy.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import contextlib
 import os
 import platform
 from copy import deepcopy
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ import torch
 import taast_ray  # noqa: F401  (offline switches must be set before Ultralytics is imported)
 from taast_ray.errors import ConfigError
 from taast_ray.models.letterbox import as_image_tensors, boxes_to_original, letterbox_batch, resolve_device
+from taast_ray.models.nms import kept_boxes
+from taast_ray.models.transfer import to_host
 
 _RANDOM_INIT_SEED = 0  # a YAML model is random: every actor must build the same one
 
@@ -78,8 +81,21 @@ def _memory_format(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type == "cuda" or x86_onednn else torch.contiguous_format
 
 
+@dataclass
+class BoxRows:
+    """Kept boxes of a batch, flat: image i owns rows ``offsets[i]:offsets[i + 1]``."""
+    boxes: np.ndarray     # (m, 4) float32 xyxy pixels of the original image
+    scores: np.ndarray    # (m, C) float32 sigmoid class scores
+    offsets: np.ndarray   # (n + 1,) int64
+
+    @classmethod
+    def empty(cls, n: int, num_classes: int) -> "BoxRows":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0, num_classes), np.float32),
+                   np.zeros(n + 1, np.int64))
+
+
 class Detector:
-    """Batched YOLOv8 inference returning per image (boxes xyxy (n,4), class scores (n,C)).
+    """Batched YOLOv8 inference returning every kept box with its full row of class scores.
 
     ``half``: None uses bf16 autocast on CUDA, True float16 autocast on CUDA, False float32;
     the CPU always runs float32. ``weights`` may also be an in-memory DetectionModel.
@@ -101,6 +117,8 @@ class Detector:
         self.model = model.fuse(verbose=False).eval().to(self.device).requires_grad_(False)
         self._memory_format = _memory_format(self.device)
         self.model.to(memory_format=self._memory_format)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # one input shape per actor: time the kernels once
         self.num_classes = int(model.model[-1].nc)
         names = getattr(model, "names", None) or {}
         self.names = [str(names.get(i, i)) if isinstance(names, dict) else str(names[i])
@@ -114,10 +132,10 @@ class Detector:
         return torch.autocast("cuda", dtype=dtype)
 
     @torch.inference_mode()
-    def predict(self, images: list) -> list[tuple[np.ndarray, np.ndarray]]:
-        """RGB uint8 HxWx3 images of any sizes -> [(boxes float32 (n,4), scores float32 (n,C))]."""
+    def predict_rows(self, images: list) -> BoxRows:
+        """RGB uint8 HxWx3 images (arrays, or tensors on any device) -> every kept box, flat."""
         if len(images) == 0:
-            return []
+            return BoxRows.empty(0, self.num_classes)
         x, geoms = letterbox_batch(as_image_tensors(images, self.device), self.imgsz)
         x = x.contiguous(memory_format=self._memory_format)
         with self._autocast():
@@ -126,19 +144,17 @@ class Detector:
         pred = (raw[0] if isinstance(raw, (tuple, list)) else raw).float()
         return self._postprocess(pred, geoms)
 
-    def _postprocess(self, pred: torch.Tensor, geoms) -> list[tuple[np.ndarray, np.ndarray]]:
-        from ultralytics.utils.nms import non_max_suppression
+    def predict(self, images: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per image (boxes float32 (n,4), scores float32 (n,C)): :meth:`predict_rows`, split."""
+        rows = self.predict_rows(images)
+        return [(rows.boxes[a:b], rows.scores[a:b]) for a, b in zip(rows.offsets[:-1], rows.offsets[1:])]
 
-        # max_time_img=inf: Ultralytics otherwise stops NMS after 2 s + 0.05 s per image and
-        # silently returns the rest of the batch empty — a busy CPU would lose boxes at random.
-        kept, idxs = non_max_suppression(pred, self.conf, self.iou, max_det=self.max_det,
-                                         return_idxs=True, max_time_img=float("inf"))
-        out = []
-        for i, (det, idx, g) in enumerate(zip(kept, idxs, geoms)):
-            idx = idx.long().view(-1)  # empty images get a float (0, 1) placeholder
-            scores = pred[i, 4:4 + self.num_classes, idx].T
-            boxes = boxes_to_original(det[:, :4], g)
-            out.append((boxes.cpu().numpy().astype(np.float32, copy=False),
-                        scores.cpu().numpy().astype(np.float32, copy=False)))
-        return out
+    def _postprocess(self, pred: torch.Tensor, geoms) -> BoxRows:
+        from ultralytics.utils.ops import xywh2xyxy
 
+        image, anchor = kept_boxes(pred, self.conf, self.iou, max_det=self.max_det)
+        boxes = boxes_to_original(xywh2xyxy(pred[image, :4, anchor]), geoms, image)
+        scores = pred[image, 4:4 + self.num_classes, anchor]
+        rows, counts = to_host(torch.cat([boxes, scores], 1), torch.bincount(image, minlength=len(geoms)))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return BoxRows(rows[:, :4], rows[:, 4:], offsets)

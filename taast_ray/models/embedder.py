@@ -17,6 +17,7 @@ from torchvision.transforms.v2.functional import InterpolationMode, center_crop_
 
 from taast_ray.errors import ConfigError
 from taast_ray.models.letterbox import as_image_tensors, group_by_shape, resolve_device
+from taast_ray.models.transfer import to_host
 
 # A 2-layer ViT (64 px, 32-d) for tests and the CPU demo; its config ships next to this module.
 TINY_MODEL = "taast-tiny-ViT"
@@ -119,10 +120,10 @@ class Embedder:
 
     @torch.inference_mode()
     def embed(self, images: list) -> np.ndarray:
-        """RGB uint8 HxWx3 images of any sizes -> (n, dim) float32 rows of unit L2 norm."""
+        """RGB uint8 HxWx3 images (arrays, or tensors on any device) -> (n, dim) float32 unit rows."""
         if len(images) == 0:
             return np.zeros((0, self.dim), np.float32)
         x = clip_preprocess(as_image_tensors(images, self.device), **self._pp)
         with self._autocast():
             features = self.visual(x)
-        return F.normalize(features.float(), dim=-1).cpu().numpy()
+        return to_host(F.normalize(features.float(), dim=-1))[0]

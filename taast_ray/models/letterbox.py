@@ -15,6 +15,7 @@ import torch
 from torchvision.transforms.v2.functional import InterpolationMode, resize_image
 
 from taast_ray.errors import ConfigError
+from taast_ray.models.transfer import host_to_device
 
 PAD_VALUE = 114  # Ultralytics' letterbox grey
 
@@ -45,7 +46,7 @@ def as_image_tensors(images, device: torch.device) -> list[torch.Tensor]:
             raise ValueError(f"image {i}: expected an RGB uint8 HxWx3 array, got {desc}")
         if min(t.shape[:2]) < 1:
             raise ValueError(f"image {i}: empty image of shape {tuple(t.shape)}")
-        out.append(t.to(device, non_blocking=True))
+        out.append(host_to_device(t, device))
     return out
 
 
@@ -99,9 +100,10 @@ def letterbox_batch(images: list[torch.Tensor], size: int) -> tuple[torch.Tensor
     return canvas.float().div_(255), geoms
 
 
-def boxes_to_original(boxes: torch.Tensor, g: Letterbox) -> torch.Tensor:
-    """xyxy boxes in model-input pixels -> original-image pixels, clipped to the image."""
-    out = boxes.clone()
-    out[:, [0, 2]] = ((out[:, [0, 2]] - g.left) / g.gain_x).clamp(0, g.w)
-    out[:, [1, 3]] = ((out[:, [1, 3]] - g.top) / g.gain_y).clamp(0, g.h)
-    return out
+def boxes_to_original(boxes: torch.Tensor, geoms: list[Letterbox], image: torch.Tensor) -> torch.Tensor:
+    """xyxy boxes in model-input pixels -> original-image pixels, clipped to the image;
+    ``image[j]`` is the index in ``geoms`` of the image box j came from."""
+    table = torch.tensor([[g.left, g.top, g.gain_x, g.gain_y, g.w, g.h] for g in geoms],
+                         dtype=torch.float32, device=boxes.device)[image]
+    offset, gain, limit = table[:, 0:2].repeat(1, 2), table[:, 2:4].repeat(1, 2), table[:, 4:6].repeat(1, 2)
+    return ((boxes - offset) / gain).clamp(min=0).minimum(limit)

@@ -15,18 +15,17 @@ class EmbedStage(DecodingStage):
                  image_size: int | None = None, max_pixels: int = MAX_PIXELS):
         from taast_ray.models.embedder import Embedder
 
-        super().__init__(max_pixels)
         self.embedder = Embedder(model_name, weights, device=device, image_size=image_size)
+        super().__init__(self.embedder.device, max_pixels)
 
     def __call__(self, batch: pa.Table | dict) -> pa.Table:
-        decoded, ok = self.decode(batch)
-        images = decoded["image"]
-        matrix = np.zeros((len(images), self.embedder.dim), np.float32)
-        if ok:
-            matrix[ok] = self.embedder.embed([images[i] for i in ok])
+        decoded = self.decode(batch)
+        matrix = np.zeros((len(decoded.images), self.embedder.dim), np.float32)
+        if decoded.ok:
+            matrix[decoded.ok] = self.embedder.embed([decoded.images[i] for i in decoded.ok])
         values = pa.array(matrix.reshape(-1), pa.float32())
         return pa.table({
-            "image_id": pa.array([str(v) for v in decoded["image_id"]], pa.string()),
+            "image_id": pa.array([str(v) for v in decoded.image_id], pa.string()),
             "embedding": pa.FixedSizeListArray.from_arrays(values, self.embedder.dim),
-            "error": pa.array(list(decoded["error"]), pa.string()),
+            "error": pa.array(decoded.error, pa.string()),
         })

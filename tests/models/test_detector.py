@@ -156,5 +156,5 @@ def test_letterbox_matches_ultralytics(shape):
     assert ours.shape == ref.shape
     assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1  # cv2 vs torch uint8 rounding
     boxes = torch.tensor([[0.0, 0.0, 320.0, 320.0], [100.5, 120.25, 200.0, 250.0]])
-    np.testing.assert_allclose(boxes_to_original(boxes, g).numpy(),
+    np.testing.assert_allclose(boxes_to_original(boxes, [g], torch.zeros(2, dtype=torch.long)).numpy(),
                                scale_boxes((320, 320), boxes.clone(), (h, w)).numpy(), atol=1e-4)

@@ -1,0 +1,66 @@
+"""detect.py: the batch table built from flat arrays equals the per-image list path it replaced."""
+import io
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+import taast_ray  # noqa: F401  (before Ultralytics)
+from taast_ray.models.detector import BoxRows
+from taast_ray.stages.decode import decode_batch
+from taast_ray.stages.detect import DETECTIONS_SCHEMA, DetectStage, detections_table
+from taast_ray.stages.tensor_decode import DecodedBatch
+
+C = 3
+
+
+def list_path_table(decoded: DecodedBatch, per_image: dict) -> pa.Table:
+    """How the stage built its table before: Python lists per image, empty for failed rows."""
+    empty = (np.zeros((0, 4), np.float32), np.zeros((0, C), np.float32))
+    n = len(decoded.images)
+    return pa.Table.from_pydict({
+        "image_id": [str(v) for v in decoded.image_id], "uri": decoded.uri or [None] * n,
+        "boxes": [per_image.get(i, empty)[0].tolist() for i in range(n)],
+        "scores": [per_image.get(i, empty)[1].tolist() for i in range(n)],
+        "width": decoded.width, "height": decoded.height, "error": decoded.error,
+        "converted": decoded.converted}, schema=DETECTIONS_SCHEMA)
+
+
+@pytest.mark.parametrize("with_uri", [True, False])
+def test_flat_table_equals_the_list_path(with_uri):
+    rng = np.random.default_rng(0)
+    ok = [0, 2, 3, 5]
+    images = [np.zeros((4, 4, 3), np.uint8) if i in ok else None for i in range(6)]
+    decoded = DecodedBatch([f"x{i}" for i in range(6)], [f"/p/x{i}" for i in range(6)] if with_uri else None,
+                           images, np.arange(6, dtype=np.int32), np.arange(6, dtype=np.int32) * 2,
+                           [None if i in ok else "corrupt: bad" for i in range(6)],
+                           ["gray->rgb" if i == 3 else None for i in range(6)])
+    counts = [2, 0, 5, 1]  # a decoded image with no boxes, too
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    rows = BoxRows(rng.random((8, 4), np.float32) * 100, rng.random((8, C), np.float32), offsets)
+    per_image = {i: (rows.boxes[a:b], rows.scores[a:b]) for i, a, b in zip(ok, offsets[:-1], offsets[1:])}
+    table = detections_table(decoded, rows)
+    assert table.schema == DETECTIONS_SCHEMA
+    assert table.equals(list_path_table(decoded, per_image))
+    assert [len(b) for b in table.column("boxes").to_pylist()] == [2, 0, 0, 5, 0, 1]
+
+
+def test_stage_matches_the_detector_on_pillow_decoded_images():
+    rng = np.random.default_rng(1)
+    data = []
+    for h, w in [(72, 96), (64, 64), (50, 120)]:
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), np.uint8)).save(buf, "JPEG")
+        data.append(buf.getvalue())
+    batch = {"image_id": ["a", "b", "bad", "c"], "bytes": data[:2] + [b"nope"] + data[2:]}
+    stage = DetectStage("yolov8n.yaml", imgsz=64, conf=0.0005, num_classes=C, device="cpu")
+    table = stage(batch)
+    arrays = [im for im in decode_batch(batch)["image"] if im is not None]
+    expected = stage.detector.predict(arrays)
+    got = table.to_pydict()
+    assert got["error"] == [None, None, "not an image", None] and got["boxes"][2] == []
+    for row, (boxes, scores) in zip([0, 1, 3], expected):
+        assert len(boxes) > 0
+        np.testing.assert_allclose(np.array(got["boxes"][row], np.float32), boxes, atol=1e-3)
+        np.testing.assert_allclose(np.array(got["scores"][row], np.float32), scores, atol=1e-5)
