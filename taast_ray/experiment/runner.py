@@ -108,26 +108,38 @@ def _parallelism(exp: ExperimentConfig) -> int:
     return max(1, int(res.get("GPU", 0)) or int(res.get("CPU", 1)) // 4)
 
 
-def _run_jobs(jobs: list[tuple], parallel: int) -> None:
-    """(function, args, label) jobs: in the driver when ``parallel`` is 1, else as Ray tasks."""
+@dataclass(frozen=True)
+class Job:
+    fn: object
+    args: tuple
+    label: str
+    needs: str | None = None   # the label of a job that must finish first
+
+
+def _run_jobs(jobs: list[Job], parallel: int) -> None:
+    """In the driver, in order, when ``parallel`` is 1; else as Ray tasks, ``parallel`` at once,
+    each started as soon as the job it needs has finished (a seed's trials after its warm-up)."""
     if parallel <= 1:
-        for fn, args, label in jobs:
-            say(f"experiment: {label}")
-            fn(*args)
+        for job in jobs:
+            say(f"experiment: {job.label}")
+            job.fn(*job.args)
         return
     import ray
 
     # 0 CPUs: the trial only coordinates; its actor pools and Ray Train workers hold the resources
-    remote = {fn: ray.remote(num_cpus=0, max_retries=0)(fn) for fn, _, _ in jobs}
-    pending, running = list(jobs), {}
+    remote = {job.fn: ray.remote(num_cpus=0, max_retries=0)(job.fn) for job in jobs}
+    pending, running, finished = list(jobs), {}, set()
+    labels = {job.label for job in jobs}
     while pending or running:
-        while pending and len(running) < parallel:
-            fn, args, label = pending.pop(0)
-            say(f"experiment: {label} (Ray task)")
-            running[remote[fn].remote(*args)] = label
+        ready = [j for j in pending if j.needs is None or j.needs in finished or j.needs not in labels]
+        for job in ready[:max(parallel - len(running), 0)]:
+            pending.remove(job)
+            say(f"experiment: {job.label} (Ray task)")
+            running[remote[job.fn].remote(*job.args)] = job.label
         done, _ = ray.wait(list(running), num_returns=1)
         label = running.pop(done[0])
         ray.get(done[0])  # a failed trial stops the experiment; --resume continues from its stages
+        finished.add(label)
         say(f"experiment: {label} finished")
 
 
@@ -229,15 +241,14 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
         f"{parallel} at a time")
     data = {v.name: variant_data(exp, v, out) for v in exp.variants}
     configs = {t: trial_config(exp, data[t.variant.name], t.strategy, t.seed).to_dict() for t in trials}
-    bases = {}
+    bases: dict[Path, Job] = {}
     for t in trials:
-        bases.setdefault(t.base, (run_base, (configs[t], str(t.base)),
-                                  f"warm-up {t.variant.name}/seed_{t.seed}"))
+        bases.setdefault(t.base, Job(run_base, (configs[t], str(t.base)), f"warm-up {t.variant.name}/seed_{t.seed}"))
+    todo = [Job(run_trial, (configs[t], str(t.directory), str(t.base)),
+                f"trial {trials.index(t) + 1}/{len(trials)} {t.label}", bases[t.base].label)
+            for t in trials if not is_done(t.directory / "_markers", "trial")]
     with Progress(exp, trials, parallel, progress_interval) as progress:
-        _run_jobs(list(bases.values()), parallel)
-        todo = [t for t in trials if not is_done(t.directory / "_markers", "trial")]
-        _run_jobs([(run_trial, (configs[t], str(t.directory), str(t.base)),
-                    f"trial {trials.index(t) + 1}/{len(trials)} {t.label}") for t in todo], parallel)
+        _run_jobs(list(bases.values()) + todo, parallel)
         say(progress.line())
     results = collect_results(exp, out, trials, data)
     write_report(exp, out, results)
