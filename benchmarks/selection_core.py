@@ -23,20 +23,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 import taast_ray  # noqa: F401
-from taast_ray.config import SelectionConfig
+from taast_ray.bench.data import clustered_embeddings, synthetic_detections
+from taast_ray.bench.selection import SELECTION, kmeans_vs_sklearn
 from taast_ray.selection.candidates import id_rank, top_candidates
 from taast_ray.selection.detections import read_detections
 from taast_ray.selection.kmeans import pick_nearest_to_means, run_kmeans
 from taast_ray.selection.scoring import score_images
 from taast_ray.selection.strategies import normalise_rows
 from taast_ray.versions import software_versions
-
-
-SELECTION = SelectionConfig()  # the product's defaults: k-means iterations, points per centroid
 
 
 def peak_rss_gb() -> float:
@@ -46,37 +43,6 @@ def peak_rss_gb() -> float:
 def write_synthetic_detections(path: Path, n_images: int, classes: int, mean_boxes: float,
                                seed: int) -> None:
     pq.write_table(synthetic_detections(n_images, classes, mean_boxes, seed), path, row_group_size=1 << 17)
-
-
-def synthetic_detections(n_images: int, classes: int, mean_boxes: float, seed: int) -> pa.Table:
-    """Sigmoid-like score rows (mostly small, one peak per box), built without Python lists."""
-    rng = np.random.default_rng(seed)
-    counts = rng.poisson(mean_boxes, n_images).astype(np.int32)
-    n_boxes = int(counts.sum())
-    scores = rng.random((n_boxes, classes), dtype=np.float32)
-    np.power(scores, 6, out=scores)
-    scores *= 0.3
-    scores[np.arange(n_boxes), rng.integers(0, classes, n_boxes)] = rng.beta(5, 2, n_boxes)
-    boxes = rng.uniform(0, 600, (n_boxes, 4)).astype(np.float32)
-    boxes[:, 2:] += boxes[:, :2]
-    image_offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int32))
-
-    def nested(values: np.ndarray, width: int) -> pa.Array:
-        # int64 inner offsets: 8M boxes × 80 classes is within int32, a larger pool is not
-        inner = pa.LargeListArray.from_arrays(pa.array(np.arange(0, values.size + 1, width)),
-                                              pa.array(values.reshape(-1)))
-        return pa.ListArray.from_arrays(image_offsets, inner)
-
-    ids = pa.array([f"frame_{i:08d}" for i in range(n_images)], pa.string())
-    return pa.table({"image_id": ids, "boxes": nested(boxes, 4), "scores": nested(scores, classes)})
-
-
-def clustered_embeddings(n: int, dim: int, seed: int, centres: int = 1000) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    means = rng.standard_normal((centres, dim), dtype=np.float32)
-    x = means[rng.integers(0, centres, n)]
-    x += 0.5 * rng.standard_normal((n, dim), dtype=np.float32)
-    return x
 
 
 def selection_core(path: Path, classes: int, embeddings: np.ndarray, budget: int, seed: int,
@@ -100,24 +66,6 @@ def selection_core(path: Path, classes: int, embeddings: np.ndarray, budget: int
     return {"images": det.num_images, "boxes": int(det.offsets[-1]), "pseudo": int(scored.pseudo.sum()),
             "candidates": int(len(cand)), "selected": int(len(picks)), "kmeans_backend": km.backend,
             "kmeans_inertia": float(km.inertia)}
-
-
-def kmeans_vs_sklearn(n: int, dim: int, k: int, iters: int, seed: int) -> dict:
-    """Same data, same k, same iteration cap; inertia over all points for both."""
-    from sklearn.cluster import KMeans
-
-    z = normalise_rows(clustered_embeddings(n, dim, seed + 1, centres=4 * k))
-    start = time.perf_counter()
-    ours = run_kmeans(z, k, seed=seed, iters=iters, backend="faiss",
-                      max_points_per_centroid=SELECTION.kmeans_max_points_per_centroid)
-    ours_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ref = KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=iters, random_state=seed).fit(z)
-    ref_s = time.perf_counter() - start
-    return {"n": n, "dim": dim, "k": k, "iters": iters, "faiss_seconds": round(ours_s, 3),
-            "sklearn_seconds": round(ref_s, 3), "speedup": round(ref_s / ours_s, 2),
-            "faiss_inertia": float(ours.inertia), "sklearn_inertia": float(ref.inertia_),
-            "inertia_ratio": float(ours.inertia / ref.inertia_)}
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from taast_ray.bench.run import add_bench_arguments
 from taast_ray.config import KMEANS_BACKENDS, STRATEGIES, TaastConfig, load_config, save_config
 from taast_ray.errors import TaastError
 
@@ -155,6 +156,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(cfg, Path(args.out))
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from taast_ray.bench.run import run_bench
+
+    return run_bench(args)
+
+
 def _synth_flags(parser: argparse.ArgumentParser, images: int) -> None:
     parser.add_argument("--images", type=int, default=images, help="images over all splits")
     parser.add_argument("--classes", type=int, default=12, help="number of classes C")
@@ -252,6 +259,14 @@ def make_parser() -> argparse.ArgumentParser:
     nuimages.add_argument("--out", required=True, help="label file to write")
     nuimages.add_argument("--frequency-from", help="converted train file whose r/c/f tags to copy (val, test)")
     nuimages.set_defaults(func=cmd_nuimages)
+
+    bench = sub.add_parser("bench", help="images/s per stage and end to end, for 1..N actors",
+                           description="Generates a JPEG pool, measures each stage alone, the fused "
+                                       "decode-detect-embed pass, selection at pool scale, FAISS vs "
+                                       "scikit-learn, and the Ray pass against a plain loop per actor "
+                                       "count; writes a JSON and a PNG of throughput against actors.")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="the README's main job on this machine",
                           description="Synthetic long-tailed data, a small YOLOv8n, and full active-"

@@ -1,0 +1,107 @@
+"""``taast bench`` on a multi-node Ray cluster started on this machine: throughput against actors.
+
+A head node with no CPUs (``ray start --head --num-cpus=0``: no model actor lands on it, as on a
+cluster whose head only schedules) and ``--nodes`` worker nodes of ``--cpus-per-node`` CPUs each;
+then the bench joins it with ``--actors 1,2,...`` up to what the workers hold. The nodes this
+script started are stopped through their own process groups, never with ``ray stop`` (which
+would stop every Ray instance on the machine). Token auth is off (RAY_AUTH_MODE=disabled): every
+node listens on loopback only.
+
+    .venv/bin/python benchmarks/multinode.py --nodes 4 -- --images 2000 --parts ray,e2e \\
+        --out benchmarks/results/bench_multinode_cpu.json
+
+Arguments after ``--`` go to ``taast bench`` (see ``taast bench --help``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import taast_ray  # noqa: F401
+from taast_ray.bench.run import add_bench_arguments, run_bench
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_node(args: list[str], env: dict) -> subprocess.Popen:
+    """``ray start --block`` in a process group of its own, so that exactly it can be stopped."""
+    return subprocess.Popen([RAY, "start", "--block", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_nodes(nodes: list[subprocess.Popen]) -> None:
+    for proc in reversed(nodes):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in nodes:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def join_when_ready(address: str, cpus: float, timeout: float = 180) -> None:
+    """Connect this driver once every worker node has registered its CPUs."""
+    import ray
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if not ray.is_initialized():
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if ray.cluster_resources().get("CPU", 0) >= cpus:
+                return
+        except ConnectionError:
+            pass
+        if time.time() > deadline:
+            raise TimeoutError(f"the cluster at {address} did not reach {cpus} CPUs in {timeout:.0f} s")
+        time.sleep(1)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=2, help="worker nodes (default 2)")
+    parser.add_argument("--cpus-per-node", type=int, default=1, help="CPUs each worker offers (default 1)")
+    parser.add_argument("--object-store-mb", type=int, default=512, help="object store per node (default 512)")
+    parser.add_argument("bench", nargs=argparse.REMAINDER, help="-- then taast bench arguments")
+    args = parser.parse_args(argv)
+    bench_parser = argparse.ArgumentParser(prog="taast bench")
+    add_bench_arguments(bench_parser)
+    bench_args = [a for a in args.bench if a != "--"]
+    actors = ",".join(str(n) for n in range(1, args.nodes * args.cpus_per_node + 1))
+    bench = bench_parser.parse_args(["--actors", actors, *bench_args])
+
+    port, store = free_port(), str(args.object_store_mb * 1024 * 1024)
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # this driver too
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    temp = tempfile.mkdtemp(prefix="trmb", dir="/tmp")  # short: Ray's socket paths have a length limit
+    nodes = [start_node(["--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
+                         f"--object-store-memory={store}", f"--temp-dir={temp}"], env)]
+    try:
+        nodes += [start_node([f"--address=127.0.0.1:{port}", f"--num-cpus={args.cpus_per_node}",
+                              f"--object-store-memory={store}"], env) for _ in range(args.nodes)]
+        join_when_ready(f"127.0.0.1:{port}", args.nodes * args.cpus_per_node)
+        bench.address = f"127.0.0.1:{port}"
+        return run_bench(bench)
+    finally:
+        import ray
+
+        ray.shutdown()
+        stop_nodes(nodes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
