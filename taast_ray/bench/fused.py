@@ -149,13 +149,13 @@ def gflop_per_image(models: PassModels, image: np.ndarray) -> dict:
             models.embedder.embed([image])
     finally:
         models.embedder.visual.eval()
-    return {"detector": round(det.get_total_flops() / 1e9, 2), "embedder": round(emb.get_total_flops() / 1e9, 2)}
+    return {"detector": det.get_total_flops() / 1e9, "embedder": emb.get_total_flops() / 1e9}
 
 
 def compute_floor(gflops: dict, share: float, peak_tflops: float, measured: float) -> dict:
     """Images/s if every FLOP ran at ``peak_tflops``: the detector on all, the embedder on ``share``."""
     per_image = gflops["detector"] + share * gflops["embedder"]
     floor = peak_tflops * 1e3 / per_image
-    return {"gflop_per_image": round(per_image, 2), "peak_tflops": peak_tflops,
+    return {"gflop_per_image": round(per_image, 3), "peak_tflops": peak_tflops,
             "floor_images_per_s": round(floor, 1), "fraction_of_floor": round(measured / floor, 4),
             "achieved_tflops": round(measured * per_image / 1e3, 2)}

@@ -44,8 +44,9 @@ def run_bench(args: argparse.Namespace) -> int:
     from taast_ray.io import write_json
     from taast_ray.versions import software_versions
 
-    parts = _parts(args.parts)
+    parts = _parts(args.parts)  # every option checked before any work starts
     width, height = frame_size(args.size)
+    int_list(args.actors, "--actors"), int_list(args.workers, "--workers")
     settings = {k: v for k, v in vars(args).items() if k != "func"}
     report = {"settings": settings, "hardware": hardware(), "versions": software_versions()}
     work = Path(tempfile.mkdtemp(prefix="taast-bench-"))
