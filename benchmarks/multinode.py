@@ -26,6 +26,7 @@ from pathlib import Path
 
 import taast_ray  # noqa: F401
 from taast_ray.bench.run import add_bench_arguments, run_bench
+from taast_ray.pipeline.ray_env import ensure_ray
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -43,14 +44,24 @@ def start_node(args: list[str], env: dict) -> subprocess.Popen:
 
 
 def stop_nodes(nodes: list[subprocess.Popen]) -> None:
+    """SIGTERM to each node's group, then SIGKILL to whatever of the group is left (a GCS server
+    can outlive its ``ray start``)."""
     for proc in reversed(nodes):
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+        _signal_group(proc, signal.SIGTERM)
     for proc in nodes:
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            pass
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def join_when_ready(address: str, cpus: float, timeout: float = 180) -> None:
@@ -60,8 +71,7 @@ def join_when_ready(address: str, cpus: float, timeout: float = 180) -> None:
     deadline = time.time() + timeout
     while True:
         try:
-            if not ray.is_initialized():
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ensure_ray(address)
             if ray.cluster_resources().get("CPU", 0) >= cpus:
                 return
         except ConnectionError:
@@ -91,6 +101,7 @@ def main(argv=None) -> int:
     nodes = [start_node(["--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
                          f"--object-store-memory={store}", f"--temp-dir={temp}"], env)]
     try:
+        join_when_ready(f"127.0.0.1:{port}", 0)  # a worker started before its head gives up at once
         nodes += [start_node([f"--address=127.0.0.1:{port}", f"--num-cpus={args.cpus_per_node}",
                               f"--object-store-memory={store}"], env) for _ in range(args.nodes)]
         join_when_ready(f"127.0.0.1:{port}", args.nodes * args.cpus_per_node)
