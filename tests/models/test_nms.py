@@ -44,6 +44,14 @@ def test_same_boxes_and_order_as_ultralytics(conf, iou, max_det, per_call):
     assert torch.equal(image, torch.sort(image).values)  # grouped by image
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_same_on_cuda():
+    pred = head_output().cuda()
+    image, anchor = kept_boxes(pred, 0.1, 0.45, boxes_per_call=100)
+    assert image.is_cuda and per_image(image.cpu(), anchor.cpu(), len(pred)) == ultralytics_kept(pred, 0.1, 0.45, 300)
+
+
 def test_candidate_cap_per_image_matches():
     pred = head_output(batch=3, anchors=600, seed=1)
     image, anchor = kept_boxes(pred, 0.01, 0.6, max_nms=40)
