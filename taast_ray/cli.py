@@ -133,7 +133,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if address:
         overrides.append(f"base.ray.address={address}")
     exp = load_experiment(args.config, overrides)
-    run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every)
+    run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every,
+                   command=f"taast experiment --config {args.config} --out {args.out}"
+                           + "".join(f" --set {o}" for o in args.overrides))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 

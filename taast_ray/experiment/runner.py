@@ -223,8 +223,9 @@ def save_experiment(exp: ExperimentConfig, path: Path) -> None:
 
 
 def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = False,
-                   progress_interval: float = 60.0) -> dict:
-    """Every trial to completion, then results.json, report.md and the plots."""
+                   progress_interval: float = 60.0, command: str | None = None) -> dict:
+    """Every trial to completion, then results.json, report.md and the plots (``command``: how
+    the report says it was made)."""
     from taast_ray.experiment.report import collect_results, write_report
     from taast_ray.pipeline.ray_env import ensure_ray
 
@@ -251,5 +252,5 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
         _run_jobs(list(bases.values()) + todo, parallel)
         say(progress.line())
     results = collect_results(exp, out, trials, data)
-    write_report(exp, out, results)
+    write_report(exp, out, results, command)
     return results
