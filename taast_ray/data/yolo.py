@@ -85,8 +85,12 @@ def yolo_line(bbox: list[float], width: int, height: int, cls: int) -> str | Non
 
 
 def _flat_name(file_name: str, split: str) -> str:
-    """A file name unique within the split folder: drop a leading split folder, join the rest."""
-    parts = Path(file_name).parts
+    """A file name unique within the split folder: drop a leading split folder, join the rest.
+
+    Pseudo-labelled pool images carry absolute paths; their root is dropped too, so that they
+    land inside the split folder (joining an absolute name would escape it)."""
+    path = Path(file_name)
+    parts = path.parts[1:] if path.is_absolute() else path.parts
     if len(parts) > 1 and parts[0] == split:
         parts = parts[1:]
     return "__".join(parts)

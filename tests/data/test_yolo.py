@@ -100,6 +100,20 @@ def test_generic_coco_export(tmp_path):
     assert check_det_dataset(str(yaml_path))["names"] == {0: "car", 1: "truck"}
 
 
+def test_absolute_file_names_stay_inside_the_split_folder(tmp_path):
+    """Pseudo-labelled pool images carry absolute paths (a pool URI); they were once written to /."""
+    path, cats = _coco(tmp_path, [{"id": 1, "image_id": 7, "category_id": 9, "bbox": [10, 20, 50, 40]}])
+    data = json.loads(path.read_text())
+    for img in data["images"]:
+        img["file_name"] = str((tmp_path / "imgs" / img["file_name"]).resolve())
+    path.write_text(json.dumps(data))
+    export_yolo({"train": path}, tmp_path / "elsewhere", tmp_path / "yolo", cats)
+    labels = sorted(p.name for p in (tmp_path / "yolo" / "labels" / "train").iterdir())
+    assert len(labels) == len(data["images"])
+    frame = "__".join((tmp_path / "imgs" / "cams" / "a" / "frame1.txt").resolve().parts[1:])
+    assert (tmp_path / "yolo" / "labels" / "train" / frame).read_text().startswith("1 ")
+
+
 @pytest.mark.parametrize("bad, needle", [({"category_id": 5}, "unknown category"),
                                          ({"image_id": 99}, "unknown image")])
 def test_bad_annotation_names_file_and_record(tmp_path, bad, needle):

@@ -49,6 +49,10 @@ def test_a_cycle_writes_metrics_and_grows_the_labelled_set(baseline):
     manual_ids = {i["id"] for i in l1["images"]}
     assert {i["id"] for i in train_set["images"]} == manual_ids | {i["id"] for i in pseudo["images"]}
     assert (run / "cycle_1" / "yolo" / "dataset.yaml").exists() and (run / "test_metrics.json").exists()
+    # what Ultralytics trains on: every image of L ∪ Q ∪ P, each with its label file
+    labels = sorted((run / "cycle_1" / "yolo" / "labels" / "train").glob("*.txt"))
+    assert len(labels) == len(train_set["images"])
+    assert sum(len(p.read_text().splitlines()) for p in labels) == len(train_set["annotations"])
 
 
 def wait_for(predicate, proc, seconds=300):
