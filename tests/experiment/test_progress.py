@@ -34,12 +34,15 @@ def test_time_left_is_the_mean_of_each_kind_over_the_parallel_trials(tmp_path):
                                "at trial 2/2 default/taast/seed_1 cycle 1 select")
 
 
-def _record(log, name, seconds):
+def _record(log, name, until=None):
+    """Log start and end; with ``until``, end only once that job has ended (at most 2 minutes)."""
     import time
 
     with open(log, "a") as f:
         f.write(f"start {name}\n")
-    time.sleep(seconds)
+    deadline = time.time() + 120
+    while until and f"end {until}" not in open(log).read() and time.time() < deadline:
+        time.sleep(0.05)
     with open(log, "a") as f:
         f.write(f"end {name}\n")
 
@@ -48,11 +51,11 @@ def test_jobs_start_when_what_they_need_has_finished(tmp_path, ray_local):
     from taast_ray.experiment.runner import Job, _run_jobs
 
     log = str(tmp_path / "log")
-    _run_jobs([Job(_record, (log, "warm-a", 1.0), "warm-a"), Job(_record, (log, "warm-b", 0.1), "warm-b"),
-               Job(_record, (log, "trial-a", 0.1), "trial-a", needs="warm-a"),
-               Job(_record, (log, "trial-b", 0.1), "trial-b", needs="warm-b")], parallel=2)
+    # warm-a holds its slot until trial-b has ended: trial-b must not wait for warm-a
+    _run_jobs([Job(_record, (log, "warm-a", "trial-b"), "warm-a"), Job(_record, (log, "warm-b"), "warm-b"),
+               Job(_record, (log, "trial-a"), "trial-a", needs="warm-a"),
+               Job(_record, (log, "trial-b"), "trial-b", needs="warm-b")], parallel=2)
     lines = open(log).read().splitlines()
     assert lines.index("start trial-a") > lines.index("end warm-a")
     assert lines.index("start trial-b") > lines.index("end warm-b")
-    # trial-b did not wait for warm-a: it ran while warm-a was still training
     assert lines.index("end trial-b") < lines.index("end warm-a")
