@@ -42,7 +42,7 @@ class LocalCluster:
                      "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard}",
                      f"--temp-dir={temp_dir}"])
         self.url = f"http://127.0.0.1:{self.dashboard}"
-        deadline = time.time() + 90
+        deadline = time.time() + 240  # a loaded 2-core machine took over 90 s
         while not self._up():
             assert time.time() < deadline, "the head node's dashboard never came up"
             time.sleep(1)
