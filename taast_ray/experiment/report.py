@@ -144,10 +144,13 @@ def verdict(d: MeanCI, better: str) -> str:
 
 
 def verdict_lines(exp: ExperimentConfig, summary: dict) -> list[str]:
-    """Plain sentences: each TAAST-type strategy against each baseline, paired over seeds."""
+    """Plain sentences, paired over seeds: each TAAST-type strategy against each baseline, or,
+    with no TAAST in the study, each strategy against the reference."""
     lines = []
     taasts = [n for n, s in summary.items() if s["selection"].startswith("taast")]
     baselines = [n for n, s in summary.items() if not s["selection"].startswith("taast")]
+    if not taasts:
+        taasts, baselines = [n for n in summary if n != exp.reference], [exp.reference]
     for metric in dict.fromkeys([exp.metric, "mAP"]):
         for t in taasts:
             for b in baselines:
@@ -166,11 +169,13 @@ def _markdown_table(head: list[str], rows: list[list[str]]) -> list[str]:
 def table2(exp: ExperimentConfig, summary: dict) -> list[str]:
     """The first paper's Table 2, per strategy: start, final ± CI, Δ, mAP, label efficiency."""
     m = METRIC_NAMES[exp.metric]
-    head = ["strategy", "pseudo labels", f"{m} start", f"{m} final", f"Δ{m}", "mAP final",
-            f"label efficiency ({m})", "rare objects selected", "pseudo share of training boxes"]
+    also_map = exp.metric != "mAP"
+    head = ["strategy", "pseudo labels", f"{m} start", f"{m} final", f"Δ{m}"] + ["mAP final"] * also_map + [
+        f"label efficiency ({m})", "rare objects selected", "pseudo share of training boxes"]
     rows = [[n, "yes" if s["pseudo_labels"] else "no", _ci(s["start"][exp.metric]), _ci(s["final"][exp.metric]),
-             _signed(s["delta"][exp.metric]), _ci(s["final"]["mAP"]), _efficiency_cell(s["efficiency"]),
-             _ci(s["rare_objects_selected"], 1), _ci(s["pseudo_share"], 2)] for n, s in summary.items()]
+             _signed(s["delta"][exp.metric])] + [_ci(s["final"]["mAP"])] * also_map + [
+             _efficiency_cell(s["efficiency"]), _ci(s["rare_objects_selected"], 1), _ci(s["pseudo_share"], 2)]
+            for n, s in summary.items()]
     return _markdown_table(head, rows)
 
 
