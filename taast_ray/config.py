@@ -259,9 +259,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
 
 
 def save_config(cfg: TaastConfig, path: str | Path) -> None:
+    save_with_versions(cfg.to_dict(), path)
+
+
+def save_with_versions(values: dict, path: str | Path) -> None:
+    """A configuration as YAML, atomically, with the software versions it ran under."""
     from taast_ray.io import atomic_path
     from taast_ray.versions import software_versions
 
     with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump({**cfg.to_dict(), "versions": software_versions()},
-                                      sort_keys=False))
+        tmp.write_text(yaml.safe_dump({**values, "versions": software_versions()}, sort_keys=False))

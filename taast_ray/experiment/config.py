@@ -43,7 +43,7 @@ class StrategySpec:
 
 @dataclass(frozen=True)
 class Variant:
-    """One dataset of the study; ``levels`` are its sweep coordinates for the plots."""
+    """One dataset of the study; ``empty_fraction`` and ``shift_level`` place it in the sweep's plots."""
     name: str
     empty_fraction: float = 0.0
     label_shift: str | None = None

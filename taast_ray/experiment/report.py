@@ -156,8 +156,7 @@ def verdict_lines(exp: ExperimentConfig, summary: dict) -> list[str]:
             for b in baselines:
                 d = paired_difference(summary[t]["final_by_seed"][metric], summary[b]["final_by_seed"][metric])
                 if d.n:
-                    ci = "" if math.isnan(d.half_width) else f" ± {d.half_width:.3f}"
-                    lines.append(f"- {t} − {b}, final {METRIC_NAMES[metric]}: {d.mean:+.3f}{ci} "
+                    lines.append(f"- {t} − {b}, final {METRIC_NAMES[metric]}: {_signed(vars(d))} "
                                  f"over {d.n} seeds: {verdict(d, t)}.")
     return lines
 

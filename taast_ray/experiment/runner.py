@@ -19,11 +19,10 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import yaml
-
+from taast_ray.config import save_with_versions
 from taast_ray.errors import InputError
 from taast_ray.experiment.config import ExperimentConfig, StrategySpec, Variant, trial_config
-from taast_ray.io import atomic_path, is_done, mark_done, read_json
+from taast_ray.io import is_done, mark_done, read_json
 from taast_ray.pipeline.progress import say
 
 RUN_STAGES = ("pool", "select", "annotate", "dataset", "train", "evaluate")
@@ -41,6 +40,10 @@ class Trial:
     @property
     def label(self) -> str:
         return f"{self.variant.name}/{self.strategy.name}/seed_{self.seed}"
+
+    @property
+    def warmup_label(self) -> str:
+        return f"warm-up {self.variant.name}/seed_{self.seed}"
 
 
 def plan(exp: ExperimentConfig, out: Path) -> list[Trial]:
@@ -215,13 +218,6 @@ class Progress:
         self._stop.set()
 
 
-def save_experiment(exp: ExperimentConfig, path: Path) -> None:
-    from taast_ray.versions import software_versions
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump({**exp.to_dict(), "versions": software_versions()}, sort_keys=False))
-
-
 def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = False,
                    progress_interval: float = 60.0, command: str | None = None) -> dict:
     """Every trial to completion, then results.json, report.md and the plots (``command``: how
@@ -233,7 +229,7 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     if out.exists() and not resume and any(out.iterdir()):
         raise InputError(f"{out}: experiment directory is not empty (use --resume to continue it)")
     out.mkdir(parents=True, exist_ok=True)
-    save_experiment(exp, out / "experiment.yaml")
+    save_with_versions(exp.to_dict(), out / "experiment.yaml")
     ensure_ray(exp.base.ray.address)
     trials = plan(exp, out)
     parallel = _parallelism(exp)
@@ -244,9 +240,11 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     configs = {t: trial_config(exp, data[t.variant.name], t.strategy, t.seed).to_dict() for t in trials}
     bases: dict[Path, Job] = {}
     for t in trials:
-        bases.setdefault(t.base, Job(run_base, (configs[t], str(t.base)), f"warm-up {t.variant.name}/seed_{t.seed}"))
+        bases.setdefault(t.base, Job(run_base, (configs[t], str(t.base)), t.warmup_label))
+    # a finished warm-up is not scheduled again; its trials' `needs` then points at no job
+    bases = {b: job for b, job in bases.items() if not is_done(b / "cycle_0" / "_markers", "evaluate")}
     todo = [Job(run_trial, (configs[t], str(t.directory), str(t.base)),
-                f"trial {trials.index(t) + 1}/{len(trials)} {t.label}", bases[t.base].label)
+                f"trial {trials.index(t) + 1}/{len(trials)} {t.label}", t.warmup_label)
             for t in trials if not is_done(t.directory / "_markers", "trial")]
     with Progress(exp, trials, parallel, progress_interval) as progress:
         _run_jobs(list(bases.values()) + todo, parallel)
