@@ -38,8 +38,11 @@ def free_port() -> int:
 
 
 def start_node(args: list[str], env: dict) -> subprocess.Popen:
-    """``ray start --block`` in a process group of its own, so that exactly it can be stopped."""
-    return subprocess.Popen([RAY, "start", "--block", *args], env=env, stdout=subprocess.DEVNULL,
+    """``ray start --block`` in a process group of its own, so that exactly it can be stopped. Its
+    agents get free ports: nodes on one host would otherwise all want the defaults (52365, ...)."""
+    agents = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                      "runtime-env-agent-port", "metrics-export-port")]
+    return subprocess.Popen([RAY, "start", "--block", *args, *agents], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 

@@ -49,7 +49,11 @@ class LocalCluster:
         self.worker = self.add_worker()
 
     def _start(self, args):
-        proc = subprocess.Popen([str(BIN / "ray"), "start", "--block", *args], env=self.env,
+        # Each node's agents get their own ports: the defaults (52365 for the dashboard agent) are
+        # already held by the test session's Ray instance, and the head's job agent then never starts.
+        agents = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                          "runtime-env-agent-port", "metrics-export-port")]
+        proc = subprocess.Popen([str(BIN / "ray"), "start", "--block", *args, *agents], env=self.env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.nodes.append(proc)
         return proc
