@@ -86,6 +86,12 @@ class RayConfig:
     embedder_actors_min: int = 1
     embedder_actors_max: int = 2
     batch_size: int = 16
+    # Where images are decoded. "actor": compressed bytes cross the object store and the model
+    # actor decodes them (nvJPEG on a GPU; SPEC §8). "tasks": CPU tasks of ray.decode_cpus each
+    # decode them and raw pixels (~10x the bytes) go to the actors; the tasks scale with the
+    # cluster's CPUs, apart from the GPU actors (formats nvJPEG cannot read, CPU-starved GPU nodes).
+    decode: str = "actor"
+    decode_cpus: float = 1.0
 
 
 @dataclass
@@ -154,6 +160,8 @@ def _checks(cfg: TaastConfig):
         "must be >= 1 and <= ray.embedder_actors_max"
     yield "ray.batch_size", r.batch_size > 0, "must be > 0"
     yield "ray.use_gpu", r.use_gpu in ("auto", "true", "false"), "must be auto, true or false"
+    yield "ray.decode", r.decode in ("actor", "tasks"), "must be actor or tasks"
+    yield "ray.decode_cpus", r.decode_cpus > 0, "must be > 0"
 
 
 def _validate(cfg: TaastConfig) -> None:

@@ -33,6 +33,8 @@ def test_yaml_then_overrides(tmp_path):
     ("selection.nonsense=1", "selection.nonsense"),
     ("model.imgsz=100", "model.imgsz"),
     ("ray.detector_actors_min=5", "ray.detector_actors_min"),
+    ("ray.decode=gpu", "ray.decode"),
+    ("ray.decode_cpus=0", "ray.decode_cpus"),
 ])
 def test_bad_field_is_named(override, field):
     with pytest.raises(ConfigError) as err:

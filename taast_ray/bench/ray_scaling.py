@@ -74,7 +74,8 @@ def ray_passes(pool: Path, labels: Path, config_for: Callable[[int], TaastConfig
                 summary = select_live(cfg, str(pool), labels, work / f"select-{actors}", shard_size=listing.num_rows)
             row.update({"end_to_end_seconds": round(whole(), 3),
                         "end_to_end_images_per_s": round(listing.num_rows / whole(), 3),
-                        "end_to_end_stages_s": summary.get("timings_s", {}), "selected": summary["selected"]})
+                        "end_to_end_stages_s": {**summary.get("live_timings_s", {}),
+                                                          **summary.get("timings_s", {})}, "selected": summary["selected"]})
         shutil.rmtree(work / f"detect-{actors}", ignore_errors=True)
         rows.append(row)
     return rows

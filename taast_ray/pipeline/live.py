@@ -29,6 +29,7 @@ from taast_ray.selection.run import check_budget
 from taast_ray.stages.detect import DetectStage
 from taast_ray.stages.embed import EmbedStage
 from taast_ray.stages.sources import list_pool_table, listing_dataset, read_pool_bytes
+from taast_ray.stages.tensor_decode import decode_to_pixels
 
 log = logging.getLogger(__name__)
 READ_CPUS = 0  # reading bytes is I/O: with a CPU slot of its own it could wait forever behind the
@@ -36,16 +37,19 @@ READ_CPUS = 0  # reading bytes is I/O: with a CPU slot of its own it could wait 
 
 
 def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], batch_size: int,
-                       use_gpu: str = "auto"):
-    """Read bytes (tasks) → ``stage_cls`` on an autoscaling actor pool named after the stage.
+                       use_gpu: str = "auto", decode: str = "actor", decode_cpus: float = 1.0):
+    """Read bytes (tasks) → [decode (CPU tasks)] → ``stage_cls`` on an autoscaling actor pool.
 
     Ray Data's actor pools default to max_restarts=-1 and max_task_retries=-1: a lost actor is
-    restarted and its in-flight batches retried (actor_pool_map_operator.py).
+    restarted and its in-flight batches retried (actor_pool_map_operator.py). Decode tasks are
+    retried by Ray's task retries; Ray Data runs as many as the cluster's free CPUs allow.
     """
     import ray
 
     resources = actor_resources(use_gpu)
     ds = read_pool_bytes(ds, batch_size=batch_size, num_cpus=READ_CPUS)
+    if decode == "tasks":
+        ds = ds.map_batches(decode_to_pixels, batch_format="pyarrow", batch_size=batch_size, num_cpus=decode_cpus)
     return ds.map_batches(
         stage_cls, batch_format="pyarrow", batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1]),
@@ -60,7 +64,8 @@ def detect_shard(cfg: TaastConfig, listing: pa.Table, target: Path, num_classes:
         listing_dataset(listing), stage_cls,
         {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
          "num_classes": num_classes, "device": cfg.model.device},
-        (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu)
+        (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu,
+        cfg.ray.decode, cfg.ray.decode_cpus)
     with staged_directory(target) as tmp:
         ds.write_parquet(str(tmp))
 
@@ -88,7 +93,8 @@ def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache: Path) -> int:
     ds = through_model_pool(
         listing_dataset(missing), EmbedStage,
         {"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights, "device": cfg.model.device},
-        (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu)
+        (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu,
+        cfg.ray.decode, cfg.ray.decode_cpus)
     ds = ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS)
     tmp = cache / f".new-{uuid.uuid4().hex[:8]}"
     ds.write_parquet(str(tmp))

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from taast_ray.models.transfer import host_to_device
@@ -82,3 +83,37 @@ def _decode_one(decode_jpeg, tensor: torch.Tensor, device: torch.device):
         return decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device)
     except RuntimeError:
         return None
+
+
+def decode_to_pixels(table: pa.Table, *, max_pixels: int = MAX_PIXELS) -> pa.Table:
+    """The CPU decode task of ``ray.decode: tasks``: compressed ``bytes`` in, raw pixels out.
+
+    ``pixels`` holds each image's HxWx3 uint8 buffer (null where decoding failed), with
+    ``width``, ``height``, ``error`` and ``converted``; ``bytes`` is dropped so that only one
+    copy of the image crosses the object store. :func:`pixels_to_decoded` reverses it.
+    """
+    columns = table.to_pydict()
+    decoded = decode_to_tensors(columns, torch.device("cpu"), max_pixels=max_pixels)
+    pixels = pa.array([None if im is None else np.ascontiguousarray(im.numpy()).tobytes() for im in decoded.images],
+                      pa.large_binary())
+    kept = [name for name in table.column_names if name not in ("bytes", "error")]
+    return table.select(kept).append_column("pixels", pixels).append_column(
+        "width", pa.array(decoded.width, pa.int32())).append_column(
+        "height", pa.array(decoded.height, pa.int32())).append_column(
+        "error", pa.array(decoded.error, pa.string())).append_column(
+        "converted", pa.array(decoded.converted, pa.string()))
+
+
+def pixels_to_decoded(columns: dict, device: torch.device) -> DecodedBatch:
+    """A batch from :func:`decode_to_pixels` as tensors on ``device``, as decoding it would give."""
+    n = len(columns["image_id"])
+    width = np.asarray(columns["width"], np.int32)
+    height = np.asarray(columns["height"], np.int32)
+    images = [None] * n
+    for i, buffer in enumerate(columns["pixels"]):
+        if buffer is not None:
+            array = np.frombuffer(buffer, np.uint8).reshape(int(height[i]), int(width[i]), 3).copy()
+            images[i] = host_to_device(torch.from_numpy(array), device)
+    uri = list(columns["uri"]) if "uri" in columns else None
+    return DecodedBatch(list(columns["image_id"]), uri, images, width, height, list(columns["error"]),
+                        list(columns["converted"]))

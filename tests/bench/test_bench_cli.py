@@ -17,7 +17,7 @@ def test_stages_selection_and_sklearn_parts(tmp_path, capsys):
     out = tmp_path / "b.json"
     assert main(["bench", "--out", str(out), "--images", "8", "--parts", "stages,selection,sklearn",
                  "--score-images", "2000", "--kmeans-candidates", "600", "--dim", "16", "--budget", "8",
-                 "--sklearn-n", "300", *TINY]) == 0
+                 "--sklearn-n", "300,400", *TINY]) == 0
     report = json.loads(out.read_text())
     assert {"settings", "hardware", "versions", "stages", "selection", "kmeans_vs_sklearn"} <= set(report)
     steps = report["stages"]["steps"]
@@ -27,7 +27,8 @@ def test_stages_selection_and_sklearn_parts(tmp_path, capsys):
     assert sum(report["stages"]["time_share"].values()) == pytest.approx(1, abs=0.01)
     assert report["selection"]["kmeans"]["pool_images_per_s"] == pytest.approx(
         report["selection"]["kmeans"]["items_per_s"] / 0.2, rel=1e-3)
-    assert 0.9 < report["kmeans_vs_sklearn"]["inertia_ratio"] < 1.1
+    assert [c["n"] for c in report["kmeans_vs_sklearn"]] == [300, 400]
+    assert all(0.9 < c["inertia_ratio"] < 1.1 for c in report["kmeans_vs_sklearn"])
     assert report["versions"]["torch"] and report["hardware"]["cores"] >= 1
     assert "kmeans_speedup_vs_sklearn=" in capsys.readouterr().out
 

@@ -84,6 +84,30 @@ def test_same_selection_with_two_detector_actors(pool, baseline, tmp_path):
     assert selected(out) == selected(baseline[0])
 
 
+class PixelsOnlyDetectStage(DetectStage):
+    """DetectStage that fails its batch unless CPU decode tasks already decoded it."""
+
+    def __call__(self, batch):
+        assert "pixels" in batch.column_names and "bytes" not in batch.column_names, batch.column_names
+        return super().__call__(batch)
+
+
+def test_decode_tasks_give_the_same_scores_errors_and_selection(pool, baseline, tmp_path):
+    """ray.decode: tasks — CPU tasks decode, the actors get pixels: nothing else may change."""
+    images, labels = pool
+    out = tmp_path / "tasks"
+    summary = select_live(config(detector_actors_max=1, decode="tasks", decode_cpus=0.5), str(images), labels,
+                          out, shard_size=20, detect_stage_cls=PixelsOnlyDetectStage)
+    assert selected(out) == selected(baseline[0])
+    assert summary["converted"] == baseline[1]["converted"] and summary["errors"] == baseline[1]["errors"]
+    ours, ref = (pq.read_table(o / "scores.parquet").sort_by("image_id") for o in (out, baseline[0]))
+    assert ours.column("image_id").equals(ref.column("image_id"))
+    np.testing.assert_allclose(ours.column("entropy").to_numpy(), ref.column("entropy").to_numpy(), rtol=1e-5)
+    assert ours.column("candidate").equals(ref.column("candidate"))
+    errors = [pq.read_table(o / "errors.parquet").sort_by("image_id").to_pylist() for o in (out, baseline[0])]
+    assert errors[0] == errors[1]
+
+
 def test_resume_after_the_driver_is_killed_mid_pass(pool, baseline, tmp_path, ray_local):
     images, labels = pool
     out = tmp_path / "killed"

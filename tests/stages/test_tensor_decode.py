@@ -9,7 +9,9 @@ from PIL import Image
 from taast_ray.models.embedder import clip_preprocess
 from taast_ray.models.letterbox import as_image_tensors, letterbox_batch
 from taast_ray.stages.decode import decode_batch
-from taast_ray.stages.tensor_decode import decode_jpegs, decode_to_tensors
+import pyarrow as pa
+
+from taast_ray.stages.tensor_decode import decode_jpegs, decode_to_pixels, decode_to_tensors, pixels_to_decoded
 
 CPU = torch.device("cpu")
 MEAN, STD = (0.48, 0.46, 0.41), (0.27, 0.26, 0.28)
@@ -49,6 +51,20 @@ def batch():
     }
     return {"image_id": list(records), "bytes": list(records.values()), "uri": [f"/p/{k}" for k in records],
             "error": [None] * (len(records) - 1) + ["missing"]}  # the read stage already failed the last
+
+
+def test_decode_tasks_hand_the_actor_what_it_would_have_decoded(batch):
+    """ray.decode: tasks — CPU task to raw pixels, model actor back to tensors: same batch."""
+    table = pa.table({k: pa.array(v, pa.large_binary() if k == "bytes" else pa.string()) for k, v in batch.items()})
+    handed = decode_to_pixels(table)
+    assert "bytes" not in handed.column_names and handed.num_rows == table.num_rows
+    ours, ref = pixels_to_decoded(handed.to_pydict(), CPU), decode_to_tensors(batch, CPU)
+    assert (ours.image_id, ours.uri, ours.error, ours.converted) == (ref.image_id, ref.uri, ref.error, ref.converted)
+    np.testing.assert_array_equal(ours.width, ref.width)
+    np.testing.assert_array_equal(ours.height, ref.height)
+    assert ours.ok == ref.ok and len(ref.ok) == 7
+    for i in ref.ok:
+        assert torch.equal(ours.images[i], ref.images[i].contiguous())
 
 
 def test_same_outcomes_and_pixels_as_the_pillow_path(batch):

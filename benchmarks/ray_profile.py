@@ -1,0 +1,134 @@
+"""Where the Ray detector pass spends its time, against the plain loop (issue 8's ratio).
+
+One pass of ``detect_shard`` with an instrumented ``DetectStage`` (it records, per actor, the time
+from construction to the first batch, the seconds inside ``__call__`` and torch's thread count),
+the plain loop with torch at 1 thread and at all threads, and the CPU seconds every process on the
+machine used during the Ray pass, grouped by process name (raylet, GCS, driver, read workers,
+model actors).
+
+    .venv/bin/python benchmarks/ray_profile.py --images 1000 --size 1280x720 --actors 1
+
+Prints one JSON document.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+
+import taast_ray  # noqa: F401
+from taast_ray.bench.data import write_jpeg_pool
+from taast_ray.bench.ray_scaling import plain_loop
+from taast_ray.config import load_config
+from taast_ray.pipeline.live import detect_shard
+from taast_ray.stages.detect import DetectStage
+from taast_ray.stages.sources import list_pool_table
+
+
+class TimedDetectStage(DetectStage):
+    """DetectStage that appends one JSON line per batch to ``$TAAST_PROFILE_LOG``."""
+
+    def __init__(self, *args, **kwargs):
+        self._born = time.time()
+        super().__init__(*args, **kwargs)
+        self._ready = time.time()
+
+    def __call__(self, batch):
+        import torch
+
+        start = time.time()
+        out = super().__call__(batch)
+        with open(os.environ["TAAST_PROFILE_LOG"], "a") as log:
+            log.write(json.dumps({"pid": os.getpid(), "born": self._born, "ready": self._ready,
+                                  "start": start, "end": time.time(), "rows": out.num_rows,
+                                  "threads": torch.get_num_threads()}) + "\n")
+        return out
+
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    seen = {}
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            t = proc.cpu_times()
+            name = " ".join(proc.info["cmdline"] or [])[:60] or proc.info["name"]
+            seen[proc.info["pid"]] = (name if "ray::" not in proc.info["name"] else proc.info["name"],
+                                      t.user + t.system)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return seen
+
+
+def cpu_delta(before: dict, after: dict) -> dict[str, float]:
+    grouped: dict[str, float] = defaultdict(float)
+    for pid, (name, seconds) in after.items():
+        grouped[name] += seconds - before.get(pid, (name, 0.0))[1]
+    return {k: round(v, 1) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1]) if v >= 0.5}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--actors", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--skip-loop", action="store_true")
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    cfg = load_config(None, {"model": {"weights": "yolov8n.yaml", "imgsz": args.imgsz},
+                             "ray": {"batch_size": args.batch_size, "detector_actors_min": args.actors,
+                                     "detector_actors_max": args.actors}})
+    work = Path(tempfile.mkdtemp(prefix="taast-rayprof-"))
+    report = {"settings": vars(args)}
+    try:
+        paths = write_jpeg_pool(work / "pool", args.images, width, height, seed=0)
+        if not args.skip_loop:
+            import torch
+
+            threads = torch.get_num_threads()
+            for n in sorted({1, threads}):
+                torch.set_num_threads(n)
+                report[f"loop_{n}_threads"] = plain_loop(paths, cfg, 80)
+            torch.set_num_threads(threads)
+        listing = list_pool_table(work / "pool")
+        log = work / "profile.jsonl"
+        import ray
+
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"TAAST_PROFILE_LOG": str(log)}})
+        before, start = cpu_by_process(), time.time()
+        detect_shard(cfg, listing, work / "out" / "shard-00000", 80, stage_cls=TimedDetectStage)
+        end, after = time.time(), cpu_by_process()
+        batches = [json.loads(line) for line in log.read_text().splitlines()]
+        per_actor = defaultdict(list)
+        for b in batches:
+            per_actor[b["pid"]].append(b)
+        actors = []
+        for pid, rows in per_actor.items():
+            inside = sum(r["end"] - r["start"] for r in rows)
+            actors.append({"pid": pid, "threads": rows[0]["threads"], "batches": len(rows),
+                           "images": sum(r["rows"] for r in rows),
+                           "born_after_s": round(rows[0]["born"] - start, 2),
+                           "model_load_s": round(rows[0]["ready"] - rows[0]["born"], 2),
+                           "first_batch_after_s": round(min(r["start"] for r in rows) - start, 2),
+                           "last_batch_end_before_finish_s": round(end - max(r["end"] for r in rows), 2),
+                           "inside_call_s": round(inside, 2),
+                           "images_per_s_inside_call": round(sum(r["rows"] for r in rows) / inside, 2)})
+        report["ray"] = {"seconds": round(end - start, 2), "images_per_s": round(args.images / (end - start), 2),
+                         "actors": actors, "cpu_seconds_by_process": cpu_delta(before, after),
+                         "cpu_seconds_all": round(sum(cpu_delta(before, after).values()), 1)}
+        print(json.dumps(report, indent=1))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
