@@ -92,6 +92,11 @@ class RayConfig:
     # cluster's CPUs, apart from the GPU actors (formats nvJPEG cannot read, CPU-starved GPU nodes).
     decode: str = "actor"
     decode_cpus: float = 1.0
+    # Concurrent read tasks per pass (0: one per model actor, ray.*_actors_max), each reading its
+    # batch with 16 threads. Reads reserve no CPU, so unbounded they started a worker process per
+    # input block, and the model actors' own workers queued behind those starts (40 s of a 100 s
+    # pass on 2 cores, benchmarks/ray_profile.py).
+    read_tasks: int = 0
 
 
 @dataclass
@@ -162,6 +167,7 @@ def _checks(cfg: TaastConfig):
     yield "ray.use_gpu", r.use_gpu in ("auto", "true", "false"), "must be auto, true or false"
     yield "ray.decode", r.decode in ("actor", "tasks"), "must be actor or tasks"
     yield "ray.decode_cpus", r.decode_cpus > 0, "must be > 0"
+    yield "ray.read_tasks", r.read_tasks >= 0, "must be >= 0 (0: one per model actor)"
 
 
 def _validate(cfg: TaastConfig) -> None:

@@ -33,11 +33,17 @@ from taast_ray.stages.tensor_decode import decode_to_pixels
 
 log = logging.getLogger(__name__)
 READ_CPUS = 0  # reading bytes is I/O: with a CPU slot of its own it could wait forever behind the
-#                model actors that hold every slot (2 actors on 2 CPUs); Ray Data backpressure bounds it
+#                model actors that hold every slot (2 actors on 2 CPUs); ray.read_tasks bounds how many run
+
+# The parquet write is small I/O too: with the default 1 CPU it waited behind the actors holding
+# every CPU and ran after the last batch, adding its whole time to the pass. One task at a time:
+# unbounded 0-CPU writes start a worker process per block, each importing Ray and pyarrow.
+WRITE_ARGS = {"ray_remote_args": {"num_cpus": 0}, "concurrency": 1}
 
 
 def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], batch_size: int,
-                       use_gpu: str = "auto", decode: str = "actor", decode_cpus: float = 1.0):
+                       use_gpu: str = "auto", decode: str = "actor", decode_cpus: float = 1.0,
+                       read_tasks: int = 0):
     """Read bytes (tasks) → [decode (CPU tasks)] → ``stage_cls`` on an autoscaling actor pool.
 
     Ray Data's actor pools default to max_restarts=-1 and max_task_retries=-1: a lost actor is
@@ -47,7 +53,8 @@ def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[in
     import ray
 
     resources = actor_resources(use_gpu)
-    ds = read_pool_bytes(ds, batch_size=batch_size, num_cpus=READ_CPUS)
+    reads = ray.data.TaskPoolStrategy(size=read_tasks or actors[1])
+    ds = read_pool_bytes(ds, batch_size=batch_size, num_cpus=READ_CPUS, compute=reads)
     if decode == "tasks":
         ds = ds.map_batches(decode_to_pixels, batch_format="pyarrow", batch_size=batch_size, num_cpus=decode_cpus)
     return ds.map_batches(
@@ -65,9 +72,9 @@ def detect_shard(cfg: TaastConfig, listing: pa.Table, target: Path, num_classes:
         {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
          "num_classes": num_classes, "device": cfg.model.device},
         (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu,
-        cfg.ray.decode, cfg.ray.decode_cpus)
+        cfg.ray.decode, cfg.ray.decode_cpus, cfg.ray.read_tasks)
     with staged_directory(target) as tmp:
-        ds.write_parquet(str(tmp))
+        ds.write_parquet(str(tmp), **WRITE_ARGS)
 
 
 def embedding_cache_dir(root: Path, cfg: TaastConfig) -> Path:
@@ -94,10 +101,10 @@ def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache: Path) -> int:
         listing_dataset(missing), EmbedStage,
         {"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights, "device": cfg.model.device},
         (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu,
-        cfg.ray.decode, cfg.ray.decode_cpus)
+        cfg.ray.decode, cfg.ray.decode_cpus, cfg.ray.read_tasks)
     ds = ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS)
     tmp = cache / f".new-{uuid.uuid4().hex[:8]}"
-    ds.write_parquet(str(tmp))
+    ds.write_parquet(str(tmp), **WRITE_ARGS)
     for part in sorted(tmp.glob("*.parquet")):
         os.replace(part, cache / f"{uuid.uuid4().hex}.parquet")
     shutil.rmtree(tmp, ignore_errors=True)
