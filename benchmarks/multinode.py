@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,23 +25,15 @@ from pathlib import Path
 
 import taast_ray  # noqa: F401
 from taast_ray.bench.run import add_bench_arguments, run_bench
-from taast_ray.pipeline.ray_env import ensure_ray
+from taast_ray.pipeline.ray_env import ensure_ray, free_port, node_agent_ports
 
 RAY = str(Path(sys.executable).parent / "ray")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_node(args: list[str], env: dict) -> subprocess.Popen:
-    """``ray start --block`` in a process group of its own, so that exactly it can be stopped. Its
-    agents get free ports: nodes on one host would otherwise all want the defaults (52365, ...)."""
-    agents = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                      "runtime-env-agent-port", "metrics-export-port")]
-    return subprocess.Popen([RAY, "start", "--block", *args, *agents], env=env, stdout=subprocess.DEVNULL,
+    """``ray start --block`` in a process group of its own, so that exactly it can be stopped, its
+    agents on free ports."""
+    return subprocess.Popen([RAY, "start", "--block", *args, *node_agent_ports()], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 

@@ -121,9 +121,9 @@ def main(argv=None) -> int:
                            "last_batch_end_before_finish_s": round(end - max(r["end"] for r in rows), 2),
                            "inside_call_s": round(inside, 2),
                            "images_per_s_inside_call": round(sum(r["rows"] for r in rows) / inside, 2)})
+        cpu = cpu_delta(before, after)
         report["ray"] = {"seconds": round(end - start, 2), "images_per_s": round(args.images / (end - start), 2),
-                         "actors": actors, "cpu_seconds_by_process": cpu_delta(before, after),
-                         "cpu_seconds_all": round(sum(cpu_delta(before, after).values()), 1)}
+                         "actors": actors, "cpu_seconds_by_process": cpu, "cpu_seconds_all": round(sum(cpu.values()), 1)}
         print(json.dumps(report, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)

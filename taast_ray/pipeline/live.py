@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from taast_ray.config import TaastConfig, save_config
+from taast_ray.config import RayConfig, TaastConfig, save_config
 from taast_ray.data.labels import load_labels
 from taast_ray.io import staged_directory
 from taast_ray.pipeline.aggregator import CentralAggregator
@@ -41,9 +41,7 @@ READ_CPUS = 0  # reading bytes is I/O: with a CPU slot of its own it could wait 
 WRITE_ARGS = {"ray_remote_args": {"num_cpus": 0}, "concurrency": 1}
 
 
-def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], batch_size: int,
-                       use_gpu: str = "auto", decode: str = "actor", decode_cpus: float = 1.0,
-                       read_tasks: int = 0):
+def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], ray_cfg: RayConfig):
     """Read bytes (tasks) → [decode (CPU tasks)] → ``stage_cls`` on an autoscaling actor pool.
 
     Ray Data's actor pools default to max_restarts=-1 and max_task_retries=-1: a lost actor is
@@ -52,13 +50,14 @@ def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[in
     """
     import ray
 
-    resources = actor_resources(use_gpu)
-    reads = ray.data.TaskPoolStrategy(size=read_tasks or actors[1])
-    ds = read_pool_bytes(ds, batch_size=batch_size, num_cpus=READ_CPUS, compute=reads)
-    if decode == "tasks":
-        ds = ds.map_batches(decode_to_pixels, batch_format="pyarrow", batch_size=batch_size, num_cpus=decode_cpus)
+    resources = actor_resources(ray_cfg.use_gpu)
+    reads = ray.data.TaskPoolStrategy(size=ray_cfg.read_tasks or actors[1])
+    ds = read_pool_bytes(ds, batch_size=ray_cfg.batch_size, num_cpus=READ_CPUS, compute=reads)
+    if ray_cfg.decode == "tasks":
+        ds = ds.map_batches(decode_to_pixels, batch_format="pyarrow", batch_size=ray_cfg.batch_size,
+                            num_cpus=ray_cfg.decode_cpus)
     return ds.map_batches(
-        stage_cls, batch_format="pyarrow", batch_size=batch_size,
+        stage_cls, batch_format="pyarrow", batch_size=ray_cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1]),
         fn_constructor_kwargs=constructor_kwargs,
         num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
@@ -71,8 +70,7 @@ def detect_shard(cfg: TaastConfig, listing: pa.Table, target: Path, num_classes:
         listing_dataset(listing), stage_cls,
         {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
          "num_classes": num_classes, "device": cfg.model.device},
-        (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu,
-        cfg.ray.decode, cfg.ray.decode_cpus, cfg.ray.read_tasks)
+        (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
     with staged_directory(target) as tmp:
         ds.write_parquet(str(tmp), **WRITE_ARGS)
 
@@ -100,8 +98,7 @@ def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache: Path) -> int:
     ds = through_model_pool(
         listing_dataset(missing), EmbedStage,
         {"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights, "device": cfg.model.device},
-        (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray.batch_size, cfg.ray.use_gpu,
-        cfg.ray.decode, cfg.ray.decode_cpus, cfg.ray.read_tasks)
+        (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray)
     ds = ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS)
     tmp = cache / f".new-{uuid.uuid4().hex[:8]}"
     ds.write_parquet(str(tmp), **WRITE_ARGS)

@@ -94,8 +94,8 @@ def decode_to_pixels(table: pa.Table, *, max_pixels: int = MAX_PIXELS) -> pa.Tab
     """
     columns = table.to_pydict()
     decoded = decode_to_tensors(columns, torch.device("cpu"), max_pixels=max_pixels)
-    pixels = pa.array([None if im is None else np.ascontiguousarray(im.numpy()).tobytes() for im in decoded.images],
-                      pa.large_binary())
+    # tobytes() writes C order whatever the strides (decode_jpeg's HWC is a view of CHW): one copy
+    pixels = pa.array([None if im is None else im.numpy().tobytes() for im in decoded.images], pa.large_binary())
     kept = [name for name in table.column_names if name not in ("bytes", "error")]
     return table.select(kept).append_column("pixels", pixels).append_column(
         "width", pa.array(decoded.width, pa.int32())).append_column(

@@ -4,7 +4,6 @@ worker node killed mid-pass."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,16 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from taast_ray.pipeline.ray_env import free_port, node_agent_ports
 from tests.factories import write_labels
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalCluster:
@@ -49,11 +43,8 @@ class LocalCluster:
         self.worker = self.add_worker()
 
     def _start(self, args):
-        # Each node's agents get their own ports: the defaults (52365 for the dashboard agent) are
-        # already held by the test session's Ray instance, and the head's job agent then never starts.
-        agents = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                          "runtime-env-agent-port", "metrics-export-port")]
-        proc = subprocess.Popen([str(BIN / "ray"), "start", "--block", *args, *agents], env=self.env,
+        # node_agent_ports: the default agent ports are held by the test session's own Ray instance
+        proc = subprocess.Popen([str(BIN / "ray"), "start", "--block", *args, *node_agent_ports()], env=self.env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.nodes.append(proc)
         return proc
