@@ -25,7 +25,7 @@ from pathlib import Path
 
 import taast_ray  # noqa: F401
 from taast_ray.bench.run import add_bench_arguments, run_bench
-from taast_ray.pipeline.ray_env import ensure_ray, free_port, node_agent_ports
+from taast_ray.pipeline.ray_env import ensure_ray, free_port, node_agent_ports, worker_pool_env
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
     port, store = free_port(), str(args.object_store_mb * 1024 * 1024)
     os.environ["RAY_AUTH_MODE"] = "disabled"  # this driver too
-    env = {**os.environ, "RAY_ADDRESS": ""}
+    env = {**os.environ, "RAY_ADDRESS": "", **worker_pool_env()}
     temp = tempfile.mkdtemp(prefix="trmb", dir="/tmp")  # short: Ray's socket paths have a length limit
     nodes = [start_node(["--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
                          f"--object-store-memory={store}", f"--temp-dir={temp}"], env)]

@@ -27,7 +27,7 @@ import taast_ray  # noqa: F401
 from taast_ray.bench.data import write_jpeg_pool
 from taast_ray.bench.ray_scaling import plain_loop
 from taast_ray.config import load_config
-from taast_ray.pipeline.live import detect_shard
+from taast_ray.pipeline.live import detect_pool
 from taast_ray.pipeline.ray_env import ensure_ray
 from taast_ray.stages.sources import list_pool_table
 from taast_ray.versions import software_versions
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         print(f"loop: {args.images} images in {loop_s:.1f} s {loop_stages}", flush=True)
         ensure_ray(None)
         start = time.perf_counter()
-        detect_shard(cfg, listing, work / "out" / "shard-00000", args.classes)
+        detect_pool(cfg, listing, work / "out", args.classes)
         ray_s = time.perf_counter() - start
         print(f"ray : {args.images} images in {ray_s:.1f} s with {args.actors} actors", flush=True)
     finally:

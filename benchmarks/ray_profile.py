@@ -1,6 +1,6 @@
 """Where the Ray detector pass spends its time, against the plain loop (issue 8's ratio).
 
-One pass of ``detect_shard`` with an instrumented ``DetectStage`` (it records, per actor, the time
+One pass of ``detect_pool`` with an instrumented ``DetectStage`` (it records, per actor, the time
 from construction to the first batch, the seconds inside ``__call__`` and torch's thread count),
 the plain loop with torch at 1 thread and at all threads, and the CPU seconds every process on the
 machine used during the Ray pass, grouped by process name (raylet, GCS, driver, read workers,
@@ -27,7 +27,8 @@ import taast_ray  # noqa: F401
 from taast_ray.bench.data import write_jpeg_pool
 from taast_ray.bench.ray_scaling import plain_loop
 from taast_ray.config import load_config
-from taast_ray.pipeline.live import detect_shard
+from taast_ray.pipeline.live import detect_pool
+from taast_ray.pipeline.ray_env import WORKER_POOL_CONFIG
 from taast_ray.stages.detect import DetectStage
 from taast_ray.stages.sources import list_pool_table
 
@@ -65,6 +66,31 @@ def cpu_by_process() -> dict[int, tuple[str, float]]:
     return seen
 
 
+class CpuSampler:
+    """Samples every process's CPU seconds twice a second, so processes that start and exit during
+    the pass (worker processes Ray starts for short tasks and kills when idle) are counted too."""
+
+    def __init__(self, period: float = 0.5):
+        import threading
+
+        self.before, self.latest, self.period = cpu_by_process(), {}, period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.latest.update(cpu_by_process())
+            self._stop.wait(self.period)
+
+    def stop(self) -> tuple[dict, dict, int]:
+        self._stop.set()
+        self._thread.join()
+        self.latest.update(cpu_by_process())
+        started = sorted(set(self.latest) - set(self.before))
+        return self.before, self.latest, len(started)
+
+
 def cpu_delta(before: dict, after: dict) -> dict[str, float]:
     grouped: dict[str, float] = defaultdict(float)
     for pid, (name, seconds) in after.items():
@@ -80,6 +106,8 @@ def main(argv=None) -> int:
     parser.add_argument("--actors", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--skip-loop", action="store_true")
+    parser.add_argument("--ray-default-worker-pool", action="store_true",
+                        help="leave Ray's idle-worker killing at its defaults (what the fix replaced)")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     cfg = load_config(None, {"model": {"weights": "yolov8n.yaml", "imgsz": args.imgsz},
@@ -102,10 +130,12 @@ def main(argv=None) -> int:
         import ray
 
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 _system_config={} if args.ray_default_worker_pool else WORKER_POOL_CONFIG,
                  runtime_env={"env_vars": {"TAAST_PROFILE_LOG": str(log)}})
-        before, start = cpu_by_process(), time.time()
-        detect_shard(cfg, listing, work / "out" / "shard-00000", 80, stage_cls=TimedDetectStage)
-        end, after = time.time(), cpu_by_process()
+        sampler, start = CpuSampler(), time.time()
+        detect_pool(cfg, listing, work / "out", 80, stage_cls=TimedDetectStage)
+        end = time.time()
+        before, after, processes_started = sampler.stop()
         batches = [json.loads(line) for line in log.read_text().splitlines()]
         per_actor = defaultdict(list)
         for b in batches:
@@ -123,7 +153,8 @@ def main(argv=None) -> int:
                            "images_per_s_inside_call": round(sum(r["rows"] for r in rows) / inside, 2)})
         cpu = cpu_delta(before, after)
         report["ray"] = {"seconds": round(end - start, 2), "images_per_s": round(args.images / (end - start), 2),
-                         "actors": actors, "cpu_seconds_by_process": cpu, "cpu_seconds_all": round(sum(cpu.values()), 1)}
+                         "actors": actors, "cpu_seconds_by_process": cpu, "cpu_seconds_all": round(sum(cpu.values()), 1),
+                         "processes_started": processes_started}
         print(json.dumps(report, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)

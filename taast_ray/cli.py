@@ -9,7 +9,7 @@ from pathlib import Path
 
 from taast_ray.bench.run import add_bench_arguments
 from taast_ray.config import KMEANS_BACKENDS, STRATEGIES, TaastConfig, load_config, save_config
-from taast_ray.errors import TaastError
+from taast_ray.errors import ConfigError, TaastError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -54,13 +54,19 @@ def build_config(args: argparse.Namespace) -> TaastConfig:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    from taast_ray.io import is_uri
+
     cfg = build_config(args)
-    out = Path(args.out)
+    if args.rows_per_file < 1:
+        raise ConfigError(f"--rows-per-file: must be >= 1, got {args.rows_per_file}")
+    if is_uri(args.out) and not args.pool:
+        raise ConfigError(f"--out: {args.out} is a URI; only `taast select --pool` writes to object stores")
+    out = args.out if is_uri(args.out) else Path(args.out)
     if args.pool:
         from taast_ray.pipeline.live import select_live
 
         summary = select_live(cfg, args.pool, args.labels, out, resume=args.resume, limit=args.limit,
-                              embedding_cache=args.embedding_cache, shard_size=args.shard_size)
+                              embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file)
     else:
         from taast_ray.selection.run import select_from_detections
 
@@ -85,7 +91,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _check_synth_args(args: argparse.Namespace) -> None:
-    from taast_ray.errors import ConfigError
 
     if args.images < 10:
         raise ConfigError(f"--images: must be >= 10, got {args.images}")
@@ -105,6 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from taast_ray.pipeline.ray_env import ensure_ray
 
     cfg = build_config(args)
+    if "://" in args.out:
+        raise ConfigError(f"--out: {args.out} is a URI; `taast run` trains in its run directory and needs "
+                          f"a path (on a cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
     ensure_ray(cfg.ray.address)
     try:
         rows = run_cycles(cfg, Path(args.out), resume=args.resume)
@@ -200,12 +208,12 @@ def make_parser() -> argparse.ArgumentParser:
     select.add_argument("--embedding-cache", help="with --pool: embedding cache folder "
                                                   "(default OUT/embedding_cache)")
     select.add_argument("--limit", type=int, help="with --pool: only the first N images by image_id")
-    select.add_argument("--shard-size", type=int, default=5000,
-                        help="with --pool: images per detector shard, the unit of --resume (default 5000)")
+    select.add_argument("--rows-per-file", "--shard-size", dest="rows_per_file", type=int, default=1000,
+                        help="with --pool: images per detections file, the unit of --resume (default 1000)")
     select.add_argument("--resume", action="store_true",
-                        help="with --pool: skip detector shards that finished in an earlier run")
+                        help="with --pool: keep the detections an earlier run wrote, run only the rest")
     select.add_argument("--labels", required=True, help="labelled set L, COCO or LVIS JSON")
-    select.add_argument("--out", required=True, help="output folder")
+    select.add_argument("--out", required=True, help="output folder (with --pool also s3:// or gs://)")
     _selection_flags(select)
     _common(select)
     select.set_defaults(func=cmd_select)

@@ -278,8 +278,7 @@ def save_config(cfg: TaastConfig, path: str | Path) -> None:
 
 def save_with_versions(values: dict, path: str | Path) -> None:
     """A configuration as YAML, atomically, with the software versions it ran under."""
-    from taast_ray.io import atomic_path
+    from taast_ray.io import write_text
     from taast_ray.versions import software_versions
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump({**values, "versions": software_versions()}, sort_keys=False))
+    write_text(path, yaml.safe_dump({**values, "versions": software_versions()}, sort_keys=False))

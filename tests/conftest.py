@@ -12,7 +12,9 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 def ray_local():
     import ray
 
+    from taast_ray.pipeline.ray_env import WORKER_POOL_CONFIG
+
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
-                 log_to_driver=False, configure_logging=False)
+                 log_to_driver=False, configure_logging=False, _system_config=WORKER_POOL_CONFIG)
     yield ray

@@ -54,7 +54,7 @@ def actor_capacity(use_gpu: str) -> int:
 def ray_passes(pool: Path, labels: Path, config_for: Callable[[int], TaastConfig], actor_counts: list[int],
                classes: int, work: Path, *, end_to_end: bool) -> list[dict]:
     """Per actor count: the Ray detector pass and, with ``end_to_end``, the whole live selection."""
-    from taast_ray.pipeline.live import detect_shard, select_live
+    from taast_ray.pipeline.live import detect_pool, select_live
     from taast_ray.stages.sources import list_pool_table
 
     listing = list_pool_table(pool)
@@ -66,12 +66,12 @@ def ray_passes(pool: Path, labels: Path, config_for: Callable[[int], TaastConfig
             continue
         cfg = config_for(actors)
         with timer() as detect:
-            detect_shard(cfg, listing, work / f"detect-{actors}" / "shard-00000", classes)
+            detect_pool(cfg, listing, work / f"detect-{actors}", classes)
         row = {"actors": actors, "detect_pass_seconds": round(detect(), 3),
                "detect_pass_images_per_s": round(listing.num_rows / detect(), 3)}
         if end_to_end:
             with timer() as whole:
-                summary = select_live(cfg, str(pool), labels, work / f"select-{actors}", shard_size=listing.num_rows)
+                summary = select_live(cfg, str(pool), labels, work / f"select-{actors}")
             row.update({"end_to_end_seconds": round(whole(), 3),
                         "end_to_end_images_per_s": round(listing.num_rows / whole(), 3),
                         "end_to_end_stages_s": {**summary.get("live_timings_s", {}),

@@ -1,15 +1,13 @@
 """The central aggregator (SPEC.md §5): one actor holds the pool's per-image scores.
 
-It reads the detector's shards from the run directory (never through the driver), adds the
+It reads the detector's files from the run directory (never through the driver), adds the
 labelled set's class counts to the pseudo labels' counts, computes weights and φ, chooses the
 images to embed, and after embedding runs k-means and the pick — all through the selection core.
 The driver only ever sees counts and the candidate table.
 """
 from __future__ import annotations
 
-import glob
 import logging
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,7 +15,8 @@ import pyarrow.parquet as pq
 
 from taast_ray.config import TaastConfig, config_from_dict
 from taast_ray.data.labels import load_labels
-from taast_ray.io import write_parquet
+from taast_ray.errors import InputError
+from taast_ray.io import bare_paths, child, list_parquet, write_parquet
 from taast_ray.selection.detections import read_detections
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.outputs import write_selection_outputs
@@ -29,8 +28,6 @@ log = logging.getLogger(__name__)
 _READ_REASONS = ("missing", "not a file", "unreadable")
 
 
-def detection_files(detections_dir: Path) -> list[str]:
-    return sorted(glob.glob(str(Path(detections_dir) / "shard-*" / "*.parquet")))
 
 
 class CentralAggregator:
@@ -42,16 +39,19 @@ class CentralAggregator:
         self.errors: pa.Table | None = None
 
     def load(self, detections_dir: str) -> dict:
-        """Read every shard, set aside the failed records, score the rest (eqs. 1–7)."""
+        """Read every detections file, set aside the failed records, score the rest (eqs. 1–7)."""
         with self.timer("aggregate"):
-            files = detection_files(Path(detections_dir))
+            files = list_parquet(detections_dir)
+            if not files:
+                raise InputError(f"{detections_dir}: no detections written")
             failed: list[pa.Table] = []
             self.det = read_detections(files, self.labels.num_classes, failed=failed)
             self.errors = self._errors(pa.concat_tables(failed) if failed else None)
             check_budget(self.cfg.selection.budget, self.det.num_images, str(detections_dir))
             self.scored = score_detections(self.det, self.labels, self.cfg.selection)
-            converted = sum(pc.sum(pc.is_valid(pq.read_table(f, columns=["converted"]).column(0))).as_py()
-                            or 0 for f in files)
+            fs, paths = bare_paths(files)
+            converted = sum(pc.sum(pc.is_valid(pq.read_table(f, columns=["converted"], filesystem=fs).column(0)))
+                            .as_py() or 0 for f in paths)
         return {"pool_size": int(self.det.num_images + self.errors.num_rows),
                 "scored": int(self.det.num_images), "errors": int(self.errors.num_rows),
                 "pseudo_labelled": int(self.scored.pseudo.sum()), "converted": int(converted)}
@@ -78,6 +78,6 @@ class CentralAggregator:
             picks = run_strategy(sel.strategy, make_context(self.det, self.scored, sel, emb, self.labels))
         summary = build_summary(self.cfg, self.det, self.scored, picks, self.labels, self.timer.seconds,
                                 {"errors": int(self.errors.num_rows), **(extra or {})})
-        write_parquet(Path(out) / "errors.parquet", self.errors)
-        write_selection_outputs(Path(out), self.det, self.scored, picks, self.labels, summary)
+        write_parquet(child(out, "errors.parquet"), self.errors)
+        write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary)
         return summary

@@ -1,18 +1,16 @@
 """The live selection pass (SPEC.md §5): pool → detector actors → aggregator → CLIP actors → pick.
 
-The pool's listing (names only) is cut into shards in image_id order; each shard streams through
-Ray Data (read bytes → decode + YOLOv8 on an autoscaling actor pool) into its own parquet folder,
-renamed into place when whole, with a completion marker. ``resume`` skips finished shards.
-Embeddings are cached by (image_id, model, weights) across runs: the image tower is frozen.
+The pool's listing (names only) streams through one Ray Data execution (read bytes → decode +
+YOLOv8 on an autoscaling actor pool) that appends parquet files of ``rows_per_file`` rows to
+``OUT/detections``; ``resume`` runs only the images no file holds yet, so a killed run or a lost
+node costs at most the files being written. Embeddings are cached by (image_id, model, weights)
+across runs the same way: the image tower is frozen.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,9 +19,9 @@ import pyarrow.parquet as pq
 
 from taast_ray.config import RayConfig, TaastConfig, save_config
 from taast_ray.data.labels import load_labels
-from taast_ray.io import staged_directory
+from taast_ray.io import bare_paths, child, filesystem, is_uri, list_parquet, remove_tree
 from taast_ray.pipeline.aggregator import CentralAggregator
-from taast_ray.pipeline.progress import say, stage
+from taast_ray.pipeline.progress import say
 from taast_ray.pipeline.ray_env import actor_resources, ensure_ray, head_pinning, remote_call
 from taast_ray.selection.run import check_budget
 from taast_ray.stages.detect import DetectStage
@@ -63,48 +61,69 @@ def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[in
         num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
 
 
-def detect_shard(cfg: TaastConfig, listing: pa.Table, target: Path, num_classes: int,
-                 stage_cls=DetectStage) -> None:
-    """One shard through read → decode + detect, written to a temporary folder then moved into place."""
-    ds = through_model_pool(
-        listing_dataset(listing), stage_cls,
-        {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
-         "num_classes": num_classes, "device": cfg.model.device},
-        (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
-    with staged_directory(target) as tmp:
-        ds.write_parquet(str(tmp), **WRITE_ARGS)
+def written_ids(folder) -> pa.Array:
+    """image_ids in the parquet files already under ``folder`` (the unit of resume).
+
+    A file a killed write left half-written (local disks and NFS; an object store never shows
+    one) has no footer and cannot be read: it is deleted, and its images run again.
+    """
+    ids = []
+    fs, paths = bare_paths(list_parquet(folder))
+    fs = fs or filesystem(folder)[0]
+    for path in paths:
+        try:
+            ids.append(pq.read_table(path, columns=["image_id"], filesystem=fs).column(0).combine_chunks())
+        except (pa.ArrowInvalid, OSError) as exc:
+            log.warning("%s: unreadable (%s), deleted; its images run again", path, exc)
+            fs.delete_file(path)
+    return pa.concat_arrays(ids) if ids else pa.array([], pa.string())
 
 
-def embedding_cache_dir(root: Path, cfg: TaastConfig) -> Path:
+def not_written(listing: pa.Table, folder) -> pa.Table:
+    """The rows of ``listing`` whose image_id no file under ``folder`` holds yet."""
+    return listing.filter(pc.invert(pc.is_in(listing.column("image_id"), value_set=written_ids(folder))))
+
+
+def write_blocks(ds, folder, rows_per_file: int) -> None:
+    """Append the dataset's rows to ``folder`` (a path or URI) as parquet files of at least
+    ``rows_per_file`` rows; each file is named by this execution's write id, so earlier files stay."""
+    ds.write_parquet(str(folder), min_rows_per_file=rows_per_file, **WRITE_ARGS)
+
+
+def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *,
+                rows_per_file: int = 1000, stage_cls=DetectStage) -> int:
+    """Every image of ``listing`` not yet under ``folder`` through read → decode + detect.
+
+    One Ray Data execution, so one actor pool whose start-up (~13 s on a CPU, process start and
+    importing torch) is paid once per pass, not per slice of the pool. Returns how many ran.
+    """
+    todo = not_written(listing, folder)
+    if todo.num_rows:
+        ds = through_model_pool(
+            listing_dataset(todo), stage_cls,
+            {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
+             "num_classes": num_classes, "device": cfg.model.device},
+            (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
+        write_blocks(ds, folder, rows_per_file)
+    return todo.num_rows
+
+
+def embedding_cache_dir(root, cfg: TaastConfig):
     key = f"{cfg.model.embedder}|{cfg.model.embedder_weights}"
     readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:60]
-    return root / f"{readable}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    return child(root, f"{readable}-{hashlib.sha1(key.encode()).hexdigest()[:10]}")
 
 
-def cached_ids(cache: Path) -> pa.Array:
-    files = sorted(cache.glob("*.parquet"))
-    if not files:
-        return pa.array([], pa.string())
-    return pa.concat_arrays([pq.read_table(f, columns=["image_id"]).column("image_id").combine_chunks()
-                             for f in files])
-
-
-def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache: Path) -> int:
-    """Embed the wanted images not in the cache yet; new rows land in the cache atomically."""
-    cache.mkdir(parents=True, exist_ok=True)
-    missing = wanted.filter(pc.invert(pc.is_in(wanted.column("image_id"), value_set=cached_ids(cache))))
+def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache, rows_per_file: int = 1000) -> int:
+    """Embed the wanted images not in the cache yet; the new rows are appended to the cache."""
+    missing = not_written(wanted, cache)
     if missing.num_rows == 0:
         return 0
     ds = through_model_pool(
         listing_dataset(missing), EmbedStage,
         {"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights, "device": cfg.model.device},
         (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray)
-    ds = ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS)
-    tmp = cache / f".new-{uuid.uuid4().hex[:8]}"
-    ds.write_parquet(str(tmp), **WRITE_ARGS)
-    for part in sorted(tmp.glob("*.parquet")):
-        os.replace(part, cache / f"{uuid.uuid4().hex}.parquet")
-    shutil.rmtree(tmp, ignore_errors=True)
+    write_blocks(ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS), cache, rows_per_file)
     return missing.num_rows
 
 
@@ -114,45 +133,47 @@ def _embedded_rows(batch: pa.Table) -> pa.Table:
 
 
 def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str | Path, *,
-                resume: bool = False, shard_size: int = 5000, limit: int | None = None,
+                resume: bool = False, rows_per_file: int = 1000, limit: int | None = None,
                 embedding_cache: str | Path | None = None, detect_stage_cls=DetectStage) -> dict:
-    """``taast select --pool``: every input is checked before the first actor starts."""
+    """``taast select --pool``: every input is checked before the first actor starts.
+
+    ``out`` is a local folder or an object-store URI (``s3://bucket/run``); detections and
+    embeddings are written there by the workers, so every node must reach it. ``resume`` keeps the
+    detections files already written and runs only the images they lack.
+    """
     import ray
 
-    out = Path(out)
+    out = out if is_uri(out) else Path(out)
+    detections = child(out, "detections")
     timings: dict[str, float] = {}
     labels = load_labels(labels_path)
     listing = list_pool_table(pool, limit=limit)
     check_budget(cfg.selection.budget, listing.num_rows, str(pool))
-    if out.exists() and not resume:
-        shutil.rmtree(out / "detections", ignore_errors=True)
-        shutil.rmtree(out / "_markers", ignore_errors=True)
+    if not resume:
+        remove_tree(detections)
     ensure_ray(cfg.ray.address)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    if not is_uri(out):
+        out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, child(out, "config.yaml"))
 
     start = time.perf_counter()
-    shards = range(0, listing.num_rows, shard_size)
-    for n, first in enumerate(shards):
-        name = f"shard-{n:05d}"
-        def detect(n=n, first=first, name=name):
-            say(f"detect {name}: images {first}-{min(first + shard_size, listing.num_rows) - 1} "
-                f"of {listing.num_rows} ({n + 1}/{len(shards)})")
-            detect_shard(cfg, listing.slice(first, shard_size), out / "detections" / name,
-                         labels.num_classes, detect_stage_cls)
-        stage(out, name, resume, detect)
+    before = listing.num_rows - not_written(listing, detections).num_rows if resume else 0
+    say(f"detect: {listing.num_rows} images" + (f", {before} detected before, {listing.num_rows - before} to go"
+                                               if resume else ""))
+    detect_pool(cfg, listing, detections, labels.num_classes, rows_per_file=rows_per_file,
+                stage_cls=detect_stage_cls)
     timings["detect"] = round(time.perf_counter() - start, 3)
 
     aggregator = ray.remote(CentralAggregator).options(
         num_cpus=0, **head_pinning(cfg.ray.aggregator_on_head)).remote(cfg.to_dict(), str(labels_path))
-    counts = remote_call(aggregator.load, str(out / "detections"))
+    counts = remote_call(aggregator.load, str(detections))
     say(f"scored {counts['scored']} images, {counts['errors']} unreadable, "
         f"{counts['pseudo_labelled']} pseudo-labelled")
     wanted = remote_call(aggregator.to_embed)
-    cache = embedding_cache_dir(Path(embedding_cache) if embedding_cache else out / "embedding_cache", cfg)
+    cache = embedding_cache_dir(embedding_cache or child(out, "embedding_cache"), cfg)
     start = time.perf_counter()
     if wanted.num_rows:
-        new = embed_missing(cfg, wanted, cache)
+        new = embed_missing(cfg, wanted, cache, rows_per_file)
         say(f"embedded {new} images ({wanted.num_rows - new} from the cache)")
     timings["embed"] = round(time.perf_counter() - start, 3)
     summary = remote_call(aggregator.select, str(cache) if wanted.num_rows else None, str(out),

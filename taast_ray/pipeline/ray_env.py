@@ -8,6 +8,19 @@ from taast_ray.errors import TaastError
 from taast_ray.stages.detect import DetectResources
 
 
+# Ray kills a worker process once it has been idle for 1 s while more than num_cpus workers are
+# idle; the pass's short 0-CPU read and write tasks then start a fresh process (importing Ray and
+# pyarrow: 1-2 CPU-seconds) for almost every batch. On 2 cores that was 35 process starts and a
+# fifth of all CPU time in a 3,000-image pass (benchmarks/README.md). Keep a few idle workers.
+# Cluster nodes get the same through RAY_<name> environment variables (cluster/).
+WORKER_POOL_CONFIG = {"num_workers_soft_limit": 8, "idle_worker_killing_time_threshold_ms": 60_000}
+
+
+def worker_pool_env() -> dict[str, str]:
+    """WORKER_POOL_CONFIG as the environment variables ``ray start`` reads."""
+    return {f"RAY_{k}": str(v) for k, v in WORKER_POOL_CONFIG.items()}
+
+
 def ensure_ray(address: str | None = None, *, worker_logs: bool | None = None) -> None:
     """Join ``address`` / $RAY_ADDRESS when given, else start a local instance (once).
 
@@ -22,7 +35,8 @@ def ensure_ray(address: str | None = None, *, worker_logs: bool | None = None) -
         worker_logs = os.environ.get("TAAST_WORKER_LOGS", "0") == "1"
     address = address or os.environ.get("RAY_ADDRESS") or None
     ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-             configure_logging=False, log_to_driver=worker_logs)
+             configure_logging=False, log_to_driver=worker_logs,
+             **({} if address else {"_system_config": WORKER_POOL_CONFIG}))
     if not worker_logs:
         quiet_ray_data_console()
 

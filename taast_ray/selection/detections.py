@@ -5,6 +5,7 @@ InputError together with the file it came from.
 """
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from taast_ray.errors import InputError
+from taast_ray.io import bare_paths
 
 REQUIRED_COLUMNS = ("image_id", "boxes", "scores")
 
@@ -53,11 +55,12 @@ def read_detections(path: str | Path | list, num_classes: int, batch_rows: int =
     records) are left out and, when ``failed`` is a list, appended to it as tables.
     """
     files = [str(f) for f in path] if isinstance(path, list) else None
-    path = Path(files[0]).parent if files else Path(path)
+    path = posixpath.dirname(files[0]) if files else Path(path)
     if not files and not path.exists():
         raise InputError(f"{path}: detections file not found")
     try:
-        dataset = pads.dataset(files or str(path), format="parquet")
+        fs, sources = bare_paths(files) if files else (None, str(path))
+        dataset = pads.dataset(sources, format="parquet", filesystem=fs)
         missing = [c for c in REQUIRED_COLUMNS if c not in dataset.schema.names]
         if missing:
             raise InputError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -10,17 +10,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from taast_ray.errors import InputError
+from taast_ray.io import exists, filesystem, is_uri
 
 
 class ParquetEmbeddings:
     """Looks rows up by image_id without turning the whole file into one matrix."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not self.path.exists():
+        self.path = path if is_uri(path) else Path(path)
+        if not exists(self.path):
             raise InputError(f"{self.path}: embeddings file not found")
         try:
-            table = pq.read_table(self.path, columns=["image_id", "embedding"])
+            fs, inner = filesystem(self.path)
+            table = pq.read_table(inner, columns=["image_id", "embedding"], filesystem=fs)
         except (pa.ArrowInvalid, KeyError, OSError) as exc:
             raise InputError(f"{self.path}: needs columns image_id and embedding ({exc})") from None
         self.ids = pc.cast(table.column("image_id"), pa.string()).combine_chunks()

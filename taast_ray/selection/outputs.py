@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from taast_ray.data.labels import LabelSet
-from taast_ray.io import write_json, write_parquet
+from taast_ray.io import child, write_json, write_parquet
 from taast_ray.selection.detections import FlatDetections
 from taast_ray.selection.scoring import ImageScores
 from taast_ray.selection.strategies import Picks
@@ -112,12 +112,11 @@ def _ls_boxes(det: FlatDetections, row: int, names: list[str]) -> list:
     return result
 
 
-def write_selection_outputs(out: Path, det: FlatDetections, scored: ImageScores, picks: Picks,
+def write_selection_outputs(out: Path | str, det: FlatDetections, scored: ImageScores, picks: Picks,
                             labels: LabelSet, summary: dict) -> None:
     """Every file atomically; summary.json last, so its presence means the set is whole."""
-    out = Path(out)
-    write_parquet(out / "scores.parquet", scores_table(det, scored, picks, labels))
-    write_parquet(out / "selection.parquet", selection_table(det, picks))
-    write_json(out / "pseudo_labels.json", pseudo_labels_coco(det, scored, labels))
-    write_json(out / "label_studio_tasks.json", label_studio_tasks(det, scored, picks, labels))
-    write_json(out / "summary.json", summary)
+    write_parquet(child(out, "scores.parquet"), scores_table(det, scored, picks, labels))
+    write_parquet(child(out, "selection.parquet"), selection_table(det, picks))
+    write_json(child(out, "pseudo_labels.json"), pseudo_labels_coco(det, scored, labels))
+    write_json(child(out, "label_studio_tasks.json"), label_studio_tasks(det, scored, picks, labels))
+    write_json(child(out, "summary.json"), summary)

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from taast_ray.pipeline.ray_env import free_port, node_agent_ports
+from taast_ray.io import list_parquet
+from taast_ray.pipeline.ray_env import free_port, node_agent_ports, worker_pool_env
 from tests.factories import write_labels
 
 pytestmark = pytest.mark.slow
@@ -30,7 +31,7 @@ class LocalCluster:
     def __init__(self, temp_dir: str):
         self.port, self.dashboard = free_port(), free_port()
         # loopback only; Ray 2.60's token auth would need the token handed to every process
-        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": "", **worker_pool_env()}
         self.temp_dir, self.nodes = temp_dir, []
         self._start(["--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=true",
                      "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard}",
@@ -106,11 +107,15 @@ def pool(tmp_path_factory):
     return root, write_labels(root.parent / "labels.json", [5, 3, 1, 0])
 
 
-def select_command(pool, labels, out) -> list:
-    return ["--", str(BIN / "python"), "-m", "taast_ray.cli", "select", "--pool", str(pool),
+def select_command(pool, labels, out, slow=False) -> list:
+    """`taast select` as a job entrypoint; ``slow``: through tests/slow_select.py, the detector
+    slowed by a test double so that a node can be killed while the pass runs."""
+    program = [str(Path(__file__).parents[1] / "slow_select.py")] if slow else ["-m", "taast_ray.cli"]
+    return ["--", str(BIN / "python"), *program, "select", "--pool", str(pool),
             "--labels", str(labels), "--weights", "yolov8n.yaml", "--imgsz", "64", "--embedder",
             "taast-tiny-ViT", "--embedder-weights", "none", "--budget", "4", "--out", str(out),
-            "--shard-size", "15", "--set", "selection.det_conf=0.001", "--set", "ray.detector_actors_max=1"]
+            "--rows-per-file", "10", "--set", "selection.det_conf=0.001", "--set", "ray.batch_size=5",
+            "--set", "ray.detector_actors_max=1"]
 
 
 def selected(out) -> list:
@@ -125,11 +130,11 @@ def test_job_submit_and_a_worker_node_lost_mid_pass(cluster, pool, tmp_path):
     assert pq.read_table(tmp_path / "calm" / "errors.parquet").column("image_id").to_pylist() == ["broken.jpg"]
 
     out = tmp_path / "storm"
-    submitted = cluster.submit("--no-wait", "--submission-id", "storm", *select_command(images, labels, out))
+    submitted = cluster.submit("--no-wait", "--submission-id", "storm", *select_command(images, labels, out, slow=True))
     assert submitted.returncode == 0, submitted.stderr[-2000:]
     deadline = time.time() + 300
-    while not (out / "_markers" / "shard-00000.done").exists():
-        assert time.time() < deadline, "the first shard never finished"
+    while not list_parquet(out / "detections"):
+        assert time.time() < deadline, "no detections file was ever written"
         time.sleep(0.3)
     cluster.kill(cluster.worker)  # the only node with CPUs: every detector actor dies with it
     assert not (out / "summary.json").exists()
@@ -139,7 +144,7 @@ def test_job_submit_and_a_worker_node_lost_mid_pass(cluster, pool, tmp_path):
         assert time.time() < deadline + 300, "the job never finished"
         time.sleep(2)
         status = cluster.ray("job", "status", "--address", cluster.url, "storm").stdout.lower()
-    if "succeeded" not in status:  # re-submission resumes from the finished shards
+    if "succeeded" not in status:  # re-submission resumes from the files written
         again = cluster.submit(*select_command(images, labels, out), "--resume")
         assert again.returncode == 0, again.stdout[-2000:]
     assert selected(out) == selected(tmp_path / "calm")

@@ -1,6 +1,7 @@
 """The live pass through real Ray, Ultralytics (YOLOv8n), open_clip (a tiny ViT) and FAISS."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,10 +15,12 @@ from PIL import Image
 
 from taast_ray.config import load_config
 from taast_ray.data.synth import make_synthetic_dataset
+from taast_ray.io import list_parquet
 from taast_ray.pipeline.live import select_live
 from taast_ray.stages.detect import DetectStage
 
 pytestmark = pytest.mark.slow
+SLOW_SELECT = Path(__file__).parents[1] / "slow_select.py"  # taast select, detector slowed (a test double)
 BAD = {"broken.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "empty.jpg": b"", "notes.png": b"hello"}
 
 
@@ -51,7 +54,7 @@ def baseline(pool, tmp_path_factory, ray_local):
     images, labels = pool
     out = tmp_path_factory.mktemp("baseline") / "run"
     summary = select_live(config(detector_actors_min=1, detector_actors_max=1), str(images), labels,
-                          out, shard_size=20)
+                          out, rows_per_file=20)
     return out, summary
 
 
@@ -80,7 +83,7 @@ def test_same_selection_with_two_detector_actors(pool, baseline, tmp_path):
     images, labels = pool
     out = tmp_path / "two"
     select_live(config(detector_actors_min=2, detector_actors_max=2), str(images), labels, out,
-                shard_size=20)
+                rows_per_file=20)
     assert selected(out) == selected(baseline[0])
 
 
@@ -97,7 +100,7 @@ def test_decode_tasks_give_the_same_scores_errors_and_selection(pool, baseline, 
     images, labels = pool
     out = tmp_path / "tasks"
     summary = select_live(config(detector_actors_max=1, decode="tasks", decode_cpus=0.5), str(images), labels,
-                          out, shard_size=20, detect_stage_cls=PixelsOnlyDetectStage)
+                          out, rows_per_file=20, detect_stage_cls=PixelsOnlyDetectStage)
     assert selected(out) == selected(baseline[0])
     assert summary["converted"] == baseline[1]["converted"] and summary["errors"] == baseline[1]["errors"]
     ours, ref = (pq.read_table(o / "scores.parquet").sort_by("image_id") for o in (out, baseline[0]))
@@ -112,24 +115,28 @@ def test_resume_after_the_driver_is_killed_mid_pass(pool, baseline, tmp_path, ra
     images, labels = pool
     out = tmp_path / "killed"
     address = ray_local.get_runtime_context().gcs_address
-    cmd = [sys.executable, "-m", "taast_ray.cli", "select", "--pool", str(images), "--labels", str(labels),
-           "--out", str(out), "--shard-size", "20", "--budget", "4", "--seed", "7", "--tau", "0.5",
+    cmd = [sys.executable, str(SLOW_SELECT), "select", "--pool", str(images), "--labels", str(labels),
+           "--out", str(out), "--rows-per-file", "8", "--budget", "4", "--seed", "7", "--tau", "0.5",
            "--weights", "yolov8n.yaml", "--imgsz", "64", "--embedder", "taast-tiny-ViT",
            "--embedder-weights", "none", "--set", "selection.det_conf=0.001", "--set", "ray.batch_size=8",
            "--set", "ray.detector_actors_max=1", "--address", address]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 240
-    while not (out / "_markers" / "shard-00000.done").exists():
-        assert proc.poll() is None and time.time() < deadline, "first shard never finished"
+    while not list_parquet(out / "detections"):
+        assert proc.poll() is None and time.time() < deadline, "no detections file was ever written"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (out / "_markers" / "shard-00002.done").exists()
     assert not (out / "summary.json").exists()
-    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([sys.executable, "-m", "taast_ray.cli", *cmd[2:], "--resume"],
+                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "shard-00000: done before, skipped" in resumed.stdout
+    total = len(pq.read_table(baseline[0] / "detections"))
+    before = int(re.search(r"(\d+) detected before", resumed.stdout).group(1))
+    assert 8 <= before < total, resumed.stdout  # killed mid-pass; the written files were kept
+    det = pq.read_table(out / "detections").column("image_id").to_pylist()
+    assert len(det) == len(set(det)) == total  # nothing lost, nothing run twice
     assert selected(out) == selected(baseline[0])
 
 
@@ -153,7 +160,7 @@ def test_a_killed_detector_actor_is_restarted_and_nothing_is_lost(pool, baseline
     CrashOnceDetectStage.flag = str(tmp_path / "crashed.flag")
     out = tmp_path / "crash"
     select_live(config(detector_actors_min=1, detector_actors_max=1), str(images), labels, out,
-                shard_size=1000, detect_stage_cls=CrashOnceDetectStage)
+                rows_per_file=1000, detect_stage_cls=CrashOnceDetectStage)
     assert (tmp_path / "crashed.flag").exists()
     det = pq.read_table(out / "detections").column("image_id").to_pylist()
     assert len(det) == len(set(det)) == len(pq.read_table(baseline[0] / "detections"))
