@@ -81,6 +81,9 @@ class RayConfig:
     # from zero; "false" never asks.
     use_gpu: str = "auto"
     aggregator_on_head: bool = True   # pin the central actor to the head node
+    # Or to a chosen node type: the name of a custom resource only that type advertises (launcher
+    # YAML `resources: {taast_aggregator: 1}`, KubeRay `rayStartParams.resources`); "" = unset.
+    aggregator_resource: str = ""
     detector_actors_min: int = 1
     detector_actors_max: int = 4
     embedder_actors_min: int = 1
@@ -168,6 +171,8 @@ def _checks(cfg: TaastConfig):
     yield "ray.decode", r.decode in ("actor", "tasks"), "must be actor or tasks"
     yield "ray.decode_cpus", r.decode_cpus > 0, "must be > 0"
     yield "ray.read_tasks", r.read_tasks >= 0, "must be >= 0 (0: one per model actor)"
+    yield "ray.aggregator_resource", r.aggregator_resource not in ("CPU", "GPU", "memory", "object_store_memory"), \
+        "must name a custom resource of the node type to pin the central actor to, not a built-in one"
 
 
 def _validate(cfg: TaastConfig) -> None:

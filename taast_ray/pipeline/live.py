@@ -22,7 +22,7 @@ from taast_ray.data.labels import load_labels
 from taast_ray.io import bare_paths, child, filesystem, is_uri, list_parquet, remove_tree
 from taast_ray.pipeline.aggregator import CentralAggregator
 from taast_ray.pipeline.progress import say
-from taast_ray.pipeline.ray_env import actor_resources, ensure_ray, head_pinning, remote_call
+from taast_ray.pipeline.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
 from taast_ray.selection.run import check_budget
 from taast_ray.stages.detect import DetectStage
 from taast_ray.stages.embed import EmbedStage
@@ -165,7 +165,7 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     timings["detect"] = round(time.perf_counter() - start, 3)
 
     aggregator = ray.remote(CentralAggregator).options(
-        num_cpus=0, **head_pinning(cfg.ray.aggregator_on_head)).remote(cfg.to_dict(), str(labels_path))
+        num_cpus=0, **aggregator_placement(cfg.ray)).remote(cfg.to_dict(), str(labels_path))
     counts = remote_call(aggregator.load, str(detections))
     say(f"scored {counts['scored']} images, {counts['errors']} unreadable, "
         f"{counts['pseudo_labelled']} pseudo-labelled")

@@ -66,9 +66,13 @@ def actor_resources(use_gpu: str = "auto", cpus_per_actor: float = 1.0) -> Detec
     return DetectResources(num_cpus=cpus_per_actor, num_gpus=1.0 if wants_gpu(use_gpu) else 0.0)
 
 
-def head_pinning(enabled: bool) -> dict:
-    """Actor options that keep the central actor on the head node (it outlives worker nodes)."""
-    return {"resources": {"node:__internal_head__": 0.001}} if enabled else {}
+def aggregator_placement(ray_cfg) -> dict:
+    """Actor options that place the central actor: on the node type advertising
+    ``ray.aggregator_resource`` when set, else on the head with ``ray.aggregator_on_head`` (it
+    outlives worker nodes), else anywhere."""
+    if ray_cfg.aggregator_resource:
+        return {"resources": {ray_cfg.aggregator_resource: 0.001}}
+    return {"resources": {"node:__internal_head__": 0.001}} if ray_cfg.aggregator_on_head else {}
 
 
 def remote_call(method, *args):

@@ -1,6 +1,7 @@
 """A real multi-node Ray cluster on this machine: `ray start --head` (no CPUs, so every actor
 runs on the worker node), a worker node, `taast select` submitted with `ray job submit`, and a
 worker node killed mid-pass."""
+import json
 import os
 import shutil
 import signal
@@ -57,7 +58,17 @@ class LocalCluster:
             return False
 
     def add_worker(self):
-        return self._start([f"--address=127.0.0.1:{self.port}", "--num-cpus=2"])
+        # the custom resource marks the worker type a user may pin the central actor to
+        return self._start([f"--address=127.0.0.1:{self.port}", "--num-cpus=2",
+                            '--resources={"taast_aggregator": 1}'])
+
+    def aggregator_nodes(self) -> list[bool]:
+        """For each central actor the cluster ran, whether it ran on the head node (state API)."""
+        actors = json.loads(self.ray("list", "actors", "--address", self.url, "--detail", "--format", "json",
+                                     "--filter", "class_name=CentralAggregator").stdout)
+        nodes = json.loads(self.ray("list", "nodes", "--address", self.url, "--detail", "--format", "json").stdout)
+        head = {n["node_id"] for n in nodes if n.get("is_head_node")}
+        return [a["node_id"] in head for a in sorted(actors, key=lambda a: a.get("start_time") or 0)]
 
     def kill(self, proc):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -107,7 +118,7 @@ def pool(tmp_path_factory):
     return root, write_labels(root.parent / "labels.json", [5, 3, 1, 0])
 
 
-def select_command(pool, labels, out, slow=False) -> list:
+def select_command(pool, labels, out, slow=False, *extra) -> list:
     """`taast select` as a job entrypoint; ``slow``: through tests/slow_select.py, the detector
     slowed by a test double so that a node can be killed while the pass runs."""
     program = [str(Path(__file__).parents[1] / "slow_select.py")] if slow else ["-m", "taast_ray.cli"]
@@ -115,7 +126,7 @@ def select_command(pool, labels, out, slow=False) -> list:
             "--labels", str(labels), "--weights", "yolov8n.yaml", "--imgsz", "64", "--embedder",
             "taast-tiny-ViT", "--embedder-weights", "none", "--budget", "4", "--out", str(out),
             "--rows-per-file", "10", "--set", "selection.det_conf=0.001", "--set", "ray.batch_size=5",
-            "--set", "ray.detector_actors_max=1"]
+            "--set", "ray.detector_actors_max=1", *extra]
 
 
 def selected(out) -> list:
@@ -124,8 +135,10 @@ def selected(out) -> list:
 
 def test_job_submit_and_a_worker_node_lost_mid_pass(cluster, pool, tmp_path):
     images, labels = pool
-    done = cluster.submit(*select_command(images, labels, tmp_path / "calm"))
+    done = cluster.submit(*select_command(images, labels, tmp_path / "calm", False,
+                                          "--set", "ray.aggregator_resource=taast_aggregator"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert cluster.aggregator_nodes() == [False]  # on the node type with the resource, not the head
     assert "selected 4 of 44 images" in done.stdout
     assert pq.read_table(tmp_path / "calm" / "errors.parquet").column("image_id").to_pylist() == ["broken.jpg"]
 
@@ -148,5 +161,6 @@ def test_job_submit_and_a_worker_node_lost_mid_pass(cluster, pool, tmp_path):
         again = cluster.submit(*select_command(images, labels, out), "--resume")
         assert again.returncode == 0, again.stdout[-2000:]
     assert selected(out) == selected(tmp_path / "calm")
+    assert cluster.aggregator_nodes()[1:] and all(cluster.aggregator_nodes()[1:])  # default: the head
     scored = pq.read_table(out / "scores.parquet").column("image_id").to_pylist()
     assert len(scored) == len(set(scored)) == 44
