@@ -144,13 +144,19 @@ def _ray(paths: list[Path], args: argparse.Namespace, work: Path, *, end_to_end:
 
     actor_counts = int_list(args.actors, "--actors")
     labels = write_categories(work / "labels.json", args.classes)
+    address = args.address or os.environ.get("RAY_ADDRESS")
     loops, rounds = [], []
     for round_ in range(args.repeats):  # loop then Ray, again: drift on a shared machine hits both
         loops.append(plain_loop(paths, config_for(1), args.classes))
-        ensure_ray(args.address or os.environ.get("RAY_ADDRESS"))
+        ensure_ray(address)
         rounds.append(ray_passes(paths[0].parent, labels, config_for, actor_counts, args.classes, work,
                                  end_to_end=end_to_end and round_ == 0))
-    return {"cluster": cluster_shape(), **merge_rounds(loops, rounds)}
+        shape = cluster_shape()
+        if not address and round_ + 1 < args.repeats:
+            import ray
+
+            ray.shutdown()  # a local instance: the next loop runs, as the first did, with no Ray beside it
+    return {"cluster": shape, **merge_rounds(loops, rounds)}
 
 
 def merge_rounds(loops: list[dict], rounds: list[list[dict]]) -> dict:
