@@ -28,7 +28,7 @@ from taast_ray.bench.data import write_jpeg_pool
 from taast_ray.bench.ray_scaling import plain_loop
 from taast_ray.config import load_config
 from taast_ray.pipeline.live import detect_pool
-from taast_ray.pipeline.ray_env import WORKER_POOL_CONFIG
+from taast_ray.pipeline.ray_env import worker_pool_env
 from taast_ray.stages.detect import DetectStage
 from taast_ray.stages.sources import list_pool_table
 
@@ -129,8 +129,9 @@ def main(argv=None) -> int:
         log = work / "profile.jsonl"
         import ray
 
+        if not args.ray_default_worker_pool:
+            os.environ.update(worker_pool_env())
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 _system_config={} if args.ray_default_worker_pool else WORKER_POOL_CONFIG,
                  runtime_env={"env_vars": {"TAAST_PROFILE_LOG": str(log)}})
         sampler, start = CpuSampler(), time.time()
         detect_pool(cfg, listing, work / "out", 80, stage_cls=TimedDetectStage)

@@ -12,9 +12,10 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 def ray_local():
     import ray
 
-    from taast_ray.pipeline.ray_env import WORKER_POOL_CONFIG
+    from taast_ray.pipeline.ray_env import worker_pool_env
 
     if not ray.is_initialized():
+        os.environ.update(worker_pool_env())  # as taast's own local instances (ensure_ray)
         ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
-                 log_to_driver=False, configure_logging=False, _system_config=WORKER_POOL_CONFIG)
+                 log_to_driver=False, configure_logging=False)
     yield ray

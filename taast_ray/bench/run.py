@@ -162,7 +162,8 @@ def _ray(paths: list[Path], args: argparse.Namespace, work: Path, *, end_to_end:
 def merge_rounds(loops: list[dict], rounds: list[list[dict]]) -> dict:
     """Medians over the repeats; each round's ratio is its Ray pass over the loop run just before it."""
     median = lambda values: round(float(statistics.median(values)), 3)  # noqa: E731
-    loop = {**loops[0], "images_per_s": median([x["images_per_s"] for x in loops]),
+    loop = {**loops[0], "seconds": median([x["seconds"] for x in loops]),
+            "images_per_s": median([x["images_per_s"] for x in loops]),
             "images_per_s_runs": [x["images_per_s"] for x in loops]}
     rows = []
     for i, row in enumerate(rounds[0]):
@@ -170,7 +171,8 @@ def merge_rounds(loops: list[dict], rounds: list[list[dict]]) -> dict:
         if "detect_pass_images_per_s" in row:
             runs = [r[i]["detect_pass_images_per_s"] for r in rounds]
             ratios = [run / x["images_per_s"] for run, x in zip(runs, loops)]
-            row.update({"detect_pass_images_per_s": median(runs), "detect_pass_images_per_s_runs": runs,
+            row.update({"detect_pass_seconds": median([r[i]["detect_pass_seconds"] for r in rounds]),
+                        "detect_pass_images_per_s": median(runs), "detect_pass_images_per_s_runs": runs,
                         "ratio_to_plain_loop": median(ratios),
                         "ratio_to_plain_loop_runs": [round(r, 3) for r in ratios]})
         rows.append(row)

@@ -34,9 +34,11 @@ def ensure_ray(address: str | None = None, *, worker_logs: bool | None = None) -
     if worker_logs is None:
         worker_logs = os.environ.get("TAAST_WORKER_LOGS", "0") == "1"
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:  # a local instance: its raylet reads these (as environment, not _system_config,
+        for name, value in worker_pool_env().items():  # which prints an "unstable API" warning)
+            os.environ.setdefault(name, value)
     ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-             configure_logging=False, log_to_driver=worker_logs,
-             **({} if address else {"_system_config": WORKER_POOL_CONFIG}))
+             configure_logging=False, log_to_driver=worker_logs)
     if not worker_logs:
         quiet_ray_data_console()
 

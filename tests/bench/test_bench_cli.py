@@ -74,14 +74,17 @@ def test_repeats_report_medians_and_each_rounds_ratio_to_its_own_loop():
     from taast_ray.bench.run import merge_rounds
 
     loops = [{"images_per_s": 50.0, "seconds": 60.0}, {"images_per_s": 40.0}, {"images_per_s": 45.0}]
-    rounds = [[{"actors": 2, "detect_pass_images_per_s": 40.0, "end_to_end_seconds": 9.0}, {"actors": 4, "skipped": "x"}],
-              [{"actors": 2, "detect_pass_images_per_s": 36.0}, {"actors": 4, "skipped": "x"}],
-              [{"actors": 2, "detect_pass_images_per_s": 45.0}, {"actors": 4, "skipped": "x"}]]
+    loops[1]["seconds"], loops[2]["seconds"] = 75.0, 66.7
+    rounds = [[{"actors": 2, "detect_pass_images_per_s": 40.0, "detect_pass_seconds": 75.0, "end_to_end_seconds": 9.0},
+               {"actors": 4, "skipped": "x"}],
+              [{"actors": 2, "detect_pass_images_per_s": 36.0, "detect_pass_seconds": 83.3}, {"actors": 4, "skipped": "x"}],
+              [{"actors": 2, "detect_pass_images_per_s": 45.0, "detect_pass_seconds": 66.7}, {"actors": 4, "skipped": "x"}]]
     merged = merge_rounds(loops, rounds)
     assert merged["repeats"] == 3
-    assert merged["plain_loop"]["images_per_s"] == 45.0 and merged["plain_loop"]["seconds"] == 60.0
+    assert merged["plain_loop"]["images_per_s"] == 45.0 and merged["plain_loop"]["seconds"] == 66.7
     two = merged["actors"][0]
     assert two["detect_pass_images_per_s"] == 40.0 and two["detect_pass_images_per_s_runs"] == [40.0, 36.0, 45.0]
+    assert two["detect_pass_seconds"] == 75.0
     assert two["ratio_to_plain_loop_runs"] == [0.8, 0.9, 1.0] and two["ratio_to_plain_loop"] == 0.9
     assert two["end_to_end_seconds"] == 9.0  # end to end runs in the first round only
     assert merged["actors"][1] == {"actors": 4, "skipped": "x"}
