@@ -96,9 +96,12 @@ def main(argv=None) -> int:
                          f"--object-store-memory={store}", f"--temp-dir={temp}"], env)]
     try:
         join_when_ready(f"127.0.0.1:{port}", 0)  # a worker started before its head gives up at once
-        nodes += [start_node([f"--address=127.0.0.1:{port}", f"--num-cpus={args.cpus_per_node}",
-                              f"--object-store-memory={store}"], env) for _ in range(args.nodes)]
-        join_when_ready(f"127.0.0.1:{port}", args.nodes * args.cpus_per_node)
+        for n in range(1, args.nodes + 1):
+            # one at a time: two raylets starting together on one host race for the same plasma
+            # socket name, and the loser aborts (SIGABRT in PlasmaStore, raylet.N.out)
+            nodes.append(start_node([f"--address=127.0.0.1:{port}", f"--num-cpus={args.cpus_per_node}",
+                                     f"--object-store-memory={store}"], env))
+            join_when_ready(f"127.0.0.1:{port}", n * args.cpus_per_node)
         bench.address = f"127.0.0.1:{port}"
         return run_bench(bench)
     finally:
