@@ -109,8 +109,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from taast_ray.pipeline.ray_env import ensure_ray
 
+    from taast_ray.io import is_uri
+
     cfg = build_config(args)
-    if "://" in args.out:
+    if is_uri(args.out):
         raise ConfigError(f"--out: {args.out} is a URI; `taast run` trains in its run directory and needs "
                           f"a path (on a cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
     ensure_ray(cfg.ray.address)

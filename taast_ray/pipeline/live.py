@@ -98,6 +98,9 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
     importing torch) is paid once per pass, not per slice of the pool. Returns how many ran.
     """
     todo = not_written(listing, folder)
+    before = listing.num_rows - todo.num_rows
+    say(f"detect: {listing.num_rows} images" + (f", {before} detected before, {todo.num_rows} to go"
+                                               if before else ""))
     if todo.num_rows:
         ds = through_model_pool(
             listing_dataset(todo), stage_cls,
@@ -157,9 +160,6 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     save_config(cfg, child(out, "config.yaml"))
 
     start = time.perf_counter()
-    before = listing.num_rows - not_written(listing, detections).num_rows if resume else 0
-    say(f"detect: {listing.num_rows} images" + (f", {before} detected before, {listing.num_rows - before} to go"
-                                               if resume else ""))
     detect_pool(cfg, listing, detections, labels.num_classes, rows_per_file=rows_per_file,
                 stage_cls=detect_stage_cls)
     timings["detect"] = round(time.perf_counter() - start, 3)
