@@ -105,9 +105,9 @@ def _check_synth_args(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from taast_ray.pipeline.cycle import AwaitingAnnotation, format_table, run_cycles
+    from taast_ray.loop.cycle import AwaitingAnnotation, format_table, run_cycles
 
-    from taast_ray.pipeline.ray_env import ensure_ray
+    from taast_ray.ray_env import ensure_ray
 
     from taast_ray.io import is_uri
 
@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from taast_ray.pipeline.cycle import ingest_labels
+    from taast_ray.loop.ingest import ingest_labels
 
     path = ingest_labels(args.run, args.labels)
     print(f"labels stored in {path}; continue with: taast run --config {Path(args.run) / 'config.yaml'} "

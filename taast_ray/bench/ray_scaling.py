@@ -42,7 +42,7 @@ def actor_capacity(use_gpu: str) -> int:
     """How many model actors the cluster can hold at once (each asks for what actor_resources says)."""
     import ray
 
-    from taast_ray.pipeline.ray_env import actor_resources
+    from taast_ray.ray_env import actor_resources
 
     need, have = actor_resources(use_gpu), ray.cluster_resources()
     fits = [math.floor(have.get("CPU", 0) / need.num_cpus + 1e-9)] if need.num_cpus else []

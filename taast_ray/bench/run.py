@@ -97,7 +97,7 @@ def in_process(paths: list[Path], args: argparse.Namespace) -> dict:
     """Each stage alone over the pool (after one warm-up batch), then the fused pass."""
     from taast_ray.bench.fused import batches, run_fused, run_steps, warm_up
     from taast_ray.bench.measure import rate, timer
-    from taast_ray.stages.decode import decode_batch
+    from taast_ray.bench.pillow_decode import decode_batch
 
     models = load_models(args)
     with timer() as reading:
@@ -128,7 +128,7 @@ def _ray(paths: list[Path], args: argparse.Namespace, work: Path, *, end_to_end:
     from taast_ray.bench.data import write_categories
     from taast_ray.bench.ray_scaling import plain_loop, ray_passes
     from taast_ray.config import load_config
-    from taast_ray.pipeline.ray_env import ensure_ray
+    from taast_ray.ray_env import ensure_ray
 
     def config_for(actors: int):
         # a budget of at most 5% of the pool, so that q·N and not B sets the candidate count

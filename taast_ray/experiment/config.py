@@ -27,9 +27,9 @@ import yaml
 
 from taast_ray.config import STRATEGIES, TaastConfig, config_from_dict, read_yaml_mapping
 from taast_ray.errors import ConfigError
+from taast_ray.evaluation.metrics import METRIC_KEYS as METRICS
 
 BASELINES = ("random", "entropy", "coreset")
-METRICS = ("AP", "APr", "APc", "APf", "mAP")
 EXPERIMENT_FIELDS = ("name", "description", "base", "seeds", "strategies", "reference", "metric",
                      "curve_split", "parallel_trials", "data_seed", "sweep", "zipf", "versions")
 

@@ -21,8 +21,8 @@ from taast_ray.config import RayConfig, TaastConfig, save_config
 from taast_ray.data.labels import load_labels
 from taast_ray.io import bare_paths, child, filesystem, is_uri, list_parquet, remove_tree
 from taast_ray.pipeline.aggregator import CentralAggregator
-from taast_ray.pipeline.progress import say
-from taast_ray.pipeline.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
+from taast_ray.console import say
+from taast_ray.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
 from taast_ray.selection.run import check_budget
 from taast_ray.stages.detect import DetectStage
 from taast_ray.stages.embed import EmbedStage
