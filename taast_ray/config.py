@@ -84,6 +84,9 @@ class RayConfig:
     # Or to a chosen node type: the name of a custom resource only that type advertises (launcher
     # YAML `resources: {taast_aggregator: 1}`, KubeRay `rayStartParams.resources`); "" = unset.
     aggregator_resource: str = ""
+    # GPUs the central actor reserves for k-means (FAISS GPU or torch CUDA), e.g. 0.25 to share
+    # one with the model actors; 0: k-means on its CPU, whatever GPUs its node has
+    aggregator_gpus: float = 0.0
     detector_actors_min: int = 1
     detector_actors_max: int = 4
     embedder_actors_min: int = 1
@@ -170,6 +173,8 @@ def _checks(cfg: TaastConfig):
     yield "ray.use_gpu", r.use_gpu in ("auto", "true", "false"), "must be auto, true or false"
     yield "ray.decode", r.decode in ("actor", "tasks"), "must be actor or tasks"
     yield "ray.decode_cpus", r.decode_cpus > 0, "must be > 0"
+    yield "ray.aggregator_gpus", 0 <= r.aggregator_gpus <= 1 or float(r.aggregator_gpus).is_integer(), \
+        "must be a fraction in [0, 1] or a whole number of GPUs"
     yield "ray.read_tasks", r.read_tasks >= 0, "must be >= 0 (0: one per model actor)"
     yield "ray.aggregator_resource", r.aggregator_resource not in ("CPU", "GPU", "memory", "object_store_memory"), \
         "must name a custom resource of the node type to pin the central actor to, not a built-in one"

@@ -72,9 +72,10 @@ def aggregator_placement(ray_cfg) -> dict:
     """Actor options that place the central actor: on the node type advertising
     ``ray.aggregator_resource`` when set, else on the head with ``ray.aggregator_on_head`` (it
     outlives worker nodes), else anywhere."""
+    gpus = {"num_gpus": ray_cfg.aggregator_gpus} if ray_cfg.aggregator_gpus else {}
     if ray_cfg.aggregator_resource:
-        return {"resources": {ray_cfg.aggregator_resource: 0.001}}
-    return {"resources": {"node:__internal_head__": 0.001}} if ray_cfg.aggregator_on_head else {}
+        return {"resources": {ray_cfg.aggregator_resource: 0.001}, **gpus}
+    return {"resources": {"node:__internal_head__": 0.001}, **gpus} if ray_cfg.aggregator_on_head else gpus
 
 
 def remote_call(method, *args):
