@@ -46,7 +46,7 @@ def run_demo(cfg: TaastConfig, out: Path) -> int:
 
     start = time.perf_counter()
     cfg = demo_config(cfg)
-    ensure_ray(cfg.ray.address)
+    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     layout = RunLayout(out)
     resume = layout.config.exists()
     rows = run_cycles(cfg, out, resume=resume)

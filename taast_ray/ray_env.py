@@ -21,19 +21,23 @@ def worker_pool_env() -> dict[str, str]:
     return {f"RAY_{k}": str(v) for k, v in WORKER_POOL_CONFIG.items()}
 
 
-def ensure_ray(address: str | None = None, *, worker_logs: bool | None = None) -> None:
-    """Join ``address`` / $RAY_ADDRESS when given, else start a local instance (once).
+def cluster_address(address: str | None = None) -> str | None:
+    """The Ray cluster to join: ``address`` (``--address``, ``ray.address``), else $RAY_ADDRESS,
+    else None for a local instance. The one place the environment variable is read."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def ensure_ray(address: str | None = None, *, worker_logs: bool = False) -> None:
+    """Join :func:`cluster_address` when there is one, else start a local instance (once).
 
     Worker logs (Ultralytics' per-batch lines, Ray Train's reports) stay in Ray's log files
-    unless ``worker_logs`` or TAAST_WORKER_LOGS=1: the driver prints one line per stage instead.
+    unless ``worker_logs`` (``ray.worker_logs``, ``-v``): the driver prints one line per stage.
     """
     import ray
 
     if ray.is_initialized():
         return
-    if worker_logs is None:
-        worker_logs = os.environ.get("TAAST_WORKER_LOGS", "0") == "1"
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = cluster_address(address)
     if not address:  # a local instance: its raylet reads these (as environment, not _system_config,
         for name, value in worker_pool_env().items():  # which prints an "unstable API" warning)
             os.environ.setdefault(name, value)

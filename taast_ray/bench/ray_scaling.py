@@ -22,7 +22,7 @@ def plain_loop(paths: list[Path], cfg: TaastConfig, classes: int) -> dict:
     """One process, no Ray: read a batch's bytes, then the detector stage on it."""
     times = {"load_model": 0.0, "read": 0.0, "decode_detect": 0.0}
     start = time.perf_counter()
-    stage = DetectStage(cfg.model.weights, imgsz=cfg.model.imgsz, conf=cfg.selection.det_conf,
+    stage = DetectStage(cfg.model.weights, imgsz=cfg.model.input_size, conf=cfg.selection.det_conf,
                         num_classes=classes, device=cfg.model.device)
     times["load_model"] = time.perf_counter() - start
     size = cfg.ray.batch_size

@@ -232,7 +232,7 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
         raise InputError(f"{out}: experiment directory is not empty (use --resume to continue it)")
     out.mkdir(parents=True, exist_ok=True)
     save_with_versions(exp.to_dict(), out / "experiment.yaml")
-    ensure_ray(exp.base.ray.address)
+    ensure_ray(exp.base.ray.address, worker_logs=exp.base.ray.worker_logs)
     trials = plan(exp, out)
     parallel = _parallelism(exp)
     say(f"experiment {exp.name}: {len(exp.variants)} dataset(s) × {len(exp.seeds)} seed(s) × "

@@ -122,7 +122,7 @@ def select_stage(cfg: TaastConfig, cycle: CycleLayout, labels_path: Path, weight
                  resume: bool, embedding_cache: Path) -> None:
     from taast_ray.pipeline.live import select_live
 
-    # the detector scores the pool at the size it was trained at
+    # the detector scores the pool at the size it was trained at (validate_for_run)
     live = replace(cfg, model=replace(cfg.model, weights=str(weights), imgsz=cfg.train.imgsz))
     stage(cycle.dir, "select", resume, lambda: select_live(
         live, str(cycle.pool), labels_path, cycle.select, resume=resume,
@@ -143,6 +143,7 @@ def annotate_stage(cfg: TaastConfig, cycle: CycleLayout, data: Dataset, resume: 
 
 
 def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> list[dict]:
+    cfg.validate_for_run()
     layout = RunLayout(Path(run))
     run = layout.root
     if run.exists() and not resume and any(run.iterdir()):

@@ -104,7 +104,7 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
     if todo.num_rows:
         ds = through_model_pool(
             listing_dataset(todo), stage_cls,
-            {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
+            {"weights": cfg.model.weights, "imgsz": cfg.model.input_size, "conf": cfg.selection.det_conf,
              "num_classes": num_classes, "device": cfg.model.device},
             (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
         write_blocks(ds, folder, rows_per_file)
@@ -154,7 +154,7 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     check_budget(cfg.selection.budget, listing.num_rows, str(pool))
     if not resume:
         remove_tree(detections)
-    ensure_ray(cfg.ray.address)
+    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     if not is_uri(out):
         out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, child(out, "config.yaml"))
