@@ -138,25 +138,59 @@ class ImageScores:
     """Everything §2 defines per image, in the detections table's row order."""
     entropy: np.ndarray          # E(x)
     candidate_class: np.ndarray  # class index c(x), −1 for none
-    least_confident: np.ndarray  # global box row of b*, −1 for none
+    least_confident: np.ndarray | None  # global box row of b*, −1 for none (None when streamed)
     pseudo: np.ndarray           # x ∈ P
     class_counts: np.ndarray     # n_c over L ∪ P
     weights: np.ndarray          # w_c
     value: np.ndarray            # φ(x)
-    confidence: np.ndarray       # conf_b per box
+    confidence: np.ndarray | None  # conf_b per box (None when streamed: the rows are gone)
+
+
+@dataclass
+class ImageReduction:
+    """The per-image scalars of eqs. 1–4 and P's class counts (both count modes) for one block of
+    images: all that eqs. 5–8 need once the score rows are dropped."""
+    entropy: np.ndarray          # (n,) float64 E(x)
+    candidate_class: np.ndarray  # (n,) int32 c(x), −1 for none
+    pseudo: np.ndarray           # (n,) bool
+    box_count: np.ndarray        # (n,) int32
+    pseudo_counts: dict          # {"images": (C,) int64, "boxes": (C,) int64}
+    confidence: np.ndarray       # (m,) float32 conf_b of the block's boxes
+    least_confident: np.ndarray  # (n,) int64 box row of b* within the block, −1 for none
+
+
+def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8) -> ImageReduction:
+    """Eqs. 1–4 for a block of images whose boxes are rows offsets[i]:offsets[i + 1] of scores.
+
+    Every quantity is per image, so reducing the pool block by block gives the same bits as
+    reducing it whole (E's float64 sum runs over each image's boxes in order either way).
+    """
+    confidence, box_entropies = box_statistics(scores)
+    b_star = least_confident_box(confidence, offsets)
+    pseudo = pseudo_labelled(confidence, offsets, tau)
+    counts = {mode: pseudo_class_counts(scores, offsets, pseudo, mode) for mode in ("images", "boxes")}
+    return ImageReduction(image_entropy(box_entropies, offsets),
+                          candidate_class(scores, b_star).astype(np.int32), pseudo,
+                          np.diff(offsets).astype(np.int32), counts, confidence, b_star)
+
+
+def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarray,
+                  pseudo_counts: np.ndarray, labelled_counts: np.ndarray, num_classes: int, *,
+                  beta: float = 1.0, use_rarity: bool = True, least_confident=None,
+                  confidence=None) -> ImageScores:
+    """Eqs. 5–7 from the per-image scalars: n_c = L's counts + P's, w_c, φ."""
+    counts = np.asarray(labelled_counts, dtype=np.int64) + np.asarray(pseudo_counts, dtype=np.int64)
+    weights = rarity_weight(counts, beta) if use_rarity else np.ones(num_classes)
+    return ImageScores(entropy, cand_class, least_confident, pseudo, counts, weights,
+                       image_value(entropy, cand_class, weights), confidence)
 
 
 def score_images(scores: np.ndarray, offsets: np.ndarray, labelled_counts: np.ndarray, *,
                  tau: float = 0.8, beta: float = 1.0, count_mode: str = "images",
                  use_rarity: bool = True) -> ImageScores:
     """Eqs. 1–7 in one pass. ``labelled_counts`` is n_c over L (same count mode)."""
-    confidence, box_entropies = box_statistics(scores)
-    entropy = image_entropy(box_entropies, offsets)
-    b_star = least_confident_box(confidence, offsets)
-    c_x = candidate_class(scores, b_star)
-    pseudo = pseudo_labelled(confidence, offsets, tau)
-    counts = np.asarray(labelled_counts, dtype=np.int64) + pseudo_class_counts(scores, offsets, pseudo,
-                                                                                count_mode)
-    weights = rarity_weight(counts, beta) if use_rarity else np.ones(scores.shape[1])
-    return ImageScores(entropy, c_x, b_star, pseudo, counts, weights,
-                       image_value(entropy, c_x, weights), confidence)
+    r = reduce_images(scores, offsets, tau)
+    return finish_scores(r.entropy, r.candidate_class.astype(np.int64), r.pseudo,
+                         r.pseudo_counts[count_mode], labelled_counts, scores.shape[1], beta=beta,
+                         use_rarity=use_rarity, least_confident=r.least_confident,
+                         confidence=r.confidence)
