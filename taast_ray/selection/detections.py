@@ -7,7 +7,7 @@ naming the file, the record (row in that file, and its image_id) and the column.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -33,6 +33,7 @@ class FlatDetections:
     width: np.ndarray | None = None
     height: np.ndarray | None = None
     uri: np.ndarray | None = None
+    where: "_Where | None" = field(default=None, repr=False)  # names records in messages
 
     @property
     def num_images(self) -> int:
@@ -94,6 +95,15 @@ COLUMN_TYPES = {
 }
 
 
+def type_name(t: pa.DataType) -> str:
+    """An Arrow type as the contract writes it: list<list<float>>, not list<element: list<…>>."""
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{type_name(t.value_type)}, {t.list_size}>"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{'large_' if pa.types.is_large_list(t) else ''}list<{type_name(t.value_type)}>"
+    return str(t)
+
+
 def check_schema(schema: pa.Schema, source: str) -> None:
     """Every contract column present with its declared type; one line naming the first that is not."""
     missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
@@ -102,7 +112,7 @@ def check_schema(schema: pa.Schema, source: str) -> None:
     for name, (ok, declared) in COLUMN_TYPES.items():
         if name in schema.names and not ok(schema.field(name).type):
             raise InputError(f"{source}: column {name!r} must be {declared}, got "
-                             f"{schema.field(name).type} (every record)")
+                             f"{type_name(schema.field(name).type)} (every record)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,9 +120,11 @@ def check_schema(schema: pa.Schema, source: str) -> None:
 
 
 def flatten_detections(table: pa.Table, num_classes: int, source: str = "detections",
-                       check_unique: bool = True, first_record: int = 0) -> FlatDetections:
+                       check_unique: bool = True, first_record: int = 0,
+                       check_scores: bool = True) -> FlatDetections:
     """Validate one table of the contract and flatten it; ``first_record`` numbers its rows
-    within ``source`` for the messages."""
+    within ``source`` for the messages. ``check_scores=False`` leaves the [0, 1] range check to
+    the caller (the streaming pass checks it on the row min / max it computes anyway)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
@@ -141,9 +153,10 @@ def flatten_detections(table: pa.Table, num_classes: int, source: str = "detecti
     where.offsets = offsets
     boxes = _inner_matrix(boxes_col, 4, where, "boxes")
     scores = _inner_matrix(scores_col, num_classes, where, "scores")
-    _check_scores(scores, where)
+    if check_scores:
+        check_score_range(scores.min(axis=1, initial=np.inf), scores.max(axis=1, initial=-np.inf), where)
     _check_boxes(boxes, where)
-    return FlatDetections(image_ids, offsets, boxes, scores, *_optional(table, where))
+    return FlatDetections(image_ids, offsets, boxes, scores, *_optional(table, where), where=where)
 
 
 @dataclass
@@ -211,9 +224,9 @@ def _inner_matrix(col: pa.Array, width: int, where: _Where, name: str) -> np.nda
     return flat.reshape(-1, width)
 
 
-def _check_scores(scores: np.ndarray, where: _Where) -> None:
-    # Row min/max instead of elementwise masks: no (m, C) temporaries, and NaN fails both tests.
-    bad_rows = ~(scores.min(axis=1, initial=np.inf) >= 0) | ~(scores.max(axis=1, initial=-np.inf) <= 1)
+def check_score_range(row_min: np.ndarray, row_max: np.ndarray, where: "_Where") -> None:
+    """Every class score in [0, 1]: NaN fails both comparisons."""
+    bad_rows = ~(row_min >= 0) | ~(row_max <= 1)
     if bad_rows.any():
         raise InputError(f"{where.box(int(np.flatnonzero(bad_rows)[0]))} has a NaN, infinite or "
                          f"out-of-range [0, 1] class score (column 'scores')")

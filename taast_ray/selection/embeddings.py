@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from taast_ray.errors import InputError
+from taast_ray.selection.detections import type_name
 from taast_ray.io import exists, filesystem, is_uri
 
 MEMMAP_BYTES = 1 << 30
@@ -28,10 +29,10 @@ def _check_schema(schema: pa.Schema, path) -> None:
         raise InputError(f"{path}: needs columns image_id and embedding (missing {', '.join(missing)})")
     ids, emb = schema.field("image_id").type, schema.field("embedding").type
     if not (pa.types.is_string(ids) or pa.types.is_large_string(ids)):
-        raise InputError(f"{path}: column 'image_id' must be string, got {ids} (every record)")
+        raise InputError(f"{path}: column 'image_id' must be string, got {type_name(ids)} (every record)")
     listy = pa.types.is_list(emb) or pa.types.is_large_list(emb) or pa.types.is_fixed_size_list(emb)
     if not (listy and pa.types.is_floating(emb.value_type)):
-        raise InputError(f"{path}: column 'embedding' must be list<float32>, got {emb} (every record)")
+        raise InputError(f"{path}: column 'embedding' must be list<float32>, got {type_name(emb)} (every record)")
 
 
 def output_matrix(rows: int, dim: int) -> np.ndarray:

@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from taast_ray.errors import InputError
-from taast_ray.selection.detections import (BATCH_ROWS, DetectionsSource, flatten_detections,
-                                            without_failed)
+from taast_ray.selection.detections import (BATCH_ROWS, DetectionsSource, check_score_range,
+                                            flatten_detections, without_failed)
 from taast_ray.selection.scoring import ImageReduction, reduce_images
 
 
@@ -169,7 +169,7 @@ class _Accumulator:
             self.pseudo_counts[mode] += counts
         self.spool.add("boxes", det.boxes)
         self.spool.add("conf", reduced.confidence)
-        self.spool.add("cls", np.argmax(det.scores, axis=1) if len(det.scores) else np.zeros(0))
+        self.spool.add("cls", reduced.box_class)
         self.size_columns.add(det.width is not None and det.height is not None)
         if det.width is not None and det.height is not None:
             self.spool.add("width", det.width)
@@ -213,8 +213,11 @@ def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = Non
             table = without_failed(table, failed)
             if not table.num_rows:
                 continue
-            det = flatten_detections(table, num_classes, source=name, check_unique=False, first_record=at)
-            acc.add(table, det, reduce_images(det.scores, det.offsets, tau))
+            det = flatten_detections(table, num_classes, source=name, check_unique=False, first_record=at,
+                                     check_scores=False)
+            reduced = reduce_images(det.scores, det.offsets, tau)
+            check_score_range(reduced.box_min, reduced.confidence, det.where)
+            acc.add(table, det, reduced)
             del det
         return acc.finish(str(source.path))
     except BaseException:
