@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import shutil
 import sys
 import tempfile
@@ -78,15 +79,15 @@ class StagePeaks:
         except OSError:
             pass
         self._anon = _status_kb("RssAnon").get("RssAnon", 0)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         value = fn()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         status = _status_kb("VmHWM", "RssAnon")
         anon = max(self._anon, status.get("RssAnon", 0))
-        self.stages[stage] = {"seconds": round(seconds, 3), "peak_rss_gb": round(status["VmHWM"] * 1024 / GB, 3),
+        self.stages[stage] = {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "peak_rss_gb": round(status["VmHWM"] * 1024 / GB, 3),
                               "peak_anon_gb": round(anon * 1024 / GB, 3)}
         s = self.stages[stage]
-        print(f"  {stage:<14} {s['seconds']:8.2f} s   peak rss {s['peak_rss_gb']:6.2f} GB "
+        print(f"  {stage:<14} {s['seconds']:8.2f} s  (cpu {s['cpu_seconds']:7.2f} s)  peak rss {s['peak_rss_gb']:6.2f} GB "
               f"(anonymous {s['peak_anon_gb']:.2f} GB)", flush=True)
         return value
 
@@ -169,7 +170,7 @@ def plot(out: Path, reports: list[Path]) -> None:
     summary = {"points": [{"images": r["selection"]["images"], "total_seconds": r["total_seconds"],
                            "peak_rss_gb": r["peak_rss_gb"],
                            "peak_anon_gb": max(s["peak_anon_gb"] for s in r["stages"].values()),
-                           "load_average": r.get("load_average"),
+                           "load_average": r.get("load_average"), "cpu_seconds": r.get("cpu_seconds"),
                            "stages": r["stages"]} for r in data]}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out} and {out.with_suffix('.json')}")
@@ -187,6 +188,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sklearn-n", type=int, default=50_000,
                         help="points for the scikit-learn comparison (0 skips it)")
     parser.add_argument("--work", type=Path, help="folder for the generated inputs (default: TMPDIR)")
+    parser.add_argument("--inputs", type=Path, help="keep the generated inputs in this folder and "
+                        "reuse them when it already holds them (default: a temporary folder, removed)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--plot", type=Path, help="plot time and memory against pool size from the "
                         "JSON reports given as arguments, and stop")
@@ -199,26 +202,32 @@ def main(argv=None) -> int:
     print(f"generating {args.images:,} images × ~{args.boxes:g} boxes × {args.classes} classes "
           f"onto disk, chunk by chunk ...", flush=True)
     start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="taast-bench-", dir=args.work))
-    child = multiprocessing.get_context("spawn").Process(
-        target=generate, args=(work, args.images, args.classes, args.boxes, args.dim, args.seed))
-    child.start()
-    child.join()
-    if child.exitcode:
-        shutil.rmtree(work, ignore_errors=True)
-        raise SystemExit(f"generating the inputs failed (exit {child.exitcode})")
+    work = args.inputs or Path(tempfile.mkdtemp(prefix="taast-bench-", dir=args.work))
+    if not (work / "labels.json").exists():
+        work.mkdir(parents=True, exist_ok=True)
+        child = multiprocessing.get_context("spawn").Process(
+            target=generate, args=(work, args.images, args.classes, args.boxes, args.dim, args.seed))
+        child.start()
+        child.join()
+        if child.exitcode:
+            shutil.rmtree(work, ignore_errors=True)
+            raise SystemExit(f"generating the inputs failed (exit {child.exitcode})")
     size = sum(p.stat().st_size for p in work.iterdir() if p.is_file()) / 1e9
     print(f"  generated {size:.2f} GB in {time.perf_counter() - start:.1f} s (not timed below)", flush=True)
-    load = [round(v, 2) for v in __import__("os").getloadavg()]
+    load = [round(v, 2) for v in os.getloadavg()]
+    print(f"  load average before the run: {load}", flush=True)
 
     peaks = StagePeaks()
     try:
         result = selection_core(work, args.classes, args.dim, args.budget, args.seed, args.backend, peaks)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work / "out", ignore_errors=True)
+        if not args.inputs:
+            shutil.rmtree(work, ignore_errors=True)
         peaks.stop()
     stages = peaks.stages
     total = round(sum(s["seconds"] for s in stages.values()), 3)
+    cpu_total = round(sum(s["cpu_seconds"] for s in stages.values()), 3)
     compare = kmeans_vs_sklearn(args.sklearn_n, args.dim, args.budget, 20, args.seed) \
         if args.sklearn_n else {}
     if compare:
@@ -228,7 +237,7 @@ def main(argv=None) -> int:
     peak = max(s["peak_rss_gb"] for s in stages.values())
     report = {"selection": result, "stages": stages,
               "timings_s": {k: s["seconds"] for k, s in stages.items()}, "total_seconds": total,
-              "peak_rss_gb": peak, "peak_anon_gb": max(s["peak_anon_gb"] for s in stages.values()),
+              "cpu_seconds": cpu_total, "peak_rss_gb": peak, "peak_anon_gb": max(s["peak_anon_gb"] for s in stages.values()),
               "load_average": load, "kmeans_vs_sklearn": compare,
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                        if k not in ("plot", "reports")},

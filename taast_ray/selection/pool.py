@@ -219,7 +219,9 @@ def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = Non
             check_score_range(reduced.box_min, reduced.confidence, det.where)
             acc.add(table, det, reduced)
             del det
-        return acc.finish(str(source.path))
+        pool = acc.finish(str(source.path))
+        pa.default_memory_pool().release_unused()  # the batches' buffers, cached by the allocator
+        return pool
     except BaseException:
         spool.close()
         shutil.rmtree(spool.folder, ignore_errors=True)
