@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from taast_ray.data.labels import LabelSet
-from taast_ray.io import child, write_json, write_parquet
+from taast_ray.io import atomic_path, child, filesystem, is_uri, write_json, write_parquet
 from taast_ray.selection.pool import PoolScalars
 from taast_ray.selection.scoring import ImageScores
 from taast_ray.selection.strategies import Picks
@@ -17,25 +18,60 @@ def _nullable(values: np.ndarray, null: np.ndarray) -> pa.Array:
     return pa.array(values, mask=null)
 
 
-def scores_table(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet) -> pa.Table:
-    has_class = scored.candidate_class >= 0
-    category = np.where(has_class, labels.category_ids[np.maximum(scored.candidate_class, 0)], 0)
-    weight = np.where(has_class, scored.weights[np.maximum(scored.candidate_class, 0)], 0.0)
+SCORES_CHUNK_ROWS = 1 << 20  # scores.parquet is built and written this many rows at a time
+
+
+def scores_chunks(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet,
+                  chunk_rows: int = SCORES_CHUNK_ROWS):
+    """scores.parquet in image_id order (whatever order the detections came in), chunk by chunk,
+    so its temporaries are those of one chunk rather than of the pool."""
+    by_id = np.empty(det.num_images, np.int64)
+    by_id[det.tie_rank] = np.arange(det.num_images)
     selected = np.zeros(det.num_images, bool)
     selected[picks.rows] = True
-    by_id = np.empty(det.num_images, np.int64)  # a stable order whatever order the detections came in
-    by_id[det.tie_rank] = np.arange(det.num_images)
-    return pa.table({
-        "image_id": det.image_ids,
-        "entropy": pa.array(scored.entropy, pa.float64()),
-        "candidate_class": _nullable(category.astype(np.int64), ~has_class),
-        "weight": _nullable(weight, ~has_class),
-        "score": _nullable(picks.score.astype(np.float64), ~np.isfinite(picks.score)),
-        "pseudo": pa.array(scored.pseudo),
-        "candidate": pa.array(picks.candidate),
-        "cluster": _nullable(picks.cluster.astype(np.int64), picks.cluster < 0),
-        "selected": pa.array(selected),
-    }).take(pa.array(by_id))
+    for start in range(0, det.num_images, chunk_rows):
+        rows = by_id[start:start + chunk_rows]
+        cls = scored.candidate_class[rows]
+        has_class = cls >= 0
+        category = np.where(has_class, labels.category_ids[np.maximum(cls, 0)], 0)
+        weight = np.where(has_class, scored.weights[np.maximum(cls, 0)], 0.0)
+        score, cluster = picks.score[rows].astype(np.float64), picks.cluster[rows]
+        yield pa.table({
+            "image_id": det.image_ids.take(pa.array(rows)),
+            "entropy": pa.array(scored.entropy[rows], pa.float64()),
+            "candidate_class": _nullable(category.astype(np.int64), ~has_class),
+            "weight": _nullable(weight, ~has_class),
+            "score": _nullable(score, ~np.isfinite(score)),
+            "pseudo": pa.array(scored.pseudo[rows]),
+            "candidate": pa.array(picks.candidate[rows]),
+            "cluster": _nullable(cluster.astype(np.int64), cluster < 0),
+            "selected": pa.array(selected[rows]),
+        })
+
+
+def scores_table(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet) -> pa.Table:
+    return pa.concat_tables(scores_chunks(det, scored, picks, labels))
+
+
+def write_parquet_chunks(path, chunks) -> None:
+    """Tables with one schema into one parquet file, atomically (a URI: one upload)."""
+    def write(sink, filesystem=None):
+        writer = None
+        try:
+            for table in chunks:
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, table.schema, filesystem=filesystem)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    if is_uri(path):
+        fs, inner = filesystem(path)
+        write(inner, fs)
+        return
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def selection_table(det: PoolScalars, picks: Picks) -> pa.Table:
@@ -119,7 +155,7 @@ def _ls_boxes(chosen, n: int, names: list[str]) -> list:
 def write_selection_outputs(out: Path | str, det: PoolScalars, scored: ImageScores, picks: Picks,
                             labels: LabelSet, summary: dict) -> None:
     """Every file atomically; summary.json last, so its presence means the set is whole."""
-    write_parquet(child(out, "scores.parquet"), scores_table(det, scored, picks, labels))
+    write_parquet_chunks(child(out, "scores.parquet"), scores_chunks(det, scored, picks, labels))
     write_parquet(child(out, "selection.parquet"), selection_table(det, picks))
     write_json(child(out, "pseudo_labels.json"), pseudo_labels_coco(det, scored, labels))
     write_json(child(out, "label_studio_tasks.json"), label_studio_tasks(det, scored, picks, labels))
