@@ -1,6 +1,7 @@
 """The central aggregator (SPEC.md §5): one actor holds the pool's per-image scores.
 
-It reads the detector's files from the run directory (never through the driver), adds the
+It reads the detector's files from the run directory (never through the driver) in one streaming
+pass that keeps per-image scalars only (its memory does not hold the score rows), adds the
 labelled set's class counts to the pseudo labels' counts, computes weights and φ, chooses the
 images to embed, and after embedding runs k-means and the pick — all through the selection core.
 The driver only ever sees counts and the candidate table.
@@ -11,18 +12,16 @@ import logging
 from dataclasses import replace
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from taast_ray.config import TaastConfig, config_from_dict
 from taast_ray.data.labels import load_labels
 from taast_ray.error_records import count_by_reason, count_by_stage, errors_table
 from taast_ray.errors import InputError
-from taast_ray.io import bare_paths, child, list_parquet, write_parquet
-from taast_ray.selection.detections import read_detections
+from taast_ray.io import child, list_parquet, write_parquet
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.kmeans import resolve_backend
 from taast_ray.selection.outputs import write_selection_outputs
+from taast_ray.selection.pool import stream_pool
 from taast_ray.selection.run import StageTimer, build_summary, check_budget, make_context, score_detections
 from taast_ray.selection.strategies import rows_to_embed, run_strategy
 from taast_ray.stages.device import granted_gpus
@@ -47,13 +46,11 @@ class CentralAggregator:
             if not files:
                 raise InputError(f"{detections_dir}: no detections written")
             failed: list[pa.Table] = []
-            self.det = read_detections(files, self.labels.num_classes, failed=failed)
+            self.det = stream_pool(files, self.labels.num_classes, self.cfg.selection.tau, failed=failed)
             self.errors = self._errors(pa.concat_tables(failed, promote_options="default") if failed else None)
             check_budget(self.cfg.selection.budget, self.det.num_images, str(detections_dir))
             self.scored = score_detections(self.det, self.labels, self.cfg.selection)
-            fs, paths = bare_paths(files)
-            converted = sum(pc.sum(pc.is_valid(pq.read_table(f, columns=["converted"], filesystem=fs).column(0)))
-                            .as_py() or 0 for f in paths)
+            converted = self.det.converted
         return {"pool_size": int(self.det.num_images + self.errors.num_rows),
                 "scored": int(self.det.num_images), "errors": int(self.errors.num_rows),
                 "pseudo_labelled": int(self.scored.pseudo.sum()), "converted": int(converted),
@@ -77,8 +74,8 @@ class CentralAggregator:
         """(image_id, uri) of the images the strategy will look up embeddings for."""
         sel = self._selection
         rows = rows_to_embed(sel.strategy, make_context(self.det, self.scored, sel, None, self.labels))
-        return pa.table({"image_id": pa.array(self.det.image_ids[rows], pa.string()),
-                         "uri": pa.array(self.det.uri[rows], pa.string())})
+        return pa.table({"image_id": pa.array(self.det.ids(rows), pa.string()),
+                         "uri": pa.array(self.det.uris(rows), pa.string())})
 
     def select(self, embeddings_dir: str | None, out: str, extra: dict | None = None) -> dict:
         sel = self._selection
@@ -90,5 +87,8 @@ class CentralAggregator:
                                  "errors_by_reason": count_by_reason(self.errors),
                                  "errors_by_stage": count_by_stage(self.errors), **(extra or {})})
         write_parquet(child(out, "errors.parquet"), self.errors)
-        write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary)
+        try:
+            write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary)
+        finally:
+            self.det.close()  # the box spool: the actor is killed after this call
         return summary

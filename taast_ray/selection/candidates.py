@@ -32,6 +32,21 @@ def candidate_count(num_eligible: int, fraction: float, budget: int) -> int:
 
 def top_candidates(values: np.ndarray, eligible: np.ndarray, tie_rank: np.ndarray,
                    fraction: float, budget: int) -> np.ndarray:
-    """Rows of the candidates S_φ in rank order (eq. 8)."""
-    ranked = rank_by_value(values, tie_rank, np.flatnonzero(eligible))
-    return ranked[:candidate_count(len(ranked), fraction, budget)]
+    """Rows of the candidates S_φ in rank order (eq. 8).
+
+    A bounded top-k: np.partition finds the k-th largest value in O(N), the rows above it and the
+    lowest-ranked ties at it make the set, and only those k rows are sorted. The same rows in
+    the same order as sorting every eligible image by (φ descending, image_id ascending).
+    """
+    rows = np.flatnonzero(eligible)
+    k = candidate_count(len(rows), fraction, budget)
+    if 0 < k < len(rows):
+        v = values[rows]
+        kth = np.partition(v, len(v) - k)[len(v) - k]
+        above = v > kth
+        tied = np.flatnonzero(v == kth)
+        tied = tied[np.argsort(tie_rank[rows[tied]], kind="stable")[:k - int(above.sum())]]
+        keep = above
+        keep[tied] = True
+        rows = rows[keep]
+    return rank_by_value(values, tie_rank, rows)[:k]

@@ -1,23 +1,31 @@
-"""The detections contract (SPEC.md §3) as flat arrays: one row of C scores per box, plus offsets.
+"""The detections contract (SPEC.md §3): type checks, per-record validation, and flat arrays.
 
-Validation is vectorised over the whole table; the first bad record is named in a one-line
-InputError together with the file it came from.
+Every file's schema is checked against the contract before its first batch is read; every
+record batch is then validated as it is flattened. A bad column or record is one InputError line
+naming the file, the record (row in that file, and its image_id) and the column.
 """
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+import queue
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from taast_ray.errors import InputError
 from taast_ray.io import bare_paths
 
 REQUIRED_COLUMNS = ("image_id", "boxes", "scores")
+# images per record batch: ~85 MB of float32 scores at 8 boxes × 80 classes
+BATCH_ROWS = 1 << 15
+READ_BUFFER = 1 << 23  # bytes read at a time from a column chunk (a row group can be any size)
 
 
 @dataclass
@@ -29,10 +37,15 @@ class FlatDetections:
     width: np.ndarray | None = None
     height: np.ndarray | None = None
     uri: np.ndarray | None = None
+    where: "_Where | None" = field(default=None, repr=False)  # names records in messages
 
     @property
     def num_images(self) -> int:
         return len(self.image_ids)
+
+    @property
+    def num_boxes(self) -> int:
+        return int(self.offsets[-1])
 
     @property
     def counts(self) -> np.ndarray:
@@ -43,116 +56,140 @@ class FlatDetections:
         """Row index of the image each box belongs to."""
         return np.repeat(np.arange(self.num_images, dtype=np.int64), self.counts)
 
-
-def read_detections(path: str | Path | list, num_classes: int, batch_rows: int = 1 << 16,
-                    failed: list | None = None) -> FlatDetections:
-    """Stream a parquet file (or folder of them) into flat arrays, validating batch by batch.
-
-    Reading the whole table first and flattening it would hold the scores two or three times
-    over (Arrow's read buffers, then a combined copy); here one pass over the small ``boxes``
-    column sizes the arrays, and each record batch is validated and copied into place.
-    ``path`` may also be a list of files. Rows with an ``error`` (the live pass's undecodable
-    records) are left out and, when ``failed`` is a list, appended to it as tables.
-    """
-    files = [str(f) for f in path] if isinstance(path, list) else None
-    path = posixpath.dirname(files[0]) if files else Path(path)
-    if not files and not path.exists():
-        raise InputError(f"{path}: detections file not found")
-    try:
-        fs, sources = bare_paths(files) if files else (None, str(path))
-        dataset = pads.dataset(sources, format="parquet", filesystem=fs)
-        missing = [c for c in REQUIRED_COLUMNS if c not in dataset.schema.names]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-        total = sum(pc.sum(pc.list_value_length(b.column(0))).as_py() or 0
-                    for b in dataset.to_batches(columns=["boxes"]))
-        parts = _Parts(total, num_classes)
-        # Arrow's default read-ahead (16 batches) would hold ~2.7 GB of scores at 1M images
-        for batch in dataset.to_batches(batch_size=batch_rows, batch_readahead=2, fragment_readahead=1):
-            table = _without_failed(pa.Table.from_batches([batch]), failed)
-            if table.num_rows:
-                parts.add(flatten_detections(table, num_classes, source=str(path), check_unique=False))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable parquet file ({exc})") from None
-    if not parts.ids:
-        raise InputError(f"{path}: the pool is empty (no rows)")
-    return parts.finish(str(path))
+    def rows(self, rows: np.ndarray) -> "FlatDetections":
+        """These images (in this order) with their boxes, score rows and optional columns."""
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = self.counts[rows]
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        box_rows = np.concatenate([np.arange(self.offsets[r], self.offsets[r + 1]) for r in rows]) \
+            if len(rows) else np.zeros(0, np.int64)
+        pick = (lambda a: None if a is None else a[rows])
+        return FlatDetections(self.image_ids[rows], offsets, self.boxes[box_rows], self.scores[box_rows],
+                              pick(self.width), pick(self.height), pick(self.uri))
 
 
-def _without_failed(table: pa.Table, failed: list | None) -> pa.Table:
-    if "error" not in table.column_names:
-        return table
-    bad = pc.is_valid(table.column("error"))
-    if failed is not None and pc.any(bad).as_py():
-        keep = [c for c in ("image_id", "uri", "error", "error_stage") if c in table.column_names]
-        failed.append(table.filter(bad).select(keep))
-    return table.filter(pc.invert(bad))
+# ---------------------------------------------------------------------------------------------
+# column types (SPEC.md §3)
 
 
-class _Parts:
-    """Validated batches copied into preallocated arrays."""
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
-    def __init__(self, total_boxes: int, num_classes: int):
-        self.scores = np.empty((total_boxes, num_classes), np.float32)
-        self.boxes = np.empty((total_boxes, 4), np.float32)
-        self.at = 0
-        self.ids, self.counts, self.extra = [], [], {"width": [], "height": [], "uri": []}
 
-    def add(self, part: FlatDetections) -> None:
-        n = int(part.offsets[-1])
-        self.scores[self.at:self.at + n] = part.scores
-        self.boxes[self.at:self.at + n] = part.boxes
-        self.at += n
-        self.ids.append(part.image_ids)
-        self.counts.append(part.counts)
-        for name in self.extra:
-            self.extra[name].append(getattr(part, name))
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
 
-    def finish(self, source: str) -> FlatDetections:
-        image_ids = np.concatenate(self.ids)
-        _check_unique(pa.array(image_ids, pa.string()), source)
-        offsets = np.zeros(len(image_ids) + 1, dtype=np.int64)
-        np.cumsum(np.concatenate(self.counts), out=offsets[1:])
-        extra = {k: None if any(v is None for v in vs) else np.concatenate(vs) for k, vs in self.extra.items()}
-        return FlatDetections(image_ids, offsets, self.boxes[:self.at], self.scores[:self.at], **extra)
+
+def _nested_of(t: pa.DataType, value_ok) -> bool:
+    return _is_list(t) and _is_list(t.value_type) and value_ok(t.value_type.value_type)
+
+
+_NUMBER = (lambda t: pa.types.is_floating(t) or pa.types.is_integer(t))
+# column -> (check, what the contract declares)
+COLUMN_TYPES = {
+    "image_id": (_is_string, "string"),
+    "boxes": (lambda t: _nested_of(t, _NUMBER), "list<list<float32>> (4 numbers per box)"),
+    "scores": (lambda t: _nested_of(t, pa.types.is_floating), "list<list<float32>> (C floats per box)"),
+    "width": (_NUMBER, "a number (int32 or float)"),
+    "height": (_NUMBER, "a number (int32 or float)"),
+    "uri": (_is_string, "string"),
+    "error": (lambda t: _is_string(t) or pa.types.is_null(t), "string"),
+    "error_stage": (lambda t: _is_string(t) or pa.types.is_null(t), "string"),
+    "converted": (lambda t: _is_string(t) or pa.types.is_null(t), "string"),
+}
+
+
+def type_name(t: pa.DataType) -> str:
+    """An Arrow type as the contract writes it: list<list<float>>, not list<element: list<…>>."""
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{type_name(t.value_type)}, {t.list_size}>"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{'large_' if pa.types.is_large_list(t) else ''}list<{type_name(t.value_type)}>"
+    return str(t)
+
+
+def check_schema(schema: pa.Schema, source: str) -> None:
+    """Every contract column present with its declared type; one line naming the first that is not."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
+    for name, (ok, declared) in COLUMN_TYPES.items():
+        if name in schema.names and not ok(schema.field(name).type):
+            raise InputError(f"{source}: column {name!r} must be {declared}, got "
+                             f"{type_name(schema.field(name).type)} (every record)")
+
+
+# ---------------------------------------------------------------------------------------------
+# one table (or record batch) to flat arrays
 
 
 def flatten_detections(table: pa.Table, num_classes: int, source: str = "detections",
-                       check_unique: bool = True) -> FlatDetections:
+                       check_unique: bool = True, first_record: int = 0,
+                       check_scores: bool = True) -> FlatDetections:
+    """Validate one table of the contract and flatten it; ``first_record`` numbers its rows
+    within ``source`` for the messages. ``check_scores=False`` leaves the [0, 1] range check to
+    the caller (the streaming pass checks it on the row min / max it computes anyway)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
     if table.num_rows == 0:
         raise InputError(f"{source}: the pool is empty (no rows)")
+    check_schema(table.schema, source)
     ids = pc.cast(table.column("image_id"), pa.string()).combine_chunks()
     if ids.null_count:
-        raise InputError(f"{source}: row {_first(pc.is_null(ids))} has a null image_id")
+        raise InputError(f"{source}: record {first_record + _first(pc.is_null(ids))} has a null "
+                         f"image_id (column 'image_id')")
     image_ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
     if check_unique:
         _check_unique(ids, source)
+    where = _Where(source, first_record, image_ids)
     boxes_col = table.column("boxes").combine_chunks()
     scores_col = table.column("scores").combine_chunks()
-    counts = _list_lengths(boxes_col, image_ids, source, "boxes")
-    score_counts = _list_lengths(scores_col, image_ids, source, "scores")
+    counts = _list_lengths(boxes_col)
+    score_counts = _list_lengths(scores_col)
     ragged = counts != score_counts
     if ragged.any():
         i = int(np.flatnonzero(ragged)[0])
-        raise InputError(f"{source}: image {image_ids[i]!r} has {counts[i]} boxes but "
-                         f"{score_counts[i]} score rows")
+        raise InputError(f"{where.record(i)} has {counts[i]} boxes but {score_counts[i]} score rows "
+                         f"(columns 'boxes' and 'scores')")
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    boxes = _inner_matrix(boxes_col, 4, offsets, image_ids, source, "boxes")
-    scores = _inner_matrix(scores_col, num_classes, offsets, image_ids, source, "scores")
-    _check_scores(scores, offsets, image_ids, source)
-    _check_boxes(boxes, offsets, image_ids, source)
-    return FlatDetections(image_ids, offsets, boxes, scores, *_optional(table))
+    where.offsets = offsets
+    boxes = _inner_matrix(boxes_col, 4, where, "boxes")
+    scores = _inner_matrix(scores_col, num_classes, where, "scores")
+    if check_scores:
+        check_score_range(scores.min(axis=1, initial=np.inf), scores.max(axis=1, initial=-np.inf), where)
+    _check_boxes(boxes, where)
+    return FlatDetections(image_ids, offsets, boxes, scores, *_optional(table, where), where=where)
 
 
-def _optional(table: pa.Table):
+@dataclass
+class _Where:
+    """Names a record for a message: file, row in the file, image_id."""
+    source: str
+    first_record: int
+    image_ids: np.ndarray
+    offsets: np.ndarray | None = None
+
+    def record(self, row: int) -> str:
+        return f"{self.source}: record {self.first_record + row}, image {self.image_ids[row]!r}"
+
+    def box(self, box: int) -> str:
+        return self.record(int(np.searchsorted(self.offsets, box, side="right") - 1))
+
+
+def _optional(table: pa.Table, where: _Where):
     def col(name, dtype):
         if name not in table.column_names:
             return None
-        return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=dtype)
+        values = np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=dtype)
+        if dtype is np.float64:
+            bad = ~np.isfinite(values) | (values <= 0)
+            if bad.any():
+                raise InputError(f"{where.record(int(np.flatnonzero(bad)[0]))} has a null, non-finite "
+                                 f"or non-positive {name!r}")
+        return values
     return col("width", np.float64), col("height", np.float64), col("uri", object)
 
 
@@ -167,50 +204,184 @@ def _check_unique(ids: pa.Array, source: str) -> None:
         raise InputError(f"{source}: duplicate image_id {duplicated[0].as_py()!r}")
 
 
-def _list_lengths(col: pa.Array, image_ids, source: str, name: str) -> np.ndarray:
-    if not pa.types.is_list(col.type) and not pa.types.is_large_list(col.type) \
-            and not pa.types.is_fixed_size_list(col.type):
-        raise InputError(f"{source}: column {name!r} must be a list of lists, got {col.type}")
+def _list_lengths(col: pa.Array) -> np.ndarray:
     lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
     if col.null_count:  # a null list means "no boxes" only if both columns agree; treat as empty
         lengths = np.where(np.isnan(lengths.astype(float)), 0, lengths)
     return lengths.astype(np.int64)
 
 
-def _inner_matrix(col: pa.Array, width: int, offsets, image_ids, source: str, name: str) -> np.ndarray:
+def _inner_matrix(col: pa.Array, width: int, where: _Where, name: str) -> np.ndarray:
     rows = col.flatten()  # one entry per box
     if rows.null_count:
-        box = _first(pc.is_null(rows))
-        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a null {name} row")
+        raise InputError(f"{where.box(_first(pc.is_null(rows)))} has a null {name} row (column {name!r})")
     lengths = pc.list_value_length(rows).to_numpy(zero_copy_only=False)
     bad = lengths != width
     if bad.any():
         box = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a {name} row of "
-                         f"width {lengths[box]}, expected {width}")
+        raise InputError(f"{where.box(box)} has a {name} row of width {lengths[box]}, "
+                         f"expected {width} (column {name!r})")
     values = rows.flatten()
     if values.null_count:
-        box = _first(pc.is_null(values)) // width
-        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a null {name} value")
+        raise InputError(f"{where.box(_first(pc.is_null(values)) // width)} has a null {name} "
+                         f"value (column {name!r})")
     flat = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     return flat.reshape(-1, width)
 
 
-def _image_of(box: int, offsets: np.ndarray, image_ids) -> str:
-    return image_ids[int(np.searchsorted(offsets, box, side="right") - 1)]
-
-
-def _check_scores(scores: np.ndarray, offsets, image_ids, source: str) -> None:
-    # Row min/max instead of elementwise masks: no (m, C) temporaries, and NaN fails both tests.
-    bad_rows = ~(scores.min(axis=1, initial=np.inf) >= 0) | ~(scores.max(axis=1, initial=-np.inf) <= 1)
+def check_score_range(row_min: np.ndarray, row_max: np.ndarray, where: "_Where") -> None:
+    """Every class score in [0, 1]: NaN fails both comparisons."""
+    bad_rows = ~(row_min >= 0) | ~(row_max <= 1)
     if bad_rows.any():
-        box = int(np.flatnonzero(bad_rows)[0])
-        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a NaN, infinite "
-                         f"or out-of-range [0, 1] class score")
+        raise InputError(f"{where.box(int(np.flatnonzero(bad_rows)[0]))} has a NaN, infinite or "
+                         f"out-of-range [0, 1] class score (column 'scores')")
 
 
-def _check_boxes(boxes: np.ndarray, offsets, image_ids, source: str) -> None:
+def _check_boxes(boxes: np.ndarray, where: _Where) -> None:
     bad = ~np.isfinite(boxes).all(axis=1)
     if bad.any():
-        box = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{source}: image {_image_of(box, offsets, image_ids)!r} has a non-finite box")
+        raise InputError(f"{where.box(int(np.flatnonzero(bad)[0]))} has a non-finite box (column 'boxes')")
+    # x2 < x1 or y2 < y1 is not xyxy (§7: negative-area boxes are malformed); zero extent is
+    # kept, since a detector's boxes clipped at the image border can be degenerate
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if inverted.any():
+        box = int(np.flatnonzero(inverted)[0])
+        raise InputError(f"{where.box(box)} has a box with x2 < x1 or y2 < y1 "
+                         f"({', '.join(f'{v:g}' for v in boxes[box])}; column 'boxes' is xyxy)")
+
+
+# ---------------------------------------------------------------------------------------------
+# a parquet file, folder or file list, batch by batch
+
+
+class DetectionsSource:
+    """The parquet files of a detections input, read record batch by record batch.
+
+    ``path``: a file, a folder of files, or a list of files (local paths or URIs).
+    """
+
+    def __init__(self, path: str | Path | list):
+        files = [str(f) for f in path] if isinstance(path, list) else None
+        self.path = posixpath.dirname(files[0]) if files else Path(path)
+        if not files and not self.path.exists():
+            raise InputError(f"{self.path}: detections file not found")
+        try:
+            fs, sources = bare_paths(files) if files else (None, str(self.path))
+            self.dataset = pads.dataset(sources, format="parquet", filesystem=fs)
+            self.fragments = list(self.dataset.get_fragments())
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.path}: not a readable parquet file ({_short(exc)})") from None
+        self.single = not files and self.path.is_file()
+
+    def name(self, fragment) -> str:
+        return str(self.path) if self.single else fragment.path
+
+    def schema_names(self) -> list[str]:
+        return self.dataset.schema.names
+
+    def batches(self, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS,
+                check: bool = True) -> Iterator[tuple[str, int, pa.Table]]:
+        """(file, row of the batch's first record in that file, batch as a table).
+
+        Each file is read through a buffered stream without pre-buffering, so memory holds the
+        batch in flight and the next one (decoded on a second thread while this one is
+        worked on), not the file: Arrow's dataset scanner pre-buffers every row group it
+        plans to read, which held the whole 3.3 GB file of 1M images.
+        """
+        yield from _prefetch(self._read(columns, batch_rows, check))
+
+    def _read(self, columns, batch_rows, check):
+        for fragment in self.fragments:
+            source = self.name(fragment)
+            try:
+                schema = fragment.physical_schema
+                if check:
+                    check_schema(schema, source)
+                wanted = [c for c in (columns or schema.names) if c in schema.names]
+                with fragment.filesystem.open_input_file(fragment.path) as f:
+                    reader = pq.ParquetFile(f, buffer_size=READ_BUFFER, pre_buffer=False)
+                    at = 0
+                    for batch in reader.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=True):
+                        yield source, at, pa.Table.from_batches([batch])
+                        at += batch.num_rows
+            except (pa.ArrowException, OSError) as exc:
+                raise InputError(f"{source}: not a readable parquet file ({_short(exc)})") from None
+
+
+def _prefetch(items: Iterator, depth: int = 1) -> Iterator:
+    """Run ``items`` on a thread, ``depth`` items ahead of the consumer (Arrow's decoding
+    releases the GIL, so reading overlaps the work on the previous batch)."""
+    done = object()
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            slots.put((done, exc))
+
+    thread = threading.Thread(target=produce, daemon=True, name="detections-reader")
+    thread.start()
+    try:
+        while True:
+            item, exc = slots.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                thread.join(0.1)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def without_failed(table: pa.Table, failed: list | None) -> pa.Table:
+    """The rows without an ``error`` (the live pass's undecodable records); those go to ``failed``."""
+    if "error" not in table.column_names:
+        return table
+    bad = pc.is_valid(table.column("error"))
+    if failed is not None and pc.any(bad).as_py():
+        keep = [c for c in ("image_id", "uri", "error", "error_stage") if c in table.column_names]
+        failed.append(table.filter(bad).select(keep))
+    return table.filter(pc.invert(bad))
+
+
+def read_detections(path: str | Path | list, num_classes: int, batch_rows: int = BATCH_ROWS,
+                    failed: list | None = None) -> FlatDetections:
+    """Every box of a detections input in flat arrays (small inputs, tests; the selection
+    itself streams with :func:`taast_ray.selection.pool.stream_pool`)."""
+    source = DetectionsSource(path)
+    parts = []
+    for name, at, table in source.batches(batch_rows=batch_rows):
+        table = without_failed(table, failed)
+        if table.num_rows:
+            parts.append(flatten_detections(table, num_classes, source=name, check_unique=False,
+                                            first_record=at))
+    if not parts:
+        raise InputError(f"{source.path}: the pool is empty (no rows)")
+    image_ids = np.concatenate([p.image_ids for p in parts])
+    _check_unique(pa.array(image_ids, pa.string()), str(source.path))
+    offsets = np.zeros(len(image_ids) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate([p.counts for p in parts]), out=offsets[1:])
+    extra = {k: None if any(getattr(p, k) is None for p in parts) else
+             np.concatenate([getattr(p, k) for p in parts]) for k in ("width", "height", "uri")}
+    return FlatDetections(image_ids, offsets, np.concatenate([p.boxes for p in parts]),
+                          np.concatenate([p.scores for p in parts]), **extra)

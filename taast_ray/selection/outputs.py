@@ -5,10 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from taast_ray.data.labels import LabelSet
-from taast_ray.io import child, write_json, write_parquet
-from taast_ray.selection.detections import FlatDetections
+from taast_ray.io import atomic_path, child, filesystem, is_uri, write_json, write_parquet
+from taast_ray.selection.pool import PoolScalars
 from taast_ray.selection.scoring import ImageScores
 from taast_ray.selection.strategies import Picks
 
@@ -17,57 +18,94 @@ def _nullable(values: np.ndarray, null: np.ndarray) -> pa.Array:
     return pa.array(values, mask=null)
 
 
-def scores_table(det: FlatDetections, scored: ImageScores, picks: Picks, labels: LabelSet) -> pa.Table:
-    has_class = scored.candidate_class >= 0
-    category = np.where(has_class, labels.category_ids[np.maximum(scored.candidate_class, 0)], 0)
-    weight = np.where(has_class, scored.weights[np.maximum(scored.candidate_class, 0)], 0.0)
+SCORES_CHUNK_ROWS = 1 << 20  # scores.parquet is built and written this many rows at a time
+
+
+def scores_chunks(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet,
+                  chunk_rows: int = SCORES_CHUNK_ROWS):
+    """scores.parquet in image_id order (whatever order the detections came in), chunk by chunk,
+    so its temporaries are those of one chunk rather than of the pool."""
+    by_id = np.empty(det.num_images, np.int64)
+    by_id[det.tie_rank] = np.arange(det.num_images)
     selected = np.zeros(det.num_images, bool)
     selected[picks.rows] = True
-    return pa.table({
-        "image_id": pa.array(det.image_ids, pa.string()),
-        "entropy": pa.array(scored.entropy, pa.float64()),
-        "candidate_class": _nullable(category.astype(np.int64), ~has_class),
-        "weight": _nullable(weight, ~has_class),
-        "score": _nullable(picks.score.astype(np.float64), ~np.isfinite(picks.score)),
-        "pseudo": pa.array(scored.pseudo),
-        "candidate": pa.array(picks.candidate),
-        "cluster": _nullable(picks.cluster.astype(np.int64), picks.cluster < 0),
-        "selected": pa.array(selected),
-    }).sort_by("image_id")  # a stable order whatever order the detections arrived in
+    for start in range(0, det.num_images, chunk_rows):
+        rows = by_id[start:start + chunk_rows]
+        cls = scored.candidate_class[rows]
+        has_class = cls >= 0
+        category = np.where(has_class, labels.category_ids[np.maximum(cls, 0)], 0)
+        weight = np.where(has_class, scored.weights[np.maximum(cls, 0)], 0.0)
+        score, cluster = picks.score[rows].astype(np.float64), picks.cluster[rows]
+        yield pa.table({
+            "image_id": det.image_ids.take(pa.array(rows)),
+            "entropy": pa.array(scored.entropy[rows], pa.float64()),
+            "candidate_class": _nullable(category.astype(np.int64), ~has_class),
+            "weight": _nullable(weight, ~has_class),
+            "score": _nullable(score, ~np.isfinite(score)),
+            "pseudo": pa.array(scored.pseudo[rows]),
+            "candidate": pa.array(picks.candidate[rows]),
+            "cluster": _nullable(cluster.astype(np.int64), cluster < 0),
+            "selected": pa.array(selected[rows]),
+        })
 
 
-def selection_table(det: FlatDetections, picks: Picks) -> pa.Table:
+def scores_table(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet) -> pa.Table:
+    return pa.concat_tables(scores_chunks(det, scored, picks, labels))
+
+
+def write_parquet_chunks(path, chunks) -> None:
+    """Tables with one schema into one parquet file, atomically (a URI: one upload)."""
+    def write(sink, filesystem=None):
+        writer = None
+        try:
+            for table in chunks:
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, table.schema, filesystem=filesystem)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    if is_uri(path):
+        fs, inner = filesystem(path)
+        write(inner, fs)
+        return
+    with atomic_path(path) as tmp:
+        write(str(tmp))
+
+
+def selection_table(det: PoolScalars, picks: Picks) -> pa.Table:
     rows = picks.rows
     score = picks.score[rows].astype(np.float64)
     cluster = picks.cluster[rows]
     columns = {
-        "image_id": pa.array(det.image_ids[rows], pa.string()),
+        "image_id": pa.array(det.ids(rows), pa.string()),
         "rank": pa.array(np.arange(len(rows), dtype=np.int64)),
         "score": _nullable(score, ~np.isfinite(score)),
         "cluster": _nullable(cluster.astype(np.int64), cluster < 0),
         "fill": pa.array(picks.fill),
     }
-    if det.uri is not None:
-        columns["uri"] = pa.array(det.uri[rows], pa.string())
+    if det.has_uri:
+        columns["uri"] = pa.array(det.uris(rows), pa.string())
     return pa.table(columns)
 
 
-def pseudo_labels_coco(det: FlatDetections, scored: ImageScores, labels: LabelSet) -> dict:
+def pseudo_labels_coco(det: PoolScalars, scored: ImageScores, labels: LabelSet) -> dict:
     """P as COCO detections: one image per pseudo-labelled image, its boxes with their argmax class."""
     rows = np.flatnonzero(scored.pseudo)
-    rows = rows[np.argsort(det.image_ids[rows].astype(str), kind="stable")]
-    numeric = all(str(i).isdigit() for i in det.image_ids[rows])
+    rows = rows[np.argsort(det.tie_rank[rows], kind="stable")]
+    p = det.box_rows(rows)
+    numeric = all(str(i).isdigit() for i in p.image_ids)
     images, annotations = [], []
-    for n, row in enumerate(rows):
-        image_id = int(det.image_ids[row]) if numeric else n + 1
-        image = {"id": image_id, "file_name": str(det.uri[row] if det.uri is not None else det.image_ids[row]),
-                 "taast_image_id": str(det.image_ids[row])}
-        if det.width is not None:
-            image.update(width=int(det.width[row]), height=int(det.height[row]))
+    for n, name in enumerate(p.image_ids):
+        image_id = int(name) if numeric else n + 1
+        image = {"id": image_id, "file_name": str(p.uri[n] if p.uri is not None else name),
+                 "taast_image_id": str(name)}
+        if p.width is not None:
+            image.update(width=int(p.width[n]), height=int(p.height[n]))
         images.append(image)
-        lo, hi = det.offsets[row], det.offsets[row + 1]
-        classes = np.argmax(det.scores[lo:hi], axis=1)
-        for box, k, conf in zip(det.boxes[lo:hi], classes, scored.confidence[lo:hi]):
+        lo, hi = p.offsets[n], p.offsets[n + 1]
+        for box, k, conf in zip(p.boxes[lo:hi], p.box_class[lo:hi], p.box_conf[lo:hi]):
             x1, y1, x2, y2 = (float(v) for v in box)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": int(labels.category_ids[k]),
@@ -79,43 +117,45 @@ def pseudo_labels_coco(det: FlatDetections, scored: ImageScores, labels: LabelSe
             "annotations": annotations, "categories": categories}
 
 
-def label_studio_tasks(det: FlatDetections, scored: ImageScores, picks: Picks, labels: LabelSet) -> list:
+def label_studio_tasks(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet) -> list:
     """One Label Studio task per selected image, the detector's boxes as pre-annotations."""
     names = labels.category_names
+    chosen = det.box_rows(picks.rows)
     tasks = []
     for rank, (row, fill) in enumerate(zip(picks.rows, picks.fill)):
         k = int(scored.candidate_class[row])
-        data = {"image": str(det.uri[row]) if det.uri is not None else str(det.image_ids[row]),
-                "image_id": str(det.image_ids[row]), "rank": rank, "fill": bool(fill),
+        name = chosen.image_ids[rank]
+        data = {"image": str(chosen.uri[rank]) if chosen.uri is not None else str(name),
+                "image_id": str(name), "rank": rank, "fill": bool(fill),
                 "score": float(picks.score[row]) if np.isfinite(picks.score[row]) else None,
                 "candidate_class": names[k] if k >= 0 else None,
                 "candidate_category_id": int(labels.category_ids[k]) if k >= 0 else None}
         task = {"data": data}
-        if det.width is not None and det.height is not None:
-            task["predictions"] = [{"model_version": "taast-ray", "result": _ls_boxes(det, row, names)}]
+        if chosen.width is not None and chosen.height is not None:
+            task["predictions"] = [{"model_version": "taast-ray", "result": _ls_boxes(chosen, rank, names)}]
         tasks.append(task)
     return tasks
 
 
-def _ls_boxes(det: FlatDetections, row: int, names: list[str]) -> list:
-    lo, hi = det.offsets[row], det.offsets[row + 1]
-    width, height = float(det.width[row]), float(det.height[row])
+def _ls_boxes(chosen, n: int, names: list[str]) -> list:
+    lo, hi = chosen.offsets[n], chosen.offsets[n + 1]
+    width, height = float(chosen.width[n]), float(chosen.height[n])
     result = []
-    for box, scores in zip(det.boxes[lo:hi], det.scores[lo:hi]):
+    for box, k, conf in zip(chosen.boxes[lo:hi], chosen.box_class[lo:hi], chosen.box_conf[lo:hi]):
         x1, y1, x2, y2 = (float(v) for v in box)
         result.append({"from_name": "label", "to_name": "image", "type": "rectanglelabels",
                        "original_width": int(width), "original_height": int(height),
-                       "score": float(scores.max()),
+                       "score": float(conf),
                        "value": {"x": 100 * x1 / width, "y": 100 * y1 / height,
                                  "width": 100 * (x2 - x1) / width, "height": 100 * (y2 - y1) / height,
-                                 "rectanglelabels": [names[int(np.argmax(scores))]]}})
+                                 "rectanglelabels": [names[int(k)]]}})
     return result
 
 
-def write_selection_outputs(out: Path | str, det: FlatDetections, scored: ImageScores, picks: Picks,
+def write_selection_outputs(out: Path | str, det: PoolScalars, scored: ImageScores, picks: Picks,
                             labels: LabelSet, summary: dict) -> None:
     """Every file atomically; summary.json last, so its presence means the set is whole."""
-    write_parquet(child(out, "scores.parquet"), scores_table(det, scored, picks, labels))
+    write_parquet_chunks(child(out, "scores.parquet"), scores_chunks(det, scored, picks, labels))
     write_parquet(child(out, "selection.parquet"), selection_table(det, picks))
     write_json(child(out, "pseudo_labels.json"), pseudo_labels_coco(det, scored, labels))
     write_json(child(out, "label_studio_tasks.json"), label_studio_tasks(det, scored, picks, labels))

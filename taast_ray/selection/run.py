@@ -6,15 +6,15 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 
 from taast_ray.config import SelectionConfig, TaastConfig
 from taast_ray.data.labels import LabelSet, load_labels
 from taast_ray.errors import InputError
-from taast_ray.selection.candidates import id_rank
-from taast_ray.selection.detections import FlatDetections, read_detections
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.outputs import write_selection_outputs
-from taast_ray.selection.scoring import ImageScores, score_images
+from taast_ray.selection.pool import PoolScalars, stream_pool
+from taast_ray.selection.scoring import ImageScores, finish_scores
 from taast_ray.selection.strategies import NEEDS_EMBEDDINGS, Picks, SelectionContext, run_strategy
 from taast_ray.versions import software_versions
 
@@ -41,16 +41,30 @@ def check_budget(budget: int, pool_size: int, source: str) -> None:
         raise InputError(f"{source}: budget {budget} is larger than the pool ({pool_size} images)")
 
 
-def score_detections(det: FlatDetections, labels: LabelSet, sel: SelectionConfig) -> ImageScores:
-    return score_images(det.scores, det.offsets, labels.class_counts(sel.count_mode), tau=sel.tau,
-                        beta=sel.beta, count_mode=sel.count_mode,
-                        use_rarity=sel.strategy != "taast-no-rarity")
+def score_detections(det: PoolScalars, labels: LabelSet, sel: SelectionConfig) -> ImageScores:
+    """Eqs. 5–7 from the streaming pass's per-image scalars."""
+    return finish_scores(det.entropy, det.candidate_class, det.pseudo, det.pseudo_counts[sel.count_mode],
+                         labels.class_counts(sel.count_mode), labels.num_classes, beta=sel.beta,
+                         use_rarity=sel.strategy != "taast-no-rarity")
 
 
-def make_context(det: FlatDetections, scored: ImageScores, sel: SelectionConfig,
+class PoolIds:
+    """The pool's image_ids as the strategies index them (len, rows → str array), kept in Arrow."""
+
+    def __init__(self, pool: PoolScalars):
+        self.pool = pool
+
+    def __len__(self) -> int:
+        return self.pool.num_images
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.pool.ids(rows)
+
+
+def make_context(det: PoolScalars, scored: ImageScores, sel: SelectionConfig,
                  embeddings: ParquetEmbeddings | None, labels: LabelSet) -> SelectionContext:
     return SelectionContext(
-        image_ids=det.image_ids, tie_rank=id_rank(det.image_ids), scored=scored,
+        image_ids=PoolIds(det), tie_rank=det.tie_rank, scored=scored,
         budget=sel.budget, seed=sel.seed, candidate_fraction=sel.candidate_fraction,
         kmeans_backend=sel.kmeans_backend, kmeans_iters=sel.kmeans_iters,
         kmeans_max_points_per_centroid=sel.kmeans_max_points_per_centroid,
@@ -59,7 +73,7 @@ def make_context(det: FlatDetections, scored: ImageScores, sel: SelectionConfig,
         if embeddings is not None else None)
 
 
-def build_summary(cfg: TaastConfig, det: FlatDetections, scored: ImageScores, picks: Picks,
+def build_summary(cfg: TaastConfig, det: PoolScalars, scored: ImageScores, picks: Picks,
                   labels: LabelSet, timings: dict, extra: dict | None = None) -> dict:
     sel = cfg.selection
     names = labels.category_names
@@ -68,7 +82,7 @@ def build_summary(cfg: TaastConfig, det: FlatDetections, scored: ImageScores, pi
         "pool_size": int(det.num_images), "pseudo_labelled": int(scored.pseudo.sum()),
         "eligible": int((~scored.pseudo).sum()), "candidates": int(picks.candidate.sum()),
         "selected": int(len(picks.rows)), "filled": int(picks.fill.sum()),
-        "boxes": int(det.offsets[-1]), "det_conf": sel.det_conf, "tau": sel.tau,
+        "boxes": det.num_boxes, "det_conf": sel.det_conf, "tau": sel.tau,
         "count_mode": sel.count_mode,
         "class_counts": {names[k]: int(n) for k, n in enumerate(scored.class_counts)},
         "labelled_class_counts": {names[k]: int(n)
@@ -85,20 +99,24 @@ def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path
     timer = StageTimer()
     with timer("read"):
         labels = load_labels(labels_path)
-        det = read_detections(detections, labels.num_classes)
-        check_budget(sel.budget, det.num_images, str(detections))
         if sel.strategy in NEEDS_EMBEDDINGS and embeddings is None:
             raise InputError(f"--embeddings: strategy {sel.strategy!r} needs an embeddings file")
         emb = ParquetEmbeddings(embeddings) if embeddings is not None else None
-    with timer("score"):
-        scored = score_detections(det, labels, sel)
-    with timer("select"):
-        picks = run_strategy(sel.strategy, make_context(det, scored, sel, emb, labels))
-    summary = build_summary(cfg, det, scored, picks, labels, timer.seconds,
-                            {"detections": str(detections), "labels": str(labels_path),
-                             "embeddings": str(embeddings) if embeddings else None})
-    with timer("write"):
-        write_selection_outputs(Path(out), det, scored, picks, labels, summary)
+    with timer("read_score"):  # one streaming pass: read, validate, eqs. 1–4 batch by batch
+        det = stream_pool(detections, labels.num_classes, sel.tau)
+    try:
+        check_budget(sel.budget, det.num_images, str(detections))
+        with timer("score"):
+            scored = score_detections(det, labels, sel)
+        with timer("select"):
+            picks = run_strategy(sel.strategy, make_context(det, scored, sel, emb, labels))
+        summary = build_summary(cfg, det, scored, picks, labels, timer.seconds,
+                                {"detections": str(detections), "labels": str(labels_path),
+                                 "embeddings": str(embeddings) if embeddings else None})
+        with timer("write"):
+            write_selection_outputs(Path(out), det, scored, picks, labels, summary)
+    finally:
+        det.close()
     log.info("selected %d of %d images (%d filled) in %s", len(picks.rows), det.num_images,
              int(picks.fill.sum()), timer.seconds)
     return summary

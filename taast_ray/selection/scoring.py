@@ -14,13 +14,18 @@ import numpy as np
 _CHUNK_BOXES = 1 << 14  # 16k boxes × C floats stay in cache between the passes over a chunk
 
 
-def _chunk_statistics(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(conf_b, H(p_b)) for a block of score rows.
+def _chunk_statistics(chunk: np.ndarray):
+    """(conf_b, H(p_b), argmax_k s_{k,b}, min_k s_{k,b}) for a block of score rows.
 
     H = ln S − (Σ_k s_k ln s_k) / S with S = Σ_k s_k, so p_b is never materialised; s ln s is
     taken in float32 (s = 0 contributes 0 through the 1e-30 floor) and summed in float64.
+    The max and min are gathered at argmax / argmin, which numpy runs several times faster
+    along a short row than max / min (the same element, NaN included: both find the first NaN).
     """
-    confidence = chunk.max(axis=1)
+    rows = np.arange(len(chunk))
+    best = chunk.argmax(axis=1)
+    confidence = chunk[rows, best]
+    minimum = chunk[rows, chunk.argmin(axis=1)]
     total = chunk.sum(axis=1, dtype=np.float64)
     s_log_s = np.maximum(chunk, np.float32(1e-30))
     np.log(s_log_s, out=s_log_s)
@@ -28,18 +33,22 @@ def _chunk_statistics(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = np.log(total) - s_log_s.sum(axis=1, dtype=np.float64) / total
     entropy = np.where(total > 0, np.maximum(entropy, 0.0), np.log(chunk.shape[1]))
-    return confidence, entropy
+    return confidence, entropy, best, minimum
 
 
-def box_statistics(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """conf_b and H(p_b) for every box, in cache-sized chunks spread over the cores."""
+def box_statistics(scores: np.ndarray, with_class: bool = False):
+    """conf_b and H(p_b) for every box, in cache-sized chunks spread over the cores;
+    ``with_class`` adds argmax_k s_{k,b} and min_k s_{k,b} (for the contract's range check)."""
     scores = np.asarray(scores, dtype=np.float32)
     confidence = np.empty(len(scores), dtype=np.float32)
     entropy = np.empty(len(scores), dtype=np.float64)
+    best = np.empty(len(scores), dtype=np.int32)
+    minimum = np.empty(len(scores), dtype=np.float32)
 
     def work(start: int) -> None:
         stop = start + _CHUNK_BOXES
-        confidence[start:stop], entropy[start:stop] = _chunk_statistics(scores[start:stop])
+        (confidence[start:stop], entropy[start:stop], best[start:stop],
+         minimum[start:stop]) = _chunk_statistics(scores[start:stop])
 
     starts = range(0, len(scores), _CHUNK_BOXES)
     if len(starts) > 1 and (os.cpu_count() or 1) > 1:  # numpy's ufuncs release the GIL
@@ -48,7 +57,7 @@ def box_statistics(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     else:
         for start in starts:
             work(start)
-    return confidence, entropy
+    return (confidence, entropy, best, minimum) if with_class else (confidence, entropy)
 
 
 def box_confidence(scores: np.ndarray) -> np.ndarray:
@@ -138,25 +147,68 @@ class ImageScores:
     """Everything §2 defines per image, in the detections table's row order."""
     entropy: np.ndarray          # E(x)
     candidate_class: np.ndarray  # class index c(x), −1 for none
-    least_confident: np.ndarray  # global box row of b*, −1 for none
+    least_confident: np.ndarray | None  # global box row of b*, −1 for none (None when streamed)
     pseudo: np.ndarray           # x ∈ P
     class_counts: np.ndarray     # n_c over L ∪ P
     weights: np.ndarray          # w_c
     value: np.ndarray            # φ(x)
-    confidence: np.ndarray       # conf_b per box
+    confidence: np.ndarray | None  # conf_b per box (None when streamed: the rows are gone)
+
+
+@dataclass
+class ImageReduction:
+    """The per-image scalars of eqs. 1–4 and P's class counts (both count modes) for one block of
+    images: all that eqs. 5–8 need once the score rows are dropped."""
+    entropy: np.ndarray          # (n,) float64 E(x)
+    candidate_class: np.ndarray  # (n,) int32 c(x), −1 for none
+    pseudo: np.ndarray           # (n,) bool
+    box_count: np.ndarray        # (n,) int32
+    pseudo_counts: dict          # {"images": (C,) int64, "boxes": (C,) int64}
+    confidence: np.ndarray       # (m,) float32 conf_b of the block's boxes
+    least_confident: np.ndarray  # (n,) int64 box row of b* within the block, −1 for none
+    box_class: np.ndarray        # (m,) int32 argmax_k s_{k,b}
+    box_min: np.ndarray          # (m,) float32 min_k s_{k,b}
+
+
+def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8) -> ImageReduction:
+    """Eqs. 1–4 for a block of images whose boxes are rows offsets[i]:offsets[i + 1] of scores.
+
+    Every quantity is per image, so reducing the pool block by block gives the same bits as
+    reducing it whole (E's float64 sum runs over each image's boxes in order either way).
+    """
+    confidence, box_entropies, box_class, row_min = box_statistics(scores, with_class=True)
+    b_star = least_confident_box(confidence, offsets)
+    pseudo = pseudo_labelled(confidence, offsets, tau)
+    cand_class = np.full(len(b_star), -1, dtype=np.int32)
+    cand_class[b_star >= 0] = box_class[b_star[b_star >= 0]]  # = argmax_k s_{k,b*} (eq. 4)
+    counts = np.diff(offsets)
+    box_image = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    in_p = pseudo[box_image]
+    classes = box_class[in_p].astype(np.int64)
+    pairs = np.unique(box_image[in_p] * scores.shape[1] + classes)
+    pseudo_counts = {"boxes": np.bincount(classes, minlength=scores.shape[1]).astype(np.int64),
+                     "images": np.bincount(pairs % scores.shape[1], minlength=scores.shape[1]).astype(np.int64)}
+    return ImageReduction(image_entropy(box_entropies, offsets), cand_class, pseudo,
+                          counts.astype(np.int32), pseudo_counts, confidence, b_star, box_class, row_min)
+
+
+def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarray,
+                  pseudo_counts: np.ndarray, labelled_counts: np.ndarray, num_classes: int, *,
+                  beta: float = 1.0, use_rarity: bool = True, least_confident=None,
+                  confidence=None) -> ImageScores:
+    """Eqs. 5–7 from the per-image scalars: n_c = L's counts + P's, w_c, φ."""
+    counts = np.asarray(labelled_counts, dtype=np.int64) + np.asarray(pseudo_counts, dtype=np.int64)
+    weights = rarity_weight(counts, beta) if use_rarity else np.ones(num_classes)
+    return ImageScores(entropy, cand_class, least_confident, pseudo, counts, weights,
+                       image_value(entropy, cand_class, weights), confidence)
 
 
 def score_images(scores: np.ndarray, offsets: np.ndarray, labelled_counts: np.ndarray, *,
                  tau: float = 0.8, beta: float = 1.0, count_mode: str = "images",
                  use_rarity: bool = True) -> ImageScores:
     """Eqs. 1–7 in one pass. ``labelled_counts`` is n_c over L (same count mode)."""
-    confidence, box_entropies = box_statistics(scores)
-    entropy = image_entropy(box_entropies, offsets)
-    b_star = least_confident_box(confidence, offsets)
-    c_x = candidate_class(scores, b_star)
-    pseudo = pseudo_labelled(confidence, offsets, tau)
-    counts = np.asarray(labelled_counts, dtype=np.int64) + pseudo_class_counts(scores, offsets, pseudo,
-                                                                                count_mode)
-    weights = rarity_weight(counts, beta) if use_rarity else np.ones(scores.shape[1])
-    return ImageScores(entropy, c_x, b_star, pseudo, counts, weights,
-                       image_value(entropy, c_x, weights), confidence)
+    r = reduce_images(scores, offsets, tau)
+    return finish_scores(r.entropy, r.candidate_class.astype(np.int64), r.pseudo,
+                         r.pseudo_counts[count_mode], labelled_counts, scores.shape[1], beta=beta,
+                         use_rarity=use_rarity, least_confident=r.least_confident,
+                         confidence=r.confidence)

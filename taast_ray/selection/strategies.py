@@ -47,11 +47,20 @@ class Picks:
     info: dict = field(default_factory=dict)
 
 
-def normalise_rows(x: np.ndarray) -> np.ndarray:
-    """z = f / ‖f‖₂ (eq. 9); an all-zero row stays zero rather than becoming NaN."""
+def normalise_rows(x: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """z = f / ‖f‖₂ (eq. 9); an all-zero row stays zero rather than becoming NaN.
+
+    ``in_place``: divide x itself, block by block (the same bits; no second N × d copy, and a
+    memory-mapped x stays mapped)."""
     x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+    if not (in_place and x.flags.writeable):
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.where(norms > 0, norms, 1.0)
+    for start in range(0, len(x), 1 << 15):
+        part = x[start:start + (1 << 15)]
+        norms = np.linalg.norm(part, axis=1, keepdims=True)
+        part /= np.where(norms > 0, norms, 1.0)
+    return x
 
 
 def _empty_picks(ctx: SelectionContext, score: np.ndarray) -> Picks:
@@ -93,7 +102,7 @@ def _top_by(ctx: SelectionContext, value: np.ndarray, eligible: np.ndarray) -> P
 def _embed_rows(ctx: SelectionContext, rows: np.ndarray) -> np.ndarray:
     if ctx.embed is None:
         raise ValueError("this strategy needs embeddings")
-    return normalise_rows(ctx.embed(list(ctx.image_ids[rows])))
+    return normalise_rows(ctx.embed(list(ctx.image_ids[rows])), in_place=True)  # a fresh array
 
 
 def _diverse(ctx: SelectionContext, value: np.ndarray) -> Picks:

@@ -1,0 +1,161 @@
+"""The streaming pass (issue 18): the same selection, bit for bit, as scoring the whole table."""
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taast_ray.config import config_from_dict
+from taast_ray.data.labels import load_labels
+from taast_ray.selection.candidates import id_rank, rank_by_value, top_candidates
+from taast_ray.selection.detections import read_detections
+from taast_ray.selection.embeddings import ParquetEmbeddings
+from taast_ray.selection.pool import stream_pool
+from taast_ray.selection.run import select_from_detections
+from taast_ray.selection.scoring import reduce_images, score_images
+from taast_ray.selection.strategies import SelectionContext, run_strategy
+from tests.factories import detections_table, write_embeddings, write_labels
+
+
+@pytest.fixture(scope="module")
+def moderate(tmp_path_factory):
+    """20,000 images in shuffled order, in row groups and batches smaller than the pool."""
+    tmp = tmp_path_factory.mktemp("moderate")
+    t = detections_table(20_000, 12, seed=11, confident_share=0.15)
+    t = t.take(np.random.default_rng(2).permutation(t.num_rows))
+    pq.write_table(t, tmp / "det.parquet", row_group_size=3_000)
+    ids = t.column("image_id").to_pylist()
+    write_labels(tmp / "labels.json", [40, 0, 3, 9, 1, 0, 22, 5, 2, 0, 7, 1])
+    write_embeddings(tmp / "emb.parquet", ids, dim=24, seed=3, clusters=40)
+    return tmp
+
+
+def reference_selection(folder, strategy: str, budget: int):
+    """The selection as the code before issue 18 made it: every score row in memory."""
+    labels = load_labels(folder / "labels.json")
+    det = read_detections(folder / "det.parquet", labels.num_classes)
+    scored = score_images(det.scores, det.offsets, labels.class_counts("images"),
+                          use_rarity=strategy != "taast-no-rarity")
+    emb = ParquetEmbeddings(folder / "emb.parquet")
+    ctx = SelectionContext(image_ids=det.image_ids, tie_rank=id_rank(det.image_ids), scored=scored,
+                           budget=budget, seed=5, embed=emb.get,
+                           labelled_embeddings=lambda: emb.get_present([]))
+    picks = run_strategy(strategy, ctx)
+    return det, scored, picks
+
+
+@pytest.mark.parametrize("strategy", ["taast", "taast-no-rarity", "entropy", "random"])
+def test_streamed_selection_is_the_whole_table_selection(moderate, strategy, tmp_path):
+    det, scored, picks = reference_selection(moderate, strategy, 48)
+    cfg = config_from_dict({"selection": {"strategy": strategy, "budget": 48, "seed": 5}}).validate()
+    summary = select_from_detections(cfg, moderate / "det.parquet", moderate / "labels.json",
+                                     tmp_path / "out", moderate / "emb.parquet")
+    sel = pq.read_table(tmp_path / "out" / "selection.parquet").to_pydict()
+    assert sel["image_id"] == det.image_ids[picks.rows].tolist()
+    assert sel["fill"] == picks.fill.tolist()
+    scores = pq.read_table(tmp_path / "out" / "scores.parquet")
+    order = np.argsort(det.image_ids.astype(str), kind="stable")
+    assert scores.column("image_id").to_pylist() == det.image_ids[order].tolist()
+    np.testing.assert_array_equal(scores.column("entropy").to_numpy(), scored.entropy[order])
+    np.testing.assert_array_equal(scores.column("pseudo").to_numpy(zero_copy_only=False), scored.pseudo[order])
+    np.testing.assert_array_equal(scores.column("candidate").to_numpy(zero_copy_only=False), picks.candidate[order])
+    assert summary["pseudo_labelled"] == int(scored.pseudo.sum())
+    assert summary["boxes"] == int(det.offsets[-1])
+    pseudo = json.loads((tmp_path / "out" / "pseudo_labels.json").read_text())
+    assert len(pseudo["images"]) == int(scored.pseudo.sum())
+    rows = np.flatnonzero(scored.pseudo)
+    assert len(pseudo["annotations"]) == int(det.counts[rows].sum())
+    tasks = json.loads((tmp_path / "out" / "label_studio_tasks.json").read_text())
+    first = picks.rows[0]
+    lo, hi = det.offsets[first], det.offsets[first + 1]
+    assert [r["score"] for r in tasks[0]["predictions"][0]["result"]] == \
+        [float(s.max()) for s in det.scores[lo:hi]]
+
+
+# Stored from the code before issue 18 (commit 607867c): 2,000 shuffled images × 12 classes,
+# taast, B = 16, seed 3 (also kept, with 55 other runs, in the engineer's regression check).
+STORED_SELECTION = ['img_00393', 'img_01191', 'img_00809', 'img_01290', 'img_01660', 'img_00689',
+                    'img_01434', 'img_01242', 'img_01685', 'img_01107', 'img_00546', 'img_01892',
+                    'img_01563', 'img_00296', 'img_01773', 'img_01556']
+
+
+def test_stored_output_case(tmp_path):
+    n, classes, seed = 2000, 12, 4
+    t = detections_table(n, classes, seed=seed, confident_share=0.3)
+    t = t.take(np.random.default_rng(seed).permutation(n))
+    pq.write_table(t, tmp_path / "det.parquet", row_group_size=n // 7)
+    write_labels(tmp_path / "labels.json", list(np.random.default_rng(seed).integers(0, 30, classes)))
+    write_embeddings(tmp_path / "emb.parquet", t.column("image_id").to_pylist() + [str(i) for i in range(1, 31)],
+                     seed=seed)
+    cfg = config_from_dict({"selection": {"strategy": "taast", "budget": 16, "seed": 3}}).validate()
+    summary = select_from_detections(cfg, tmp_path / "det.parquet", tmp_path / "labels.json",
+                                     tmp_path / "out", tmp_path / "emb.parquet")
+    sel = pq.read_table(tmp_path / "out" / "selection.parquet").column("image_id").to_pylist()
+    assert sel == STORED_SELECTION
+    assert (summary["pseudo_labelled"], summary["candidates"]) == (484, 304)
+
+
+def test_block_by_block_reduction_is_bitwise_the_whole_reduction():
+    t = detections_table(700, 9, seed=6, confident_share=0.3)
+    from taast_ray.selection.detections import flatten_detections
+
+    det = flatten_detections(t, 9)
+    whole = reduce_images(det.scores, det.offsets, 0.8)
+    cuts = [0, 1, 50, 51, 333, 699, 700]
+    parts = [reduce_images(det.scores[det.offsets[a]:det.offsets[b]], det.offsets[a:b + 1] - det.offsets[a], 0.8)
+             for a, b in zip(cuts[:-1], cuts[1:])]
+    for name in ("entropy", "candidate_class", "pseudo", "box_count"):
+        np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name))
+    for mode in ("images", "boxes"):
+        np.testing.assert_array_equal(sum(p.pseudo_counts[mode] for p in parts), whole.pseudo_counts[mode])
+    np.testing.assert_array_equal(whole.box_class, np.argmax(det.scores, axis=1))
+    np.testing.assert_array_equal(whole.box_min, det.scores.min(axis=1))
+    np.testing.assert_array_equal(whole.confidence, det.scores.max(axis=1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bounded_top_k_is_the_full_sort_even_with_many_ties(seed):
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    values = np.round(rng.random(n) * 20) / 20  # 21 distinct values: ties across the cut
+    values[rng.random(n) < 0.1] = 0.0
+    eligible = rng.random(n) < 0.8
+    tie_rank = rng.permutation(n)
+    for fraction, budget in ((0.2, 16), (0.01, 5), (0.5, 3000), (0.2, 4000)):
+        full = rank_by_value(values, tie_rank, np.flatnonzero(eligible))
+        k = len(top_candidates(values, eligible, tie_rank, fraction, budget))
+        np.testing.assert_array_equal(top_candidates(values, eligible, tie_rank, fraction, budget), full[:k])
+
+
+def test_box_rows_come_back_from_the_spool(tmp_path):
+    t = detections_table(300, 5, seed=8)
+    t = t.append_column("uri", pa.array([f"s3://b/{i}.jpg" for i in range(300)]))
+    pq.write_table(t, tmp_path / "d.parquet", row_group_size=40)
+    whole = read_detections(tmp_path / "d.parquet", 5)
+    pool = stream_pool(tmp_path / "d.parquet", 5, 0.8, batch_rows=32, spool_dir=tmp_path)
+    rows = np.array([299, 0, 17, 150, 17])
+    got, want = pool.box_rows(rows), whole.rows(rows)
+    np.testing.assert_array_equal(got.offsets, want.offsets)
+    np.testing.assert_array_equal(got.boxes, want.boxes)
+    np.testing.assert_array_equal(got.box_conf, want.scores.max(axis=1))
+    np.testing.assert_array_equal(got.box_class, want.scores.argmax(axis=1))
+    np.testing.assert_array_equal(got.width, want.width)
+    assert got.uri.tolist() == want.uri.tolist() and got.image_ids.tolist() == want.image_ids.tolist()
+    assert pool.num_boxes == whole.num_boxes
+    pool.close()
+    assert not list(tmp_path.glob("taast-spool-*"))  # the spool goes with the pool
+
+
+def test_a_failed_run_leaves_no_spool(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    t = detections_table(100, 3, seed=1)
+    boxes = t.column("boxes").to_pylist()
+    boxes[90] = [[5.0, 5.0, 1.0, 9.0]] + boxes[90][1:]
+    pq.write_table(t.set_column(1, "boxes", pa.array(boxes, pa.list_(pa.list_(pa.float32())))),
+                   tmp_path / "d.parquet")
+    with pytest.raises(Exception, match="x2 < x1"):
+        stream_pool(tmp_path / "d.parquet", 3, 0.8, batch_rows=16)
+    assert not list(tmp_path.glob("taast-spool-*"))
