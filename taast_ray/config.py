@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from taast_ray.errors import ConfigError
+from taast_ray.preflight import address_syntax_error
 
 STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity")
 KMEANS_BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "torch-cuda", "torch-cpu", "numpy")
@@ -171,6 +172,8 @@ def _checks(cfg: TaastConfig):
     yield "ray.decode", r.decode in ("actor", "tasks"), "must be actor or tasks"
     yield "ray.decode_cpus", r.decode_cpus > 0, "must be > 0"
     yield "ray.read_tasks", r.read_tasks >= 0, "must be >= 0 (0: one per model actor)"
+    yield "ray.address", address_syntax_error(r.address) is None, \
+        f"{address_syntax_error(r.address)}; expected host:port, ray://host:port, auto or local"
     yield "ray.aggregator_resource", r.aggregator_resource not in ("CPU", "GPU", "memory", "object_store_memory"), \
         "must name a custom resource of the node type to pin the central actor to, not a built-in one"
 

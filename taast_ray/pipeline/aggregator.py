@@ -16,13 +16,14 @@ import pyarrow.parquet as pq
 from taast_ray.config import TaastConfig, config_from_dict
 from taast_ray.data.labels import load_labels
 from taast_ray.errors import InputError
-from taast_ray.io import bare_paths, child, list_parquet, write_parquet
+from taast_ray.io import bare_paths, list_parquet
 from taast_ray.selection.detections import read_detections
 from taast_ray.selection.embeddings import ParquetEmbeddings
-from taast_ray.selection.outputs import write_selection_outputs
-from taast_ray.selection.run import StageTimer, build_summary, check_budget, make_context, score_detections
+from taast_ray.selection.outputs import write_failed_outputs, write_selection_outputs
+from taast_ray.selection.run import StageTimer, build_summary, make_context, score_detections
 from taast_ray.selection.strategies import rows_to_embed, run_strategy
 from taast_ray.stages.decode import errors_table
+from taast_ray.versions import software_versions
 
 log = logging.getLogger(__name__)
 _READ_REASONS = ("missing", "not a file", "unreadable")
@@ -45,16 +46,33 @@ class CentralAggregator:
             if not files:
                 raise InputError(f"{detections_dir}: no detections written")
             failed: list[pa.Table] = []
-            self.det = read_detections(files, self.labels.num_classes, failed=failed)
-            self.errors = self._errors(pa.concat_tables(failed) if failed else None)
-            check_budget(self.cfg.selection.budget, self.det.num_images, str(detections_dir))
-            self.scored = score_detections(self.det, self.labels, self.cfg.selection)
             fs, paths = bare_paths(files)
+            try:
+                self.det = read_detections(files, self.labels.num_classes, failed=failed)
+            except InputError:  # every record failed (all unreadable): not a bad file, a bad pool
+                rows = sum(pq.read_metadata(f, filesystem=fs).num_rows for f in paths)
+                if not failed or sum(t.num_rows for t in failed) != rows:
+                    raise
+                self.det = None
+            self.errors = self._errors(pa.concat_tables(failed) if failed else None)
+            scored = 0 if self.det is None else int(self.det.num_images)
+            if scored:
+                self.scored = score_detections(self.det, self.labels, self.cfg.selection)
             converted = sum(pc.sum(pc.is_valid(pq.read_table(f, columns=["converted"], filesystem=fs).column(0)))
                             .as_py() or 0 for f in paths)
-        return {"pool_size": int(self.det.num_images + self.errors.num_rows),
-                "scored": int(self.det.num_images), "errors": int(self.errors.num_rows),
-                "pseudo_labelled": int(self.scored.pseudo.sum()), "converted": int(converted)}
+        return {"pool_size": scored + int(self.errors.num_rows),
+                "scored": scored, "errors": int(self.errors.num_rows),
+                "pseudo_labelled": int(self.scored.pseudo.sum()) if scored else 0, "converted": int(converted)}
+
+    def publish_failed(self, out: str, reason: str, extra: dict | None = None) -> None:
+        """No selection possible (too few readable images): publish errors.parquet and a summary."""
+        scored = 0 if self.det is None else int(self.det.num_images)
+        summary = {"status": "failed", "reason": reason, "strategy": self.cfg.selection.strategy,
+                   "budget": self.cfg.selection.budget, "pool_size": scored + int(self.errors.num_rows),
+                   "scored": scored, "errors": int(self.errors.num_rows), "selected": 0,
+                   **(extra or {}), "timings_s": self.timer.seconds, "versions": software_versions(),
+                   "config": self.cfg.to_dict()}
+        write_failed_outputs(out, self.errors, summary)
 
     def _errors(self, failed: pa.Table | None) -> pa.Table:
         if failed is None:
@@ -78,6 +96,5 @@ class CentralAggregator:
             picks = run_strategy(sel.strategy, make_context(self.det, self.scored, sel, emb, self.labels))
         summary = build_summary(self.cfg, self.det, self.scored, picks, self.labels, self.timer.seconds,
                                 {"errors": int(self.errors.num_rows), **(extra or {})})
-        write_parquet(child(out, "errors.parquet"), self.errors)
-        write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary)
+        write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary, errors=self.errors)
         return summary

@@ -26,6 +26,7 @@ from taast_ray.data.split import merge_labels, oracle_labels, split_labelled_poo
 from taast_ray.data.yolo import export_yolo
 from taast_ray.errors import InputError
 from taast_ray.io import is_done, read_json, write_json, write_parquet
+from taast_ray.lock import LOCK_NAME
 from taast_ray.pipeline.progress import say, stage
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def annotate_stage(cfg: TaastConfig, cycle_dir: Path, data: Dataset, resume: boo
 
 def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> list[dict]:
     run = Path(run)
-    if run.exists() and not resume and any(run.iterdir()):
+    if run.exists() and not resume and any(p.name != LOCK_NAME for p in run.iterdir()):
         raise InputError(f"{run}: run directory is not empty (use --resume to continue it)")
     run.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run / "config.yaml")
