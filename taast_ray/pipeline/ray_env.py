@@ -30,12 +30,12 @@ def ensure_ray(address: str | None = None, *, worker_logs: bool | None = None) -
     """
     import ray
 
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    check_address(address)  # a typo or an unreachable head: one line in seconds, not minutes of retries
     if ray.is_initialized():
         return
     if worker_logs is None:
         worker_logs = os.environ.get("TAAST_WORKER_LOGS", "0") == "1"
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    check_address(address)  # a typo or an unreachable head: one line in seconds, not minutes of retries
     if not address:  # a local instance: its raylet reads these (as environment, not _system_config,
         for name, value in worker_pool_env().items():  # which prints an "unstable API" warning)
             os.environ.setdefault(name, value)
