@@ -36,14 +36,15 @@ def split_address(address: str) -> tuple[str, int] | None:
         host, bracket, tail = rest[1:].partition("]")
         if not bracket or (tail and not tail.startswith(":")):
             raise ValueError("expected [IPv6]:port")
-        port_text = tail[1:] if tail else ""
+        port_text, has_port = tail[1:], bool(tail)
     elif rest.count(":") > 1:
         raise ValueError("an IPv6 address needs brackets: [addr]:port")
     else:
-        host, _, port_text = rest.partition(":")
+        host, colon, port_text = rest.partition(":")
+        has_port = bool(colon)
     if not host:
         raise ValueError("the host is empty")
-    if not port_text:
+    if not has_port:
         return host, CLIENT_PORT if client else GCS_PORT
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"the port must be a number 1-65535, not {port_text!r}")
@@ -91,6 +92,14 @@ def check_detector(weights: str, num_classes: int | None) -> None:
     """Load the detector once on the driver; every failure is the ConfigError the actors would raise."""
     from taast_ray.models.detector import load_detection_model
 
+    name = str(weights)
+    if (not name.lower().endswith((".yaml", ".yml")) and "/" not in name and os.sep not in name
+            and not os.path.exists(name)):
+        from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+        if name not in GITHUB_ASSETS_NAMES:
+            raise ConfigError(f"model.weights: {name!r} is neither a local file nor a model name "
+                              f"Ultralytics knows (e.g. yolov8s.pt, yolo11n.pt)")
     try:
         model = load_detection_model(weights, num_classes)
     except ConfigError:
