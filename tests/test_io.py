@@ -94,6 +94,24 @@ def test_written_ids_drops_a_half_written_file_so_its_images_run_again(tmp_path)
     assert not_written(listing, tmp_path / "nothing-yet").num_rows == 4
 
 
+def test_written_ids_repairs_files_two_runs_wrote_so_resume_does_not_fail_forever(tmp_path):
+    """Before runs were locked, two runs into one folder wrote the same images twice and every
+    --resume failed on "duplicate image_id"; now the later file is dropped and its images rerun."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from taast_ray.pipeline.live import not_written, written_ids
+
+    pq.write_table(pa.table({"image_id": ["a", "b", "c"]}), tmp_path / "run1_0.parquet")
+    pq.write_table(pa.table({"image_id": ["d"]}), tmp_path / "run1_1.parquet")
+    pq.write_table(pa.table({"image_id": ["c", "e"]}), tmp_path / "run2_0.parquet")  # c twice
+    pq.write_table(pa.table({"image_id": ["f", "f"]}), tmp_path / "run2_1.parquet")  # f twice in itself
+    assert sorted(written_ids(tmp_path).to_pylist()) == ["a", "b", "c", "d"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run1_0.parquet", "run1_1.parquet"]
+    listing = pa.table({"image_id": list("abcdef"), "uri": list("123456")})
+    assert not_written(listing, tmp_path).column("image_id").to_pylist() == ["e", "f"]
+
+
 def _set_writers(tag: str) -> dict:
     from taast_ray.io import write_json, write_text
 
