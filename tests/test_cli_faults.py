@@ -120,7 +120,7 @@ def test_a_malformed_address_is_one_line_before_any_work(inputs, capsys, address
 def test_the_failure_set_replaces_a_previous_selection(tmp_path):
     """write_failed_outputs: errors + summary + config; an earlier selection.parquet goes with it."""
     from taast_ray.selection.outputs import write_failed_outputs
-    from taast_ray.stages.decode import errors_table
+    from taast_ray.error_records import errors_table
 
     det = write_detections(tmp_path / "det.parquet", 30, 3, seed=2)
     labels = write_labels(tmp_path / "labels.json", [3, 2, 1])

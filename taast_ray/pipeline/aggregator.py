@@ -8,6 +8,7 @@ The driver only ever sees counts and the candidate table.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,18 +16,19 @@ import pyarrow.parquet as pq
 
 from taast_ray.config import TaastConfig, config_from_dict
 from taast_ray.data.labels import load_labels
+from taast_ray.error_records import count_by_reason, count_by_stage, errors_table
 from taast_ray.errors import InputError
 from taast_ray.io import bare_paths, list_parquet
 from taast_ray.selection.detections import read_detections
 from taast_ray.selection.embeddings import ParquetEmbeddings
+from taast_ray.selection.kmeans import resolve_backend
 from taast_ray.selection.outputs import write_failed_outputs, write_selection_outputs
 from taast_ray.selection.run import StageTimer, build_summary, make_context, score_detections
 from taast_ray.selection.strategies import rows_to_embed, run_strategy
-from taast_ray.stages.decode import errors_table
+from taast_ray.stages.device import granted_gpus
 from taast_ray.versions import software_versions
 
 log = logging.getLogger(__name__)
-_READ_REASONS = ("missing", "not a file", "unreadable")
 
 
 
@@ -54,7 +56,7 @@ class CentralAggregator:
                 if not failed or sum(t.num_rows for t in failed) != rows:
                     raise
                 self.det = None
-            self.errors = self._errors(pa.concat_tables(failed) if failed else None)
+            self.errors = self._errors(pa.concat_tables(failed, promote_options="default") if failed else None)
             scored = 0 if self.det is None else int(self.det.num_images)
             if scored:
                 self.scored = score_detections(self.det, self.labels, self.cfg.selection)
@@ -62,7 +64,8 @@ class CentralAggregator:
                             .as_py() or 0 for f in paths)
         return {"pool_size": scored + int(self.errors.num_rows),
                 "scored": scored, "errors": int(self.errors.num_rows),
-                "pseudo_labelled": int(self.scored.pseudo.sum()) if scored else 0, "converted": int(converted)}
+                "pseudo_labelled": int(self.scored.pseudo.sum()) if scored else 0, "converted": int(converted),
+                "errors_by_reason": count_by_reason(self.errors)}
 
     def publish_failed(self, out: str, reason: str, extra: dict | None = None) -> None:
         """No selection possible (too few readable images): publish errors.parquet and a summary."""
@@ -70,31 +73,40 @@ class CentralAggregator:
         summary = {"status": "failed", "reason": reason, "strategy": self.cfg.selection.strategy,
                    "budget": self.cfg.selection.budget, "pool_size": scored + int(self.errors.num_rows),
                    "scored": scored, "errors": int(self.errors.num_rows), "selected": 0,
+                   "errors_by_reason": count_by_reason(self.errors), "errors_by_stage": count_by_stage(self.errors),
                    **(extra or {}), "timings_s": self.timer.seconds, "versions": software_versions(),
                    "config": self.cfg.to_dict()}
         write_failed_outputs(out, self.errors, summary)
 
     def _errors(self, failed: pa.Table | None) -> pa.Table:
+        """The failed records as errors.parquet rows, each with the stage its step stamped."""
         if failed is None:
             return errors_table([])
-        rows = [{"image_id": r["image_id"], "uri": r["uri"], "reason": r["error"],
-                 "stage": "read" if str(r["error"]).startswith(_READ_REASONS) else "decode"}
-                for r in failed.select(["image_id", "uri", "error"]).to_pylist()]
-        return errors_table(rows).sort_by("image_id")
+        return errors_table(failed.to_pylist()).sort_by("image_id")
+
+    @property
+    def _selection(self):
+        """The selection settings with k-means on what this actor was granted: a GPU only with
+        ray.aggregator_gpus > 0 (resolved per call, so a bad choice comes back as one line)."""
+        gpus = granted_gpus()
+        backend = resolve_backend(self.cfg.selection.kmeans_backend, gpu_allowed=gpus is None or bool(gpus))
+        return replace(self.cfg.selection, kmeans_backend=backend)
 
     def to_embed(self) -> pa.Table:
         """(image_id, uri) of the images the strategy will look up embeddings for."""
-        sel = self.cfg.selection
+        sel = self._selection
         rows = rows_to_embed(sel.strategy, make_context(self.det, self.scored, sel, None, self.labels))
         return pa.table({"image_id": pa.array(self.det.image_ids[rows], pa.string()),
                          "uri": pa.array(self.det.uri[rows], pa.string())})
 
     def select(self, embeddings_dir: str | None, out: str, extra: dict | None = None) -> dict:
-        sel = self.cfg.selection
+        sel = self._selection
         with self.timer("select"):
             emb = ParquetEmbeddings(embeddings_dir) if embeddings_dir else None
             picks = run_strategy(sel.strategy, make_context(self.det, self.scored, sel, emb, self.labels))
         summary = build_summary(self.cfg, self.det, self.scored, picks, self.labels, self.timer.seconds,
-                                {"errors": int(self.errors.num_rows), **(extra or {})})
+                                {"errors": int(self.errors.num_rows),
+                                 "errors_by_reason": count_by_reason(self.errors),
+                                 "errors_by_stage": count_by_stage(self.errors), **(extra or {})})
         write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary, errors=self.errors)
         return summary

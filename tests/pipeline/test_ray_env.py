@@ -8,14 +8,14 @@ import time
 import pytest
 
 from taast_ray.errors import ConfigError
-from taast_ray.preflight import check_address, split_address
+from taast_ray.address import check_address, split_address
 
 # Runs in a fresh interpreter: starts Ray the way taast does (or as Ray's defaults would, for the
 # comparison), runs one task, and lists the TCP sockets that its own process tree listens on.
 COUNT = r"""
 import json, logging, os, subprocess, sys
 import ray
-from taast_ray.pipeline.ray_env import ensure_ray
+from taast_ray.ray_env import ensure_ray
 if sys.argv[1] == "taast":
     ensure_ray(None)
 else:
