@@ -111,7 +111,10 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from taast_ray.data.synth import format_class_table, make_synthetic_dataset
 
+    from taast_ray.io import check_out_dir
+
     _check_synth_args(args)
+    check_out_dir(args.out)
     stats = make_synthetic_dataset(Path(args.out), images=args.images, classes=args.classes,
                                    seed=args.seed, image_size=args.image_size, zipf=args.zipf,
                                    empty_fraction=args.empty_fraction, label_shift=args.label_shift)
@@ -159,7 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from taast_ray.loop.ingest import ingest_labels
 
-    path = ingest_labels(args.run, args.labels)
+    with _locked(Path(args.run)):  # never beside a `taast run --resume` still writing there
+        path = ingest_labels(args.run, args.labels)
     print(f"labels stored in {path}; continue with: taast run --config {Path(args.run) / 'config.yaml'} "
           f"--out {args.run} --resume")
     return 0
@@ -169,7 +173,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from taast_ray.experiment.config import load_experiment
     from taast_ray.experiment.runner import run_experiment
 
+    from taast_ray.io import check_out_dir
+
     exp = load_experiment(args.config, list(args.overrides) + _ray_overrides(args, "base."))
+    check_out_dir(args.out)
     run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every,
                    command=f"taast experiment --config {args.config} --out {args.out}"
                            + "".join(f" --set {o}" for o in args.overrides))
@@ -191,7 +198,10 @@ def cmd_nuimages(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from taast_ray.demo import run_demo
 
+    from taast_ray.io import check_out_dir
+
     cfg = build_config(args)
+    check_out_dir(args.out)
     return run_demo(cfg, Path(args.out))
 
 

@@ -132,3 +132,19 @@ def test_the_failure_set_replaces_a_previous_selection(tmp_path):
     assert {p.name for p in out.iterdir()} == {"errors.parquet", "summary.json", "config.yaml", MANIFEST}
     assert pq.read_table(out / "errors.parquet").column("reason").to_pylist() == ["missing"]
     check_output_set(out)
+
+
+@pytest.mark.parametrize("argv", [
+    ["synth", "--images", "20"], ["demo"],
+])
+def test_other_commands_refuse_a_file_as_out(tmp_path, capsys, argv):
+    (tmp_path / "taken").write_text("mine")
+    assert main([*argv, "--out", str(tmp_path / "taken")]) == 2
+    assert "is a file, not a folder" in one_line(capsys) and (tmp_path / "taken").read_text() == "mine"
+
+
+def test_ingest_waits_for_a_running_run(tmp_path, capsys):
+    labels = write_labels(tmp_path / "new.json", [1])
+    with run_lock(tmp_path / "run"):
+        assert main(["ingest", "--labels", str(labels), "--run", str(tmp_path / "run")]) == 2
+        assert "in use by taast pid" in one_line(capsys)
