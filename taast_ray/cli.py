@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from taast_ray.config import KMEANS_BACKENDS, STRATEGIES, TaastConfig, load_config, save_config
+from taast_ray.config import KMEANS_BACKENDS, STRATEGIES, TaastConfig, load_config
 from taast_ray.errors import ConfigError, TaastError
 
 
@@ -36,7 +37,7 @@ def _ray_overrides(args: argparse.Namespace, prefix: str = "") -> list[str]:
     where Ray is started: ray_env.cluster_address)."""
     out = []
     if getattr(args, "address", None):
-        out.append(f"{prefix}ray.address={args.address}")
+        out.append(f"{prefix}ray.address={json.dumps(args.address)}")  # quoted: YAML reads "h:" as a mapping
     if getattr(args, "verbose", False):
         out.append(f"{prefix}ray.worker_logs=true")
     return out
@@ -71,25 +72,36 @@ def build_config(args: argparse.Namespace) -> TaastConfig:
     return load_config(args.config, overrides + _ray_overrides(args))
 
 
+def _locked(out):
+    """The run / output directory's lock (taast_ray/lock.py), saying so when a killed run's is taken over."""
+    from taast_ray.lock import run_lock
+
+    return run_lock(out, on_stale=lambda info: print(
+        f"[taast] {out}: taking over the lock of pid {info.get('pid')} on {info.get('host')}, "
+        f"which is no longer running", file=sys.stderr))
+
+
 def cmd_select(args: argparse.Namespace) -> int:
-    from taast_ray.io import is_uri
+    from taast_ray.io import check_out_dir, is_uri
 
     cfg = build_config(args)
     if args.rows_per_file < 1:
         raise ConfigError(f"--rows-per-file: must be >= 1, got {args.rows_per_file}")
     if is_uri(args.out) and not args.pool:
         raise ConfigError(f"--out: {args.out} is a URI; only `taast select --pool` writes to object stores")
+    check_out_dir(args.out)
     out = args.out if is_uri(args.out) else Path(args.out)
     if args.pool:
         from taast_ray.pipeline.live import select_live
 
-        summary = select_live(cfg, args.pool, args.labels, out, resume=args.resume, limit=args.limit,
-                              embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file)
+        with _locked(out):
+            summary = select_live(cfg, args.pool, args.labels, out, resume=args.resume, limit=args.limit,
+                                  embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file)
     else:
         from taast_ray.selection.run import select_from_detections
 
-        summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings)
-        save_config(cfg, out / "config.yaml")
+        with _locked(out):  # config.yaml is part of the published set (selection/outputs.py)
+            summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings)
     print(f"selected {summary['selected']} of {summary['pool_size']} images "
           f"({summary['pseudo_labelled']} pseudo-labelled, {summary['candidates']} candidates, "
           f"{summary['filled']} filled) -> {out}")
@@ -99,7 +111,10 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from taast_ray.data.synth import format_class_table, make_synthetic_dataset
 
+    from taast_ray.io import check_out_dir
+
     _check_synth_args(args)
+    check_out_dir(args.out)
     stats = make_synthetic_dataset(Path(args.out), images=args.images, classes=args.classes,
                                    seed=args.seed, image_size=args.image_size, zipf=args.zipf,
                                    empty_fraction=args.empty_fraction, label_shift=args.label_shift)
@@ -123,19 +138,20 @@ def _check_synth_args(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from taast_ray.loop.cycle import AwaitingAnnotation, format_table, run_cycles
+    from taast_ray.io import check_out_dir, is_uri
 
+    cfg = build_config(args)  # before the imports of torch and Ultralytics: bad input fails in a second
+    from taast_ray.loop.cycle import AwaitingAnnotation, format_table, run_cycles
     from taast_ray.ray_env import ensure_ray
 
-    from taast_ray.io import is_uri
-
-    cfg = build_config(args)
     if is_uri(args.out):
         raise ConfigError(f"--out: {args.out} is a URI; `taast run` trains in its run directory and needs "
                           f"a path (on a cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
+    check_out_dir(args.out)
     ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     try:
-        rows = run_cycles(cfg, Path(args.out), resume=args.resume)
+        with _locked(Path(args.out)):
+            rows = run_cycles(cfg, Path(args.out), resume=args.resume)
     except AwaitingAnnotation as exc:
         print(f"[taast] {exc}")
         return 3
@@ -146,7 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from taast_ray.loop.ingest import ingest_labels
 
-    path = ingest_labels(args.run, args.labels)
+    with _locked(Path(args.run)):  # never beside a `taast run --resume` still writing there
+        path = ingest_labels(args.run, args.labels)
     print(f"labels stored in {path}; continue with: taast run --config {Path(args.run) / 'config.yaml'} "
           f"--out {args.run} --resume")
     return 0
@@ -156,7 +173,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from taast_ray.experiment.config import load_experiment
     from taast_ray.experiment.runner import run_experiment
 
+    from taast_ray.io import check_out_dir
+
     exp = load_experiment(args.config, list(args.overrides) + _ray_overrides(args, "base."))
+    check_out_dir(args.out)
     run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every,
                    command=f"taast experiment --config {args.config} --out {args.out}"
                            + "".join(f" --set {o}" for o in args.overrides))
@@ -178,7 +198,10 @@ def cmd_nuimages(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from taast_ray.demo import run_demo
 
+    from taast_ray.io import check_out_dir
+
     cfg = build_config(args)
+    check_out_dir(args.out)
     return run_demo(cfg, Path(args.out))
 
 
@@ -318,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TaastError as exc:
         print(f"taast: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine's fault (a full disk, a lost mount), still one line
+        if verbose:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"taast: error: {exc.strerror or ' '.join(str(exc).split())}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("taast: interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from taast_ray.errors import ConfigError
+from taast_ray.address import address_syntax_error
 
 # every strategy name and k-means backend the product knows; selection/ serves exactly these
 STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity")
@@ -193,6 +194,8 @@ def _checks(cfg: TaastConfig):
     yield "ray.aggregator_gpus", 0 <= r.aggregator_gpus <= 1 or float(r.aggregator_gpus).is_integer(), \
         "must be a fraction in [0, 1] or a whole number of GPUs"
     yield "ray.read_tasks", r.read_tasks >= 0, "must be >= 0 (0: one per model actor)"
+    yield "ray.address", address_syntax_error(r.address) is None, \
+        f"{address_syntax_error(r.address)}; expected host:port, ray://host:port, auto or local"
     yield "ray.aggregator_resource", r.aggregator_resource not in ("CPU", "GPU", "memory", "object_store_memory"), \
         "must name a custom resource of the node type to pin the central actor to, not a built-in one"
 

@@ -14,3 +14,11 @@ class ConfigError(TaastError):
 
 class InputError(TaastError):
     """An input file or record is malformed; the message names the file and the record."""
+
+
+class StorageError(TaastError):
+    """The output could not be written (a full disk, a lost mount); the message names the folder."""
+
+
+class LockedError(TaastError):
+    """Another taast run holds the run / output directory."""

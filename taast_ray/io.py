@@ -8,10 +8,13 @@ object appears only once its upload completed, so a single write is already atom
 below take either a local path or a URI.
 """
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -158,3 +161,171 @@ def staged_directory(target: Path | str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output sets. A selection writes several files (scores, selection, pseudo labels, Label Studio
+# tasks, errors, summary, config) that only make sense together. They are written into
+# OUT/.taast-staging/ first; a manifest (name, bytes, sha256 of every file) written there last is
+# the commit point; then the files are moved next to OUT/manifest.json, the manifest last. A crash
+# before the commit leaves the previous set untouched (the staging folder is dropped by the next
+# run); a crash after it leaves a complete staged set that the next run on OUT moves into place
+# (``recover_output_set``). Readers check the published manifest (``check_output_set``).
+
+MANIFEST = "manifest.json"
+STAGING = ".taast-staging"
+
+
+def _file_digest(path) -> tuple[int, str]:
+    fs, inner = filesystem(path)
+    digest, size = hashlib.sha256(), 0
+    with fs.open_input_stream(inner) as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _read_manifest(path) -> dict | None:
+    if not exists(path):
+        return None
+    try:
+        manifest = read_json(path)
+    except (ValueError, OSError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def _move(src, dst) -> None:
+    fs, inner_src = filesystem(src)
+    fs.move(inner_src, filesystem(dst)[1])
+
+
+def _delete_file(path) -> None:
+    fs, inner = filesystem(path)
+    if fs.get_file_info(inner).type == pafs.FileType.File:
+        fs.delete_file(inner)
+
+
+def _roll_forward(out, manifest: dict) -> None:
+    """Move a committed staged set into place; idempotent, so a crash here is finished later."""
+    staging = child(out, STAGING)
+    _delete_file(child(out, MANIFEST))  # no manifest while files change: readers see no set
+    for name in manifest.get("removes", []):
+        _delete_file(child(out, name))
+    for name in manifest["files"]:
+        if exists(child(staging, name)):
+            _move(child(staging, name), child(out, name))
+    _move(child(staging, MANIFEST), child(out, MANIFEST))
+    remove_tree(staging)
+
+
+def recover_output_set(out) -> str | None:
+    """Finish or drop a publish a crash interrupted: 'completed', 'dropped' or None (nothing)."""
+    staging = child(out, STAGING)
+    if not exists(staging):
+        return None
+    manifest = _read_manifest(child(staging, MANIFEST))
+    if manifest is None:
+        remove_tree(staging)  # never committed: the previous set is the current one
+        return "dropped"
+    _roll_forward(out, manifest)
+    return "completed"
+
+
+def publish_output_set(out, writers: dict, *, replaces: tuple[str, ...] = ()) -> dict:
+    """Write a whole output set and publish it at once (see above).
+
+    ``writers`` maps each file name to a function writing that file at the path it is given.
+    Files of the previous set (its manifest's, and any name in ``replaces``) that the new set
+    lacks are removed when it is published. A storage failure (a full disk, a lost mount) raises
+    :class:`~taast_ray.errors.StorageError` naming OUT; before the commit the previous set stays.
+    """
+    from taast_ray.errors import StorageError
+
+    staging = child(out, STAGING)
+    try:
+        recover_output_set(out)
+        old = _read_manifest(child(out, MANIFEST)) or {"files": {}}
+        if not is_uri(out):
+            Path(staging).mkdir(parents=True)
+        files = {}
+        for name, write in writers.items():
+            write(child(staging, name))
+            size, sha = _file_digest(child(staging, name))
+            files[name] = {"bytes": size, "sha256": sha}
+        removes = sorted((set(old["files"]) | set(replaces)) - set(files))
+        manifest = {"format": 1, "set_id": uuid.uuid4().hex,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "files": files, "removes": removes}
+        write_json(child(staging, MANIFEST), manifest)  # the commit point
+    except BaseException as exc:  # a failed write, an interrupt: the previous set stays
+        with contextlib.suppress(OSError):
+            remove_tree(staging)
+        if isinstance(exc, OSError):
+            raise StorageError(f"{out}: could not write the output set ({_os_reason(exc)}); "
+                               f"the previous set, if any, is unchanged") from None
+        raise
+    try:
+        _roll_forward(out, manifest)
+    except OSError as exc:
+        raise StorageError(f"{out}: publishing the output set was interrupted ({_os_reason(exc)}); "
+                           f"the next taast command on {out} completes it") from None
+    return manifest
+
+
+def check_output_set(out, *, verify: bool = True) -> dict:
+    """The published manifest of OUT, after checking every file it lists is there and whole."""
+    from taast_ray.errors import InputError
+
+    manifest = _read_manifest(child(out, MANIFEST))
+    if manifest is None:
+        state = ("a run was interrupted or is still writing" if exists(child(out, STAGING))
+                 else "no taast output set was published there")
+        raise InputError(f"{out}: no complete output set ({MANIFEST} missing: {state})")
+    for name, entry in manifest["files"].items():
+        path = child(out, name)
+        if not exists(path):
+            raise InputError(f"{path}: listed in {MANIFEST} but missing")
+        if verify and _file_digest(path) != (entry["bytes"], entry["sha256"]):
+            raise InputError(f"{path}: differs from {MANIFEST} (changed after the set was published)")
+    return manifest
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+
+
+def check_out_dir(path, flag: str = "--out") -> None:
+    """A folder to write into: refused with one line when it, or a folder above it, is a file."""
+    from taast_ray.errors import ConfigError
+
+    if is_uri(path):
+        return
+    for candidate in (Path(path), *Path(path).absolute().parents):
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                what = "is a file" if candidate == Path(path) else f"lies under {candidate}, a file"
+                raise ConfigError(f"{flag}: {path} {what}, not a folder")
+            return
+
+
+def write_parquet_chunks(path, chunks) -> None:
+    """Tables with one schema into one parquet file, atomically (a URI: one upload)."""
+    def write(sink, filesystem=None):
+        writer = None
+        try:
+            for table in chunks:
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, table.schema, filesystem=filesystem)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    if is_uri(path):
+        fs, inner = filesystem(path)
+        write(inner, fs)
+        return
+    with atomic_path(path) as tmp:
+        write(str(tmp))

@@ -1,11 +1,12 @@
 """Joining or starting Ray, and resource requests decided from the cluster, not the driver."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
 from taast_ray.errors import TaastError
-from taast_ray.stages.detect import DetectResources
+from taast_ray.address import check_address, split_address
 
 
 # Ray kills a worker process once it has been idle for 1 s while more than num_cpus workers are
@@ -35,16 +36,72 @@ def ensure_ray(address: str | None = None, *, worker_logs: bool = False) -> None
     """
     import ray
 
+    address = cluster_address(address)
+    check_address(address)  # a typo or an unreachable head: one line in seconds, not minutes of retries
     if ray.is_initialized():
         return
-    address = cluster_address(address)
+    # a local instance, or one on this machine's loopback (a laptop's `ray start`, the tests'):
+    # this driver's node address is loopback too, or it would look for its raylet elsewhere
+    on_loopback = not address or _is_loopback(address)
     if not address:  # a local instance: its raylet reads these (as environment, not _system_config,
         for name, value in worker_pool_env().items():  # which prints an "unstable API" warning)
             os.environ.setdefault(name, value)
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-             configure_logging=False, log_to_driver=worker_logs)
+    if address:  # the driver's GCS client logs every failed retry on stderr; the failure is one line
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    try:
+        with loopback_only(on_loopback):
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                     configure_logging=False, log_to_driver=worker_logs,
+                     **({"_node_ip_address": LOOPBACK} if on_loopback else {}))
+    except (ConnectionError, TimeoutError) as exc:
+        raise TaastError(f"ray.address: cannot join the Ray cluster at {address!r}: "
+                         f"{' '.join(str(exc).split())[:200]}") from None
     if not worker_logs:
         quiet_ray_data_console()
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        target = split_address(address)
+    except ValueError:
+        return False
+    return target is not None and (target[0] in ("localhost", "::1") or target[0].startswith("127."))
+# Ray 2.60 turns a loopback node address into the host's address (services.resolve_ip_for_localhost)
+# unless cluster mode is off, as it is on macOS and Windows (ray_constants.ENABLE_RAY_CLUSTER, read
+# from this variable when Ray is imported). With it off and the node address 127.0.0.1, the GCS,
+# raylet, workers and the dashboard agents all bind 127.0.0.1 instead of 0.0.0.0 / the host's address.
+_CLUSTER_MODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def loopback_only(enabled: bool = True):
+    """While a local instance starts: its processes (which inherit the environment) and the
+    driver's own copy of Ray's constant see cluster mode off; both are restored afterwards, so a
+    later ``ray start`` or a cluster join from this process is unaffected."""
+    if not enabled:
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved_env, saved_flag = os.environ.get(_CLUSTER_MODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_CLUSTER_MODE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(_CLUSTER_MODE_ENV, None)
+        else:
+            os.environ[_CLUSTER_MODE_ENV] = saved_env
+
+
+def local_init_kwargs() -> dict:
+    """``ray.init`` keyword arguments of a loopback-only local instance (use inside loopback_only)."""
+    return {"_node_ip_address": LOOPBACK, "include_dashboard": False}
 
 
 def quiet_ray_data_console() -> None:
@@ -67,8 +124,10 @@ def wants_gpu(use_gpu: str = "auto", needed: int = 1) -> bool:
     return ray.cluster_resources().get("GPU", 0) >= needed
 
 
-def actor_resources(use_gpu: str = "auto", cpus_per_actor: float = 1.0) -> DetectResources:
+def actor_resources(use_gpu: str = "auto", cpus_per_actor: float = 1.0) -> "DetectResources":
     """One GPU per model actor when GPUs are wanted, else one CPU."""
+    from taast_ray.stages.detect import DetectResources  # imports torch: not before the checks
+
     return DetectResources(num_cpus=cpus_per_actor, num_gpus=1.0 if wants_gpu(use_gpu) else 0.0)
 
 

@@ -73,10 +73,13 @@ def load_labels(path: str | Path) -> LabelSet:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("categories"), list):
         raise InputError(f"{path}: missing the 'categories' list of a COCO/LVIS file")
-    categories = sorted(raw["categories"], key=lambda c: c.get("id", -1))
-    _check_categories(path, categories)
+    _check_categories(path, raw["categories"])
+    categories = sorted(raw["categories"], key=lambda c: c["id"])
     images = raw.get("images") or []
     annotations = raw.get("annotations") or []
+    for key, records in (("images", images), ("annotations", annotations)):
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise InputError(f"{path}: '{key}' must be a list of objects")
     _check_images(path, images)
     _check_annotations(path, annotations, {c["id"] for c in categories}, {i["id"] for i in images})
     return LabelSet(str(path), categories, images, annotations, raw)
@@ -87,6 +90,8 @@ def _check_categories(path: Path, categories: list[dict]) -> None:
         raise InputError(f"{path}: 'categories' is empty")
     seen = set()
     for cat in categories:
+        if not isinstance(cat, dict):
+            raise InputError(f"{path}: category {cat!r:.80} is not an object")
         cid = cat.get("id")
         if not isinstance(cid, int) or isinstance(cid, bool):
             raise InputError(f"{path}: category {cat!r:.80} has no integer 'id'")
@@ -99,8 +104,8 @@ def _check_images(path: Path, images: list[dict]) -> None:
     seen = set()
     for img in images:
         iid = img.get("id")
-        if iid is None:
-            raise InputError(f"{path}: image {img!r:.80} has no 'id'")
+        if not isinstance(iid, (int, str)) or isinstance(iid, bool):
+            raise InputError(f"{path}: image {img!r:.80} has no integer or string 'id'")
         if iid in seen:
             raise InputError(f"{path}: duplicate image id {iid}")
         seen.add(iid)
@@ -108,8 +113,11 @@ def _check_images(path: Path, images: list[dict]) -> None:
 
 def _check_annotations(path: Path, annotations: list[dict], category_ids: set, image_ids: set) -> None:
     for i, ann in enumerate(annotations):
-        name = f"annotation {ann.get('id', f'#{i}')}"
-        if ann.get("category_id") not in category_ids:
+        name = f"annotation {ann.get('id', f'#{i}')!s:.40}"
+        if not isinstance(ann.get("image_id"), (int, str)) or isinstance(ann.get("image_id"), bool):
+            raise InputError(f"{path}: {name} has no integer or string image_id")
+        if (not isinstance(ann.get("category_id"), int) or isinstance(ann.get("category_id"), bool)
+                or ann.get("category_id") not in category_ids):
             raise InputError(f"{path}: {name} has unknown category_id {ann.get('category_id')!r}")
         if image_ids and ann.get("image_id") not in image_ids:
             raise InputError(f"{path}: {name} refers to unknown image_id {ann.get('image_id')!r}")

@@ -12,19 +12,21 @@ import logging
 from dataclasses import replace
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from taast_ray.config import TaastConfig, config_from_dict
 from taast_ray.data.labels import load_labels
 from taast_ray.error_records import count_by_reason, count_by_stage, errors_table
 from taast_ray.errors import InputError
-from taast_ray.io import child, list_parquet, write_parquet
+from taast_ray.io import bare_paths, list_parquet
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.kmeans import resolve_backend
-from taast_ray.selection.outputs import write_selection_outputs
+from taast_ray.selection.outputs import write_failed_outputs, write_selection_outputs
 from taast_ray.selection.pool import stream_pool
-from taast_ray.selection.run import StageTimer, build_summary, check_budget, make_context, score_detections
+from taast_ray.selection.run import StageTimer, build_summary, make_context, score_detections
 from taast_ray.selection.strategies import rows_to_embed, run_strategy
 from taast_ray.stages.device import granted_gpus
+from taast_ray.versions import software_versions
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +48,37 @@ class CentralAggregator:
             if not files:
                 raise InputError(f"{detections_dir}: no detections written")
             failed: list[pa.Table] = []
-            self.det = stream_pool(files, self.labels.num_classes, self.cfg.selection.tau, failed=failed)
+            fs, paths = bare_paths(files)
+            try:
+                self.det = stream_pool(files, self.labels.num_classes, self.cfg.selection.tau, failed=failed)
+            except InputError:  # every record failed (all unreadable): not a bad file, a bad pool
+                rows = sum(pq.read_metadata(f, filesystem=fs).num_rows for f in paths)
+                if not failed or sum(t.num_rows for t in failed) != rows:
+                    raise
+                self.det = None
             self.errors = self._errors(pa.concat_tables(failed, promote_options="default") if failed else None)
-            check_budget(self.cfg.selection.budget, self.det.num_images, str(detections_dir))
-            self.scored = score_detections(self.det, self.labels, self.cfg.selection)
-            converted = self.det.converted
-        return {"pool_size": int(self.det.num_images + self.errors.num_rows),
-                "scored": int(self.det.num_images), "errors": int(self.errors.num_rows),
-                "pseudo_labelled": int(self.scored.pseudo.sum()), "converted": int(converted),
+            scored = 0 if self.det is None else int(self.det.num_images)
+            if scored:
+                self.scored = score_detections(self.det, self.labels, self.cfg.selection)
+        return {"pool_size": scored + int(self.errors.num_rows),
+                "scored": scored, "errors": int(self.errors.num_rows),
+                "pseudo_labelled": int(self.scored.pseudo.sum()) if scored else 0,
+                "converted": int(self.det.converted) if scored else 0,
                 "errors_by_reason": count_by_reason(self.errors)}
+
+    def publish_failed(self, out: str, reason: str, extra: dict | None = None) -> None:
+        """No selection possible (too few readable images): publish errors.parquet and a summary."""
+        scored = 0 if self.det is None else int(self.det.num_images)
+        summary = {"status": "failed", "reason": reason, "strategy": self.cfg.selection.strategy,
+                   "budget": self.cfg.selection.budget, "pool_size": scored + int(self.errors.num_rows),
+                   "scored": scored, "errors": int(self.errors.num_rows),
+                   "errors_by_reason": count_by_reason(self.errors), "errors_by_stage": count_by_stage(self.errors),
+                   "selected": 0,
+                   **(extra or {}), "timings_s": self.timer.seconds, "versions": software_versions(),
+                   "config": self.cfg.to_dict()}
+        write_failed_outputs(out, self.errors, summary)
+        if self.det is not None:
+            self.det.close()
 
     def _errors(self, failed: pa.Table | None) -> pa.Table:
         """The failed records as errors.parquet rows, each with the stage its step stamped."""
@@ -86,9 +110,8 @@ class CentralAggregator:
                                 {"errors": int(self.errors.num_rows),
                                  "errors_by_reason": count_by_reason(self.errors),
                                  "errors_by_stage": count_by_stage(self.errors), **(extra or {})})
-        write_parquet(child(out, "errors.parquet"), self.errors)
         try:
-            write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary)
+            write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary, errors=self.errors)
         finally:
             self.det.close()  # the box spool: the actor is killed after this call
         return summary

@@ -17,15 +17,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from taast_ray.config import RayConfig, TaastConfig, save_config
+from taast_ray.config import RayConfig, TaastConfig
 from taast_ray.data.labels import load_labels
+from taast_ray.errors import InputError
 from taast_ray.io import bare_paths, child, filesystem, is_uri, list_parquet, remove_tree
 from taast_ray.pipeline.aggregator import CentralAggregator
 from taast_ray.console import say
+from taast_ray.models.checks import check_detector, check_embedder
 from taast_ray.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
 from taast_ray.selection.run import check_budget
 from taast_ray.stages.detect import DetectStage
 from taast_ray.stages.embed import EmbedStage
+from taast_ray.stages.parquet_sink import write_rows_per_file
 from taast_ray.stages.sources import list_pool_table, listing_dataset, read_pool_bytes
 from taast_ray.stages.tensor_decode import decode_to_pixels
 
@@ -33,10 +36,6 @@ log = logging.getLogger(__name__)
 READ_CPUS = 0  # reading bytes is I/O: with a CPU slot of its own it could wait forever behind the
 #                model actors that hold every slot (2 actors on 2 CPUs); ray.read_tasks bounds how many run
 
-# The parquet write is small I/O too: with the default 1 CPU it waited behind the actors holding
-# every CPU and ran after the last batch, adding its whole time to the pass. One task at a time:
-# unbounded 0-CPU writes start a worker process per block, each importing Ray and pyarrow.
-WRITE_ARGS = {"ray_remote_args": {"num_cpus": 0}, "concurrency": 1}
 
 
 def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], ray_cfg: RayConfig):
@@ -65,17 +64,28 @@ def written_ids(folder) -> pa.Array:
     """image_ids in the parquet files already under ``folder`` (the unit of resume).
 
     A file a killed write left half-written (local disks and NFS; an object store never shows
-    one) has no footer and cannot be read: it is deleted, and its images run again.
+    one) has no footer and cannot be read: it is deleted, and its images run again. So is a file
+    holding an image_id an earlier file already holds (two runs that once wrote into one folder,
+    before runs were locked): resuming then repairs the folder instead of failing on the same
+    "duplicate image_id" every time.
     """
-    ids = []
+    ids, seen = [], None
     fs, paths = bare_paths(list_parquet(folder))
     fs = fs or filesystem(folder)[0]
     for path in paths:
         try:
-            ids.append(pq.read_table(path, columns=["image_id"], filesystem=fs).column(0).combine_chunks())
+            column = pq.read_table(path, columns=["image_id"], filesystem=fs).column(0).combine_chunks()
         except (pa.ArrowInvalid, OSError) as exc:
             log.warning("%s: unreadable (%s), deleted; its images run again", path, exc)
             fs.delete_file(path)
+            continue
+        if seen is not None and (pc.any(pc.is_in(column, value_set=seen)).as_py()
+                                 or len(pc.unique(column)) < len(column)):
+            log.warning("%s: holds images another detections file holds, deleted; they run again", path)
+            fs.delete_file(path)
+            continue
+        ids.append(column)
+        seen = pa.concat_arrays(ids)
     return pa.concat_arrays(ids) if ids else pa.array([], pa.string())
 
 
@@ -85,9 +95,10 @@ def not_written(listing: pa.Table, folder) -> pa.Table:
 
 
 def write_blocks(ds, folder, rows_per_file: int) -> None:
-    """Append the dataset's rows to ``folder`` (a path or URI) as parquet files of at least
-    ``rows_per_file`` rows; each file is named by this execution's write id, so earlier files stay."""
-    ds.write_parquet(str(folder), min_rows_per_file=rows_per_file, **WRITE_ARGS)
+    """Append the dataset's rows to ``folder`` (a path or URI) as parquet files of exactly
+    ``rows_per_file`` rows, the pass's last one smaller (stages/parquet_sink.py); each file is
+    named by this pass's id, so earlier files stay."""
+    write_rows_per_file(ds, folder, rows_per_file)
 
 
 def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *,
@@ -152,12 +163,14 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     labels = load_labels(labels_path)
     listing = list_pool_table(pool, limit=limit)
     check_budget(cfg.selection.budget, listing.num_rows, str(pool))
+    check_detector(cfg.model.weights, labels.num_classes)  # on the driver, before Ray and any file
+    check_embedder(cfg.model.embedder, cfg.model.embedder_weights)
+    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     if not resume:
         remove_tree(detections)
-    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     if not is_uri(out):
         out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, child(out, "config.yaml"))
+    # config.yaml is published with the output set (selection/outputs.py), not before the pass
 
     start = time.perf_counter()
     detect_pool(cfg, listing, detections, labels.num_classes, rows_per_file=rows_per_file,
@@ -170,6 +183,14 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     reasons = ", ".join(f"{k.removeprefix('dropped_')} {n}" for k, n in counts["errors_by_reason"].items())
     say(f"scored {counts['scored']} images, {counts['errors']} unreadable"
         + (f" ({reasons})" if reasons else "") + f", {counts['pseudo_labelled']} pseudo-labelled")
+    if counts["scored"] < cfg.selection.budget:  # nothing to select from: say why, in files too
+        reason = (f"{pool}: none of the {counts['pool_size']} images could be read" if not counts["scored"]
+                  else f"{pool}: budget {cfg.selection.budget} is larger than the {counts['scored']} "
+                       f"readable images ({counts['errors']} unreadable)")
+        remote_call(aggregator.publish_failed, str(out), reason,
+                    {"pool": str(pool), "labels": str(labels_path), "live_timings_s": timings})
+        ray.kill(aggregator)
+        raise InputError(f"{reason}; reasons in {child(out, 'errors.parquet')}")
     wanted = remote_call(aggregator.to_embed)
     cache = embedding_cache_dir(embedding_cache or child(out, "embedding_cache"), cfg)
     start = time.perf_counter()

@@ -1,14 +1,14 @@
-"""The selection's files (SPEC.md §3), each written atomically."""
+"""The selection's files (SPEC.md §3), published together as one output set."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from taast_ray.config import save_with_versions
 from taast_ray.data.labels import LabelSet
-from taast_ray.io import atomic_path, child, filesystem, is_uri, write_json, write_parquet
+from taast_ray.io import publish_output_set, write_json, write_parquet, write_parquet_chunks
 from taast_ray.selection.pool import PoolScalars
 from taast_ray.selection.scoring import ImageScores
 from taast_ray.selection.strategies import Picks
@@ -51,27 +51,6 @@ def scores_chunks(det: PoolScalars, scored: ImageScores, picks: Picks, labels: L
 
 def scores_table(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet) -> pa.Table:
     return pa.concat_tables(scores_chunks(det, scored, picks, labels))
-
-
-def write_parquet_chunks(path, chunks) -> None:
-    """Tables with one schema into one parquet file, atomically (a URI: one upload)."""
-    def write(sink, filesystem=None):
-        writer = None
-        try:
-            for table in chunks:
-                if writer is None:
-                    writer = pq.ParquetWriter(sink, table.schema, filesystem=filesystem)
-                writer.write_table(table)
-        finally:
-            if writer is not None:
-                writer.close()
-
-    if is_uri(path):
-        fs, inner = filesystem(path)
-        write(inner, fs)
-        return
-    with atomic_path(path) as tmp:
-        write(str(tmp))
 
 
 def selection_table(det: PoolScalars, picks: Picks) -> pa.Table:
@@ -152,11 +131,32 @@ def _ls_boxes(chosen, n: int, names: list[str]) -> list:
     return result
 
 
+SET_FILES = ("scores.parquet", "selection.parquet", "pseudo_labels.json", "label_studio_tasks.json",
+             "errors.parquet", "summary.json", "config.yaml")
+
+
 def write_selection_outputs(out: Path | str, det: PoolScalars, scored: ImageScores, picks: Picks,
-                            labels: LabelSet, summary: dict) -> None:
-    """Every file atomically; summary.json last, so its presence means the set is whole."""
-    write_parquet_chunks(child(out, "scores.parquet"), scores_chunks(det, scored, picks, labels))
-    write_parquet(child(out, "selection.parquet"), selection_table(det, picks))
-    write_json(child(out, "pseudo_labels.json"), pseudo_labels_coco(det, scored, labels))
-    write_json(child(out, "label_studio_tasks.json"), label_studio_tasks(det, scored, picks, labels))
-    write_json(child(out, "summary.json"), summary)
+                            labels: LabelSet, summary: dict, errors: pa.Table | None = None) -> None:
+    """The whole set, published at once (``io.publish_output_set``): the previous set or this one,
+    never a mix. ``config.yaml`` is the summary's configuration with the software versions."""
+    writers = {
+        "scores.parquet": lambda p: write_parquet_chunks(p, scores_chunks(det, scored, picks, labels)),
+        "selection.parquet": lambda p: write_parquet(p, selection_table(det, picks)),
+        "pseudo_labels.json": lambda p: write_json(p, pseudo_labels_coco(det, scored, labels)),
+        "label_studio_tasks.json": lambda p: write_json(p, label_studio_tasks(det, scored, picks, labels)),
+    }
+    if errors is not None:
+        writers["errors.parquet"] = lambda p: write_parquet(p, errors)
+    writers["summary.json"] = lambda p: write_json(p, summary)
+    writers["config.yaml"] = lambda p: save_with_versions(summary["config"], p)
+    publish_output_set(out, writers, replaces=SET_FILES)
+
+
+def write_failed_outputs(out: Path | str, errors: pa.Table, summary: dict) -> None:
+    """A pass that could select nothing (every image unreadable, fewer readable images than the
+    budget) still publishes what it learnt: errors.parquet, the summary (``status`` "failed" and
+    the reason) and the configuration; any previous selection files are removed with it."""
+    publish_output_set(out, {"errors.parquet": lambda p: write_parquet(p, errors),
+                             "summary.json": lambda p: write_json(p, summary),
+                             "config.yaml": lambda p: save_with_versions(summary["config"], p)},
+                       replaces=SET_FILES)

@@ -12,6 +12,10 @@ Conventions:
 - Manifest ``image_id`` is cast to string; a relative ``uri`` is resolved against the manifest's
   folder; a null or empty ``uri`` reads as "missing".
 - Order is by ``image_id``; ``limit`` keeps the first ``limit`` in that order.
+- Listing faults of a local folder are records, not stops: a symlink to a missing file is listed
+  (its read gives "missing: dangling symlink to …") and an unreadable sub-folder is one row
+  ``<folder>/`` (its read gives "unreadable: folder, permission denied …"); both reach
+  ``errors.parquet`` and the summary's count. Only an unreadable root stops the run.
 """
 import bisect
 import functools
@@ -51,10 +55,10 @@ def list_pool_table(pool, *, limit: int | None = None) -> pa.Table:
         if not root.lower().endswith(".parquet"):
             raise InputError(f"pool: {pool} is neither a folder nor a .parquet manifest")
         return _manifest(fs, [root], posixpath.dirname(root), prefix, limit, pool)
-    files = _list_files(fs, root, pool)
+    files, unreadable = _walk_local(root, pool) if fs is _LOCAL and not prefix else (_list_files(fs, root, pool), [])
     images = [f for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
-    if images:
-        return _folder(images, root, prefix, limit)
+    if images or unreadable:
+        return _folder(images, root, prefix, limit, unreadable)
     manifests = [f for f in files if f.lower().endswith(".parquet")]
     if manifests:
         return _manifest(fs, manifests, root, prefix, limit, pool)
@@ -101,8 +105,48 @@ def _list_files(fs, root: str, pool) -> list[str]:
             and not any(p.startswith(".") for p in pool_image_id(i.path, root).split("/"))]
 
 
-def _folder(paths: list[str], root: str, prefix: str, limit: int | None):
-    rows = sorted((pool_image_id(p, root), prefix + p) for p in paths)[:limit]
+def _walk_local(root: str, pool) -> tuple[list[str], list[str]]:
+    """Files (dangling symlinks included) and unreadable folders under a local root.
+
+    pyarrow's recursive listing drops a symlink to a missing file without a word and raises on
+    the first unreadable sub-folder; here both become records the read stage turns into
+    ``errors.parquet`` rows ("missing: dangling symlink ...", "unreadable: folder ..."). Symlinked
+    folders are followed, as pyarrow does, but not back up the tree (no loops). Hidden names are
+    skipped without descending; FIFOs and other special files are not images and never opened.
+    """
+    files, unreadable, stack = [], [], [(root, frozenset())]
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in ancestors:
+                continue  # a symlink back up the tree
+            ancestors = ancestors | {(st.st_dev, st.st_ino)}
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            if folder == root:
+                raise InputError(f"pool: cannot list {pool}: {exc.strerror or exc}") from None
+            unreadable.append(folder)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    stack.append((entry.path, ancestors))
+                elif entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path)):
+                    files.append(entry.path)
+            except OSError:  # a name that vanished or cannot be stat'ed: read it and say why
+                files.append(entry.path)
+    return files, unreadable
+
+
+def _folder(paths: list[str], root: str, prefix: str, limit: int | None, unreadable: list[str] = ()):
+    """Rows sorted by image_id; an unreadable folder is one row, its id the folder's path and "/"."""
+    rows = [(pool_image_id(p, root), prefix + p) for p in paths]
+    rows += [(pool_image_id(d, root) + "/", prefix + d) for d in unreadable]
+    rows = sorted(rows)[:limit]
     return pa.Table.from_pylist([{"image_id": i, "uri": u} for i, u in rows], schema=_SCHEMA)
 
 
@@ -183,6 +227,9 @@ def _read_one(uri: str | None):
         with fs.open_input_stream(path) as stream:
             return stream.read(), None
     except Exception as exc:  # noqa: BLE001  (any storage failure is this record's reason)
+        local = _local_reason(uri)
+        if local:
+            return None, local
         detail = (str(exc).splitlines() or [type(exc).__name__])[0]
         if isinstance(exc, FileNotFoundError) or "does not exist" in detail:
             return None, "missing"  # object stores may say so in a plain OSError
@@ -191,6 +238,22 @@ def _read_one(uri: str | None):
         if isinstance(exc, PermissionError):
             return None, "unreadable: permission denied"
         return None, f"unreadable: {detail[:80]}"
+
+
+def _local_reason(uri: str) -> str | None:
+    """What the listing recorded a local path for: a dangling symlink or an unreadable folder."""
+    if "://" in uri:
+        return None
+    if os.path.islink(uri) and not os.path.exists(uri):
+        return f"missing: dangling symlink to {os.readlink(uri)}"[:200]
+    if os.path.isdir(uri):
+        try:
+            with os.scandir(uri):
+                pass
+        except OSError as exc:
+            return f"unreadable: folder, {(exc.strerror or str(exc)).lower()} (its images are not listed)"
+        return "not a file"
+    return None
 
 
 def _locate(uri: str):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from taast_ray.config import load_config
 from taast_ray.data.synth import make_synthetic_dataset
-from taast_ray.io import list_parquet
+from taast_ray.io import check_output_set, list_parquet
 from taast_ray.pipeline.live import select_live
 from taast_ray.stages.detect import DetectStage
 
@@ -77,8 +77,11 @@ def test_outputs_match_the_contract_and_bad_images_are_recorded(pool, baseline):
     assert sel.num_rows == 4 and len(set(selected(out))) == 4
     det = pq.read_table(out / "detections")
     assert {"image_id", "boxes", "scores", "width", "height"} <= set(det.column_names)
+    rows = sorted((pq.read_metadata(f).num_rows for f in list_parquet(out / "detections")), reverse=True)
+    assert rows[:-1] == [20] * (len(rows) - 1) and 0 < rows[-1] <= 20  # --rows-per-file 20: exactly
     for name in ("pseudo_labels.json", "label_studio_tasks.json", "summary.json", "config.yaml"):
         assert (out / name).exists()
+    assert set(check_output_set(out)["files"]) >= {"errors.parquet", "scores.parquet", "config.yaml"}
     assert json.loads((out / "summary.json").read_text())["embedded"] > 0
 
 

@@ -164,3 +164,53 @@ def test_pool_image_id_convention(tmp_path):
     with pytest.raises(ValueError):
         pool_image_id("/elsewhere/a.jpg", tmp_path)
     assert np.unique([pool_image_id(tmp_path / n, tmp_path) for n in ("a.jpg", "a.png")]).size == 2
+
+
+def _unreadable(monkeypatch, folder):
+    """Test double for a folder this user may not read: as root (the CI container) chmod 000
+    changes nothing, so os.scandir refuses that one path the way the kernel would."""
+    real = sources.os.scandir
+
+    def scandir(path="."):
+        if str(path) == str(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(sources.os, "scandir", scandir)
+
+
+def test_listing_faults_are_records_not_stops(tmp_path, monkeypatch):
+    root = tmp_path / "pool"
+    save(root / "ok.jpg")
+    save(root / "locked" / "inside.jpg")
+    save(root / "real" / "two.jpg")
+    (root / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (root / "linked").symlink_to(root / "real")  # symlinked folders are followed, as before
+    (root / "loop").symlink_to(root)  # and a loop is walked once
+    _unreadable(monkeypatch, root / "locked")
+    table = sources.list_pool_table(root)
+    ids = table.column("image_id").to_pylist()
+    assert ids == ["dangling.jpg", "linked/two.jpg", "locked/", "ok.jpg", "real/two.jpg"]
+    reasons = {i: sources._read_one(u)[1] for i, u in zip(ids, table.column("uri").to_pylist())}
+    assert reasons["dangling.jpg"] == f"missing: dangling symlink to {tmp_path / 'gone.jpg'}"
+    assert reasons["locked/"] == "unreadable: folder, permission denied (its images are not listed)"
+    assert reasons["ok.jpg"] is None and reasons["real/two.jpg"] is None
+
+
+def test_a_pool_of_only_unreadable_folders_is_listed_and_an_unreadable_root_stops(tmp_path, monkeypatch):
+    root = tmp_path / "pool"
+    save(root / "locked" / "x.jpg")
+    _unreadable(monkeypatch, root / "locked")
+    assert sources.list_pool_table(root).column("image_id").to_pylist() == ["locked/"]
+    _unreadable(monkeypatch, root)
+    with pytest.raises(InputError, match="cannot list"):
+        sources.list_pool_table(root)
+
+
+def test_special_files_are_never_opened(tmp_path):
+    root = tmp_path / "pool"
+    save(root / "ok.jpg")
+    import os
+
+    os.mkfifo(root / "pipe.jpg")  # reading it would block forever
+    assert sources.list_pool_table(root).column("image_id").to_pylist() == ["ok.jpg"]
