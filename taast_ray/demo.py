@@ -15,7 +15,10 @@ from taast_ray.config import TaastConfig, config_from_dict
 # AdamW at 0.002: what benchmarks/learnability.py found trains a YOLOv8n from scratch on a CPU;
 # the paper's SGD at 0.01 learns nothing from 140 images in minutes.
 DEMO_SETTINGS = {
-    "data": {"synthetic_images": 2000, "synthetic_classes": 12, "synthetic_image_size": 160},
+    # 16 classes at Zipf 0.8: >= 3 classes rare in L0 (< 10 images) with >= 30 pool images for
+    # split seeds 0/21/42/63 (benchmarks/results/tail_pilots.md)
+    "data": {"synthetic_images": 2000, "synthetic_classes": 16, "synthetic_image_size": 160,
+             "synthetic_zipf": 0.8, "synthetic_eval_min_instances": 25},
     "selection": {"budget": 64, "seed": 0},
     "model": {"weights": "yolov8n.yaml", "embedder": "taast-tiny-ViT", "embedder_weights": "none"},
     "train": {"imgsz": 160, "batch": 16, "workers": 2, "warmup_epochs": 30, "epochs": 10,

@@ -54,7 +54,8 @@ def resolve_dataset(cfg: TaastConfig, run: Path) -> Dataset:
     if not (root / "stats.json").exists():
         say(f"making a synthetic long-tailed dataset: {d.synthetic_images} images -> {root}")
         make_synthetic_dataset(root, images=d.synthetic_images, classes=d.synthetic_classes,
-                               seed=cfg.selection.seed, image_size=d.synthetic_image_size)
+                               seed=cfg.selection.seed, image_size=d.synthetic_image_size,
+                               zipf=d.synthetic_zipf, eval_min_instances=d.synthetic_eval_min_instances)
     ann = root / "annotations"
     return Dataset(ann / "train.json", ann / "val.json", ann / "test.json", root / "images")
 
