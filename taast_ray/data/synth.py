@@ -284,10 +284,19 @@ def _dump(path: Path, doc: dict) -> Path:
     return path
 
 
-def format_class_table(stats: dict) -> str:
-    """Per-class image counts per split with the LVIS r/c/f tag (tag from the train split)."""
-    rows = [f"{'id':>3}  {'class':<16}{'tag':<5}" + "".join(f"{s:>8}" for s in SPLITS)]
+def format_class_table(stats: dict, l0_counts: list[int] | None = None) -> str:
+    """Per-class image counts per split with the LVIS r/c/f tag (tag from the train split).
+
+    With ``l0_counts`` (images per class in L0) also L0, the pool (train − L0) and the tag
+    counted on L0 (r < 10, c 10–100, f > 100 images: the paper's definition of rare)."""
+    from taast_ray.evaluation.tail import l0_tag
+
+    extra = f"{'L0':>6}{'pool':>6}  {'L0 tag'}" if l0_counts is not None else ""
+    rows = [f"{'id':>3}  {'class':<16}{'tag':<5}" + "".join(f"{s:>8}" for s in SPLITS) + extra]
     for k, name in enumerate(stats["names"]):
         cells = "".join(f"{stats['image_counts'][s][k]:>8}" for s in SPLITS)
+        if l0_counts is not None:
+            n = l0_counts[k]
+            cells += f"{n:>6}{stats['image_counts']['train'][k] - n:>6}  {l0_tag(n)}"
         rows.append(f"{k + 1:>3}  {name:<16}{stats['frequency'][k]:<5}{cells}")
     return "\n".join(rows)
