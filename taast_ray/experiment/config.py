@@ -29,7 +29,7 @@ from taast_ray.config import STRATEGIES, TaastConfig, config_from_dict, read_yam
 from taast_ray.errors import ConfigError
 
 BASELINES = ("random", "entropy", "coreset")
-METRICS = ("AP", "APr", "APc", "APf", "mAP")
+METRICS = ("AP", "APr", "APc", "APf", "mAP", "APr@L0", "APc@L0", "APf@L0")
 EXPERIMENT_FIELDS = ("name", "description", "base", "seeds", "strategies", "reference", "metric",
                      "curve_split", "parallel_trials", "data_seed", "sweep", "zipf", "versions")
 
