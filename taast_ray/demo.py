@@ -43,24 +43,25 @@ def run_demo(cfg: TaastConfig, out: Path) -> int:
     from taast_ray.data.synth import format_class_table
     from taast_ray.evaluation.tail import image_counts
     from taast_ray.io import read_json
-    from taast_ray.pipeline.cycle import _num, format_table, run_cycles
-    from taast_ray.pipeline.ray_env import ensure_ray
+    from taast_ray.loop.cycle import _num, format_table, run_cycles
+    from taast_ray.loop.layout import RunLayout
+    from taast_ray.ray_env import ensure_ray
 
     start = time.perf_counter()
     cfg = demo_config(cfg)
-    resume = out.exists() and (out / "config.yaml").exists()
-    ensure_ray(cfg.ray.address)
+    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
+    layout = RunLayout(out)
+    resume = layout.config.exists()
     rows = run_cycles(cfg, out, resume=resume)
-    l0 = image_counts(read_json(out / "data" / "labels_L0.json"))
+    l0 = image_counts(read_json(layout.labels_l0))
     print("\nsynthetic set, images per class: LVIS tag from the training split (r <= 10 images), "
           "L0 tag from L0 (r < 10 images, the paper's rare):")
-    print(format_class_table(read_json(out / "synthetic" / "stats.json"),
-                             [l0[k] for k in sorted(l0)]))
+    print(format_class_table(read_json(layout.synthetic / "stats.json"), [l0[k] for k in sorted(l0)]))
     print(f"\nactive learning, {cfg.protocol.cycles} cycles of B = {cfg.selection.budget} "
           f"(strategy {cfg.selection.strategy}), metrics on the validation split:")
     print(format_table(rows))
-    if (out / "test_metrics.json").exists():
-        test = read_json(out / "test_metrics.json")
+    if layout.test_metrics.exists():
+        test = read_json(layout.test_metrics)
         print("test split, final model: " + "  ".join(
             f"{k} {_num(test.get(k))}" for k in ("AP", "APr@L0", "APc@L0", "APf@L0", "APr", "APc", "APf", "mAP")))
     print(f"\ndone in {(time.perf_counter() - start) / 60:.1f} min; everything is under {out}/")

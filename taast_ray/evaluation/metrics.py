@@ -24,6 +24,11 @@ from taast_ray.io import write_json
 
 LVIS_KEYS = ("AP", "APr", "APc", "APf", "AP50", "AP75")
 GROUPS = {"r": "APr", "c": "APc", "f": "APf"}
+# what a cycle reports, and how tables and reports name it: the one list the loop, the demo,
+# the experiment configuration and its report read
+METRIC_KEYS = ("AP", "APr", "APc", "APf", "mAP")
+METRIC_NAMES = {"AP": "AP", "APr": "AP_rare", "APc": "AP_common", "APf": "AP_freq", "mAP": "mAP",
+                "APr@L0": "APr@L0", "APc@L0": "APc@L0", "APf@L0": "APf@L0"}
 L0_KEYS = ("APr@L0", "APc@L0", "APf@L0")
 DEFINITIONS = {
     "APr": "LVIS AP over the ground truth's own r tags (training-split counts: <= 10 images)",

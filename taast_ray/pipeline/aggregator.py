@@ -8,6 +8,7 @@ The driver only ever sees counts and the candidate table.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,10 +20,12 @@ from taast_ray.errors import InputError
 from taast_ray.io import bare_paths, child, list_parquet, write_parquet
 from taast_ray.selection.detections import read_detections
 from taast_ray.selection.embeddings import ParquetEmbeddings
+from taast_ray.selection.kmeans import resolve_backend
 from taast_ray.selection.outputs import write_selection_outputs
 from taast_ray.selection.run import StageTimer, build_summary, check_budget, make_context, score_detections
 from taast_ray.selection.strategies import rows_to_embed, run_strategy
 from taast_ray.stages.decode import errors_table
+from taast_ray.stages.device import granted_gpus
 
 log = logging.getLogger(__name__)
 _READ_REASONS = ("missing", "not a file", "unreadable")
@@ -64,15 +67,23 @@ class CentralAggregator:
                 for r in failed.select(["image_id", "uri", "error"]).to_pylist()]
         return errors_table(rows).sort_by("image_id")
 
+    @property
+    def _selection(self):
+        """The selection settings with k-means on what this actor was granted: a GPU only with
+        ray.aggregator_gpus > 0 (resolved per call, so a bad choice comes back as one line)."""
+        gpus = granted_gpus()
+        backend = resolve_backend(self.cfg.selection.kmeans_backend, gpu_allowed=gpus is None or bool(gpus))
+        return replace(self.cfg.selection, kmeans_backend=backend)
+
     def to_embed(self) -> pa.Table:
         """(image_id, uri) of the images the strategy will look up embeddings for."""
-        sel = self.cfg.selection
+        sel = self._selection
         rows = rows_to_embed(sel.strategy, make_context(self.det, self.scored, sel, None, self.labels))
         return pa.table({"image_id": pa.array(self.det.image_ids[rows], pa.string()),
                          "uri": pa.array(self.det.uri[rows], pa.string())})
 
     def select(self, embeddings_dir: str | None, out: str, extra: dict | None = None) -> dict:
-        sel = self.cfg.selection
+        sel = self._selection
         with self.timer("select"):
             emb = ParquetEmbeddings(embeddings_dir) if embeddings_dir else None
             picks = run_strategy(sel.strategy, make_context(self.det, self.scored, sel, emb, self.labels))

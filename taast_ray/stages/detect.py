@@ -14,6 +14,7 @@ import pyarrow as pa
 from taast_ray.models.detector import BoxRows, Detector
 from taast_ray.stages.base import DecodingStage
 from taast_ray.stages.decode import MAX_PIXELS
+from taast_ray.stages.device import granted_device
 from taast_ray.stages.tensor_decode import DecodedBatch
 
 _F32_ROWS = pa.list_(pa.list_(pa.float32()))
@@ -33,7 +34,8 @@ class DetectResources:
 class DetectStage(DecodingStage):
     def __init__(self, weights: str, *, imgsz: int, conf: float, num_classes: int | None,
                  device: str = "auto", max_pixels: int = MAX_PIXELS):
-        self.detector = Detector(weights, imgsz=imgsz, conf=conf, device=device, num_classes=num_classes)
+        self.detector = Detector(weights, imgsz=imgsz, conf=conf, device=granted_device(device),
+                                 num_classes=num_classes)
         super().__init__(self.detector.device, max_pixels)
 
     def __call__(self, batch: pa.Table | dict) -> pa.Table:

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image, ImageFile
 
-from taast_ray.stages.decode import PAD_GREY, decode_batch, decode_image, errors_table
+from taast_ray.bench.pillow_decode import decode_batch
+from taast_ray.stages.decode import PAD_GREY, decode_image, errors_table
 
 
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:

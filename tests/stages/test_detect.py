@@ -8,7 +8,7 @@ from PIL import Image
 
 import taast_ray  # noqa: F401  (before Ultralytics)
 from taast_ray.models.detector import BoxRows
-from taast_ray.stages.decode import decode_batch
+from taast_ray.bench.pillow_decode import decode_batch
 from taast_ray.stages.detect import DETECTIONS_SCHEMA, DetectStage, detections_table
 from taast_ray.stages.tensor_decode import DecodedBatch
 

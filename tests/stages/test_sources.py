@@ -11,7 +11,7 @@ from PIL import Image
 
 from taast_ray.errors import ConfigError, InputError
 from taast_ray.stages import sources
-from taast_ray.stages.decode import decode_batch
+from taast_ray.bench.pillow_decode import decode_batch
 from taast_ray.stages.sources import list_pool, pool_image_id, read_pool_bytes
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from taast_ray.models.embedder import clip_preprocess
 from taast_ray.models.letterbox import as_image_tensors, letterbox_batch
-from taast_ray.stages.decode import decode_batch
+from taast_ray.bench.pillow_decode import decode_batch
 import pyarrow as pa
 
 from taast_ray.stages.tensor_decode import decode_jpegs, decode_to_pixels, decode_to_tensors, pixels_to_decoded

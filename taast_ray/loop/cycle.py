@@ -1,14 +1,8 @@
 """``taast run``: T active-learning cycles (SPEC.md §1 steps 1–6, §6), resumable stage by stage.
 
-    RUN/data/            the split: labels_L0.json, pool.parquet (U)
-    RUN/cycle_0/         warm-up on L0: weights.pt, metrics.json
-    RUN/cycle_<t>/       pool.parquet, select/, labels_new.json (Q's labels), labels.json (L ∪ Q),
-                         train_set.json + yolo/ (L ∪ Q ∪ P), weights.pt, metrics.json
-    RUN/test_metrics.json
-
-Every stage ends with a marker under ``cycle_<t>/_markers``; ``resume`` skips marked stages, and
-each stage is deterministic given the ones before it, so a resumed run ends where an
-uninterrupted one would.
+The run directory's layout and stage names are :mod:`taast_ray.loop.layout`'s. Every stage ends
+with a marker; ``resume`` skips marked stages, and each stage is deterministic given the ones
+before it, so a resumed run ends where an uninterrupted one would.
 """
 from __future__ import annotations
 
@@ -24,12 +18,14 @@ import pyarrow.parquet as pq
 from taast_ray.config import TaastConfig, save_config
 from taast_ray.data.split import merge_labels, oracle_labels, split_labelled_pool, subset_labels
 from taast_ray.data.yolo import export_yolo
+from taast_ray.console import say
 from taast_ray.errors import InputError
-from taast_ray.io import is_done, read_json, write_json, write_parquet
-from taast_ray.pipeline.progress import say, stage
+from taast_ray.evaluation.metrics import METRIC_KEYS
+from taast_ray.io import read_json, write_json, write_parquet
+from taast_ray.loop.layout import SPLIT_STAGE, CycleLayout, RunLayout
+from taast_ray.loop.stages import stage
 
 log = logging.getLogger(__name__)
-METRIC_KEYS = ("AP", "APr", "APc", "APf", "mAP")
 L0_METRIC_KEYS = ("APr@L0", "APc@L0", "APf@L0")  # groups counted on L0 (evaluation/tail.py)
 TAIL_KEYS = ("tail_lift", "rare_images_selected", "rare_images_random", "candidate_rare_share",
              "pool_rare_image_share")
@@ -47,13 +43,13 @@ class AwaitingAnnotation(Exception):
     """Production mode: the run stops after a selection until `taast ingest` brings the labels."""
 
 
-def resolve_dataset(cfg: TaastConfig, run: Path) -> Dataset:
+def resolve_dataset(cfg: TaastConfig, layout: RunLayout) -> Dataset:
     d = cfg.data
     if d.train:
         return Dataset(Path(d.train), Path(d.val), Path(d.test) if d.test else None, Path(d.images))
     from taast_ray.data.synth import make_synthetic_dataset
 
-    root = run / "synthetic"
+    root = layout.synthetic
     if not (root / "stats.json").exists():
         say(f"making a synthetic long-tailed dataset: {d.synthetic_images} images -> {root}")
         make_synthetic_dataset(root, images=d.synthetic_images, classes=d.synthetic_classes,
@@ -64,43 +60,42 @@ def resolve_dataset(cfg: TaastConfig, run: Path) -> Dataset:
 
 
 def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: dict | None,
-                       init_weights: str, epochs: int, cycle_dir: Path, resume: bool) -> None:
+                       init_weights: str, epochs: int, cycle: CycleLayout, resume: bool) -> None:
     """L ∪ Q ∪ P in the YOLO layout, fine-tuned on Ray Train, evaluated on the fixed val split."""
     def assemble():
         train_set = combine_training_set(labels, pseudo)
-        write_json(cycle_dir / "train_set.json", train_set)
-        shutil.rmtree(cycle_dir / "yolo", ignore_errors=True)
-        export_yolo({"train": cycle_dir / "train_set.json", "val": data.val}, data.images,
-                    cycle_dir / "yolo", train_set["categories"])
+        write_json(cycle.train_set, train_set)
+        shutil.rmtree(cycle.yolo, ignore_errors=True)
+        export_yolo({"train": cycle.train_set, "val": data.val}, data.images, cycle.yolo,
+                    train_set["categories"])
 
     def train():
         from taast_ray.training.trainer import fine_tune
 
         t = cfg.train
-        result = fine_tune(cycle_dir / "yolo" / "dataset.yaml", init_weights, cycle_dir / "train",
+        result = fine_tune(cycle.yolo / "dataset.yaml", init_weights, cycle.train,
                            epochs=epochs, imgsz=t.imgsz, batch=t.batch, workers=t.workers, lr0=t.lr0,
                            lrf=t.lrf, momentum=t.momentum, weight_decay=t.weight_decay, cos_lr=True,
                            seed=cfg.selection.seed, num_classes=len(labels["categories"]),
                            optimizer=t.optimizer, select_best_epoch=t.select_best_epoch,
-                           use_gpu=None if cfg.ray.use_gpu == "auto" else cfg.ray.use_gpu == "true")
-        shutil.copyfile(result["checkpoint"], cycle_dir / "weights.pt")
+                           use_gpu=cfg.ray.use_gpu)
+        shutil.copyfile(result["checkpoint"], cycle.weights)
         val = result["metrics"].get("metrics/mAP50(B)")
-        say(f"{cycle_dir.name}: trained {epochs} epochs on {len(read_json(cycle_dir / 'train_set.json')['images'])} "
+        say(f"{cycle.dir.name}: trained {epochs} epochs on {len(read_json(cycle.train_set)['images'])} "
             f"images with {t.workers} Ray Train workers" + (f", val mAP50 {val:.3f}" if val is not None else ""))
 
     def evaluate():
-        metrics = evaluate_weights(cfg, cycle_dir / "weights.pt", data.val, data.images,
-                                   cycle_dir / "val_predictions.json",
-                                   cycle_dir.parent / "data" / "labels_L0.json")
-        write_json(cycle_dir / "metrics.json", metrics)
-        say(f"{cycle_dir.name}: " + "  ".join(f"{k} {_num(metrics.get(k))}"
+        metrics = evaluate_weights(cfg, cycle.weights, data.val, data.images, cycle.val_predictions,
+                                   RunLayout(cycle.dir.parent).labels_l0)
+        write_json(cycle.metrics, metrics)
+        say(f"{cycle.dir.name}: " + "  ".join(f"{k} {_num(metrics.get(k))}"
                                               for k in (*METRIC_KEYS, *L0_METRIC_KEYS, "AP50f")))
 
-    say(f"{cycle_dir.name}: fine-tuning on {len(labels['images'])} labelled"
+    say(f"{cycle.dir.name}: fine-tuning on {len(labels['images'])} labelled"
         + (f" + {len(pseudo['images'])} pseudo-labelled" if pseudo else "") + " images")
-    stage(cycle_dir, "dataset", resume, assemble)
-    stage(cycle_dir, "train", resume, train)
-    stage(cycle_dir, "evaluate", resume, evaluate)
+    stage(cycle.dir, "dataset", resume, assemble)
+    stage(cycle.dir, "train", resume, train)
+    stage(cycle.dir, "evaluate", resume, evaluate)
 
 
 def evaluate_weights(cfg: TaastConfig, weights: Path, gt: Path, images: Path, predictions: Path,
@@ -133,24 +128,26 @@ def write_cycle_pool(pool: Path, labelled_ids: set[str], target: Path) -> None:
     write_parquet(target, table.filter(keep))
 
 
-def select_stage(cfg: TaastConfig, cycle_dir: Path, pool: Path, labels_path: Path, weights: Path,
+def select_stage(cfg: TaastConfig, cycle: CycleLayout, labels_path: Path, weights: Path,
                  resume: bool, embedding_cache: Path, truth: Path | None = None) -> None:
     """Detect the pool, say loudly if the model finds boxes on < 50 % of the object-bearing
-    images (``truth``: the pool's ground truth, simulation), then select on those detections."""
+    images (``truth``: the training ground truth, simulation), then select on those detections."""
     from taast_ray.pipeline.live import select_live
 
+    # the detector scores the pool at the size it was trained at (validate_for_run)
     live = replace(cfg, model=replace(cfg.model, weights=str(weights), imgsz=cfg.train.imgsz))
 
     def select():
-        check_coverage(live, cycle_dir, pool, labels_path, truth)
-        select_live(live, str(pool), labels_path, cycle_dir / "select", resume=True,
+        check_coverage(live, cycle.dir, cycle.pool, labels_path, truth)
+        select_live(live, str(cycle.pool), labels_path, cycle.select, resume=True,
                     embedding_cache=embedding_cache)
-    stage(cycle_dir, "select", resume, select)
+    stage(cycle.dir, "select", resume, select)
 
 
 def check_coverage(cfg: TaastConfig, cycle_dir: Path, pool: Path, labels_path: Path,
                    truth: Path | None) -> None:
-    """The detector pass over the pool, before selecting; select_live reuses its detections."""
+    """The detector pass over the pool, before selecting; select_live reuses its detections
+    (a killed try's files stay too: same weights, same boxes)."""
     import sys
 
     from taast_ray.data.labels import load_labels
@@ -159,96 +156,93 @@ def check_coverage(cfg: TaastConfig, cycle_dir: Path, pool: Path, labels_path: P
     from taast_ray.pipeline.live import detect_pool
     from taast_ray.stages.sources import list_pool_table
 
-    detections = cycle_dir / "select" / "detections"  # a killed try's files stay: same weights
+    cycle = CycleLayout(cycle_dir)
+    detections = cycle.select / "detections"
     detect_pool(cfg, list_pool_table(str(pool)), detections, load_labels(labels_path).num_classes)
     known = pool_truth(read_json(truth), pool_ids(pool)) if truth is not None else None
     coverage = pool_coverage(detections, known)
-    warning = degenerate_warning(coverage, f"{cycle_dir.name}, model {cfg.model.weights}")
-    write_json(cycle_dir / "coverage.json", {**coverage, "warning": warning})
+    warning = degenerate_warning(coverage, f"{cycle.dir.name}, model {cfg.model.weights}")
+    write_json(cycle.coverage, {**coverage, "warning": warning})
     if warning:
         print(f"[taast] {warning}", file=sys.stderr, flush=True)
     else:
-        say(f"{cycle_dir.name}: boxes on {coverage['with_boxes']} of {coverage['images']} "
+        say(f"{cycle.dir.name}: boxes on {coverage['with_boxes']} of {coverage['images']} "
             f"{coverage['over']} of the pool")
 
 
-def tail_stage(cycle_dir: Path, data: Dataset, l0_labels: Path, resume: bool) -> None:
+def tail_stage(cycle: CycleLayout, data: Dataset, l0_labels: Path, resume: bool) -> None:
     """Simulation: the L0-rare objects the selection caught against random's expectation, into
     ``tail.json`` and the selection's summary.json (evaluation/tail.py)."""
     from taast_ray.evaluation.simulation import cycle_tail
 
     def measure():
-        tail = cycle_tail(cycle_dir, data.train, l0_labels)
-        write_json(cycle_dir / "tail.json", tail)
-        summary = read_json(cycle_dir / "select" / "summary.json")
-        write_json(cycle_dir / "select" / "summary.json", {**summary, "tail": tail})
-        say(f"{cycle_dir.name}: {tail['rare_images_selected']} images with L0-rare objects selected, "
+        tail = cycle_tail(cycle.dir, data.train, l0_labels)
+        write_json(cycle.tail, tail)
+        write_json(cycle.select_summary, {**read_json(cycle.select_summary), "tail": tail})
+        say(f"{cycle.dir.name}: {tail['rare_images_selected']} images with L0-rare objects selected, "
             f"random would take {tail['rare_images_random']:.1f}: tail lift {_num(tail['tail_lift'], 2)}")
-    stage(cycle_dir, "tail", resume, measure)
+    stage(cycle.dir, "tail", resume, measure)
 
 
-def annotate_stage(cfg: TaastConfig, cycle_dir: Path, data: Dataset, resume: bool) -> None:
+def annotate_stage(cfg: TaastConfig, cycle: CycleLayout, data: Dataset, resume: bool) -> None:
     def annotate():
-        selected = pq.read_table(cycle_dir / "select" / "selection.parquet").column("image_id").to_pylist()
-        new_labels = cycle_dir / "labels_new.json"
+        selected = pq.read_table(cycle.selection).column("image_id").to_pylist()
         if cfg.protocol.simulate:
-            write_json(new_labels, oracle_labels(data.train, selected))
-        elif not new_labels.exists():
+            write_json(cycle.labels_new, oracle_labels(data.train, selected))
+        elif not cycle.labels_new.exists():
             raise AwaitingAnnotation(
-                f"{len(selected)} images await annotation: send {cycle_dir / 'select' / 'label_studio_tasks.json'} "
-                f"to the annotators, then `taast ingest --labels NEW.json --run {cycle_dir.parent}` "
+                f"{len(selected)} images await annotation: send {cycle.label_studio_tasks} "
+                f"to the annotators, then `taast ingest --labels NEW.json --run {cycle.dir.parent}` "
                 f"and `taast run --resume`")
-    stage(cycle_dir, "annotate", resume, annotate)
+    stage(cycle.dir, "annotate", resume, annotate)
 
 
 def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> list[dict]:
-    run = Path(run)
+    cfg.validate_for_run()
+    layout = RunLayout(Path(run))
+    run = layout.root
     if run.exists() and not resume and any(run.iterdir()):
         raise InputError(f"{run}: run directory is not empty (use --resume to continue it)")
     run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "config.yaml")
-    data = resolve_dataset(cfg, run)
-    split = run / "data"
-    stage(split, "split", resume, lambda: split_labelled_pool(
-        data.train, data.images, split, fraction=cfg.protocol.seed_fraction, seed=cfg.selection.seed))
-    labels_path = split / "labels_L0.json"
-    warmup = run / "cycle_0"
+    save_config(cfg, layout.config)
+    data = resolve_dataset(cfg, layout)
+    stage(layout.data, SPLIT_STAGE, resume, lambda: split_labelled_pool(
+        data.train, data.images, layout.data, fraction=cfg.protocol.seed_fraction, seed=cfg.selection.seed))
+    labels_path = layout.labels_l0
+    warmup = layout.warmup
     train_and_evaluate(cfg, data, read_json(labels_path), None, cfg.model.weights,
                        cfg.train.warmup_epochs, warmup, resume)
-    rows = [cycle_row(0, warmup, read_json(labels_path), None)]
-    weights = warmup / "weights.pt"
+    rows = [cycle_row(warmup, read_json(labels_path))]
+    weights = warmup.weights
     for t in range(1, cfg.protocol.cycles + 1):
-        cycle_dir = run / f"cycle_{t}"
+        cycle = layout.cycle(t)
         labelled = {str(img["id"]) for img in read_json(labels_path)["images"]}
-        stage(cycle_dir, "pool", resume, lambda: write_cycle_pool(split / "pool.parquet", labelled,
-                                                                  cycle_dir / "pool.parquet"))
+        stage(cycle.dir, "pool", resume, lambda: write_cycle_pool(layout.pool, labelled, cycle.pool))
         truth = data.train if cfg.protocol.simulate else None
-        select_stage(cfg, cycle_dir, cycle_dir / "pool.parquet", labels_path, weights, resume,
-                     run / "embedding_cache", truth)
+        select_stage(cfg, cycle, labels_path, weights, resume, layout.embedding_cache, truth)
         if truth is not None:
-            tail_stage(cycle_dir, data, split / "labels_L0.json", resume)
-        annotate_stage(cfg, cycle_dir, data, resume)
-        labels = merge_labels(read_json(labels_path), read_json(cycle_dir / "labels_new.json"))
-        write_json(cycle_dir / "labels.json", labels)
-        pseudo = read_json(cycle_dir / "select" / "pseudo_labels.json") if cfg.protocol.pseudo_labels else None
-        train_and_evaluate(cfg, data, labels, pseudo, str(weights), cfg.train.epochs, cycle_dir, resume)
-        rows.append(cycle_row(t, cycle_dir, labels, pseudo))
-        labels_path, weights = cycle_dir / "labels.json", cycle_dir / "weights.pt"
+            tail_stage(cycle, data, layout.labels_l0, resume)
+        annotate_stage(cfg, cycle, data, resume)
+        labels = merge_labels(read_json(labels_path), read_json(cycle.labels_new))
+        write_json(cycle.labels, labels)
+        pseudo = read_json(cycle.pseudo_labels) if cfg.protocol.pseudo_labels else None
+        train_and_evaluate(cfg, data, labels, pseudo, str(weights), cfg.train.epochs, cycle, resume)
+        rows.append(cycle_row(cycle, labels))
+        labels_path, weights = cycle.labels, cycle.weights
     if data.test is not None:
-        stage(run, "test", resume, lambda: write_json(run / "test_metrics.json", evaluate_weights(
-            cfg, weights, data.test, data.images, run / "test_predictions.json",
-            split / "labels_L0.json")))
-    write_json(run / "cycles.json", rows)
+        stage(run, "test", resume, lambda: write_json(layout.test_metrics, evaluate_weights(
+            cfg, weights, data.test, data.images, layout.test_predictions, layout.labels_l0)))
+    write_json(layout.cycles_json, rows)
     return rows
 
 
-def cycle_row(t: int, cycle_dir: Path, labels: dict, pseudo: dict | None) -> dict:
-    metrics = read_json(cycle_dir / "metrics.json")
-    train_set = read_json(cycle_dir / "train_set.json")
+def cycle_row(cycle: CycleLayout, labels: dict) -> dict:
+    metrics = read_json(cycle.metrics)
+    train_set = read_json(cycle.train_set)
     manual = len(labels["annotations"])
-    tail = read_json(cycle_dir / "tail.json") if (cycle_dir / "tail.json").exists() else {}
-    coverage = read_json(cycle_dir / "coverage.json") if (cycle_dir / "coverage.json").exists() else {}
-    return {"cycle": t, **{k: metrics[k] for k in METRIC_KEYS},
+    tail = read_json(cycle.tail) if cycle.tail.exists() else {}
+    coverage = read_json(cycle.coverage) if cycle.coverage.exists() else {}
+    return {"cycle": cycle.index, **{k: metrics[k] for k in METRIC_KEYS},
             **{k: metrics.get(k) for k in (*L0_METRIC_KEYS, "AP50f")},
             "labelled_images": len(labels["images"]),
             "manual_annotations": manual,
@@ -262,46 +256,22 @@ def _num(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-TABLE_COLUMNS = (("AP", "AP", 3), ("APr@L0", "APr@L0", 3), ("APr", "APr", 3), ("APc", "APc", 3),
-                 ("APf", "APf", 3), ("mAP", "mAP", 3))
+TABLE_COLUMNS = ("AP", "APr@L0", "APr", "APc", "APf", "mAP")
 
 
 def format_table(rows: list[dict]) -> str:
     """Per cycle: AP, APr@L0 (rare = < 10 L0 images), APr/APc/APf (the file's own LVIS tags),
     mAP, the pseudo share of training boxes, and the tail lift of that cycle's selection."""
-    header = (f"{'cycle':>5} {'images':>7} " + " ".join(f"{name:>6}" for name, _, _ in TABLE_COLUMNS)
+    header = (f"{'cycle':>5} {'images':>7} " + " ".join(f"{k:>6}" for k in TABLE_COLUMNS)
               + f" {'pseudo%':>8} {'lift':>5} {'rare sel/rand':>13}")
     lines = [header, "-" * len(header)]
     for r in rows:
         caught = r.get("rare_images_selected")
         sel = "" if caught is None else f"{caught}/{r['rare_images_random']:.1f}"
         lines.append(f"{r['cycle']:>5} {r['labelled_images']:>7} " + " ".join(
-            f"{_num(r.get(key), d):>6}" for _, key, d in TABLE_COLUMNS)
+            f"{_num(r.get(k)):>6}" for k in TABLE_COLUMNS)
             + f" {100 * r['pseudo_share']:>7.1f}% {_num(r.get('tail_lift'), 2):>5} {sel:>13}")
     lines.append("APr@L0: classes with < 10 images in L0 (the paper's rare); APr/APc/APf: the label "
                  "file's LVIS tags (training-split counts); lift: L0-rare images selected / random's "
                  "expectation (B x pool share); — = undefined")
     return "\n".join(lines)
-
-
-def ingest_labels(run: str | Path, labels_file: str | Path) -> Path:
-    """Production hand-off: validate the annotators' labels for the awaiting cycle, store them."""
-    from taast_ray.data.labels import load_labels
-
-    run = Path(run)
-    awaiting = [c for c in sorted(run.glob("cycle_*"), key=lambda p: int(p.name.split("_")[1]))
-                if is_done(c / "_markers", "select") and not is_done(c / "_markers", "annotate")]
-    if not awaiting:
-        raise InputError(f"{run}: no cycle is waiting for annotations")
-    cycle_dir = awaiting[-1]
-    new = load_labels(labels_file)
-    selected = set(pq.read_table(cycle_dir / "select" / "selection.parquet").column("image_id").to_pylist())
-    for img in new.images:
-        if str(img["id"]) not in selected:
-            raise InputError(f"{labels_file}: image {img['id']} was not selected in {cycle_dir.name}")
-    known = {c["id"] for c in read_json(run / "data" / "labels_L0.json")["categories"]}
-    unknown = sorted({c["id"] for c in new.categories} - known)
-    if unknown:
-        raise InputError(f"{labels_file}: category {unknown[0]} is not a category of this run")
-    write_json(cycle_dir / "labels_new.json", new.raw)
-    return cycle_dir / "labels_new.json"
