@@ -28,73 +28,81 @@ RUN_STAGES = ("test", "trial")                       # on the run itself; "trial
 WARMUP_FILES = ("weights.pt", "metrics.json", "train_set.json")
 
 
+class _Under:
+    """A path under the layout's root: ``weights = _Under("weights.pt")``."""
+
+    def __init__(self, *parts: str):
+        self.parts = parts
+
+    def __get__(self, layout, owner=None) -> Path:
+        return self if layout is None else layout.root.joinpath(*self.parts)
+
+
+class _Markers:
+    """A directory whose stages leave ``_markers/<stage>.done``."""
+    markers = _Under("_markers")
+
+    def marker(self, stage: str) -> Path:
+        return self.markers / f"{stage}.done"
+
+    def done(self, stage: str) -> bool:
+        return is_done(self.markers, stage)
+
+
 @dataclass(frozen=True)
-class CycleLayout:
+class CycleLayout(_Markers):
     dir: Path
 
     @property
     def index(self) -> int:
         return int(self.dir.name.split("_")[1])
 
-    @property
-    def markers(self) -> Path:
-        return self.dir / "_markers"
-
-    def marker(self, stage: str) -> Path:
-        return self.markers / f"{stage}.done"
-
-    def done(self, stage: str) -> bool:
-        return is_done(self.markers, stage)
-
     def first_unfinished(self) -> str | None:
         stages = TRAIN_STAGES if self.index == 0 else CYCLE_STAGES
         return next((s for s in stages if not self.done(s)), None)
 
-    pool = property(lambda self: self.dir / "pool.parquet")
-    select = property(lambda self: self.dir / "select")
-    selection = property(lambda self: self.dir / "select" / "selection.parquet")
-    scores = property(lambda self: self.dir / "select" / "scores.parquet")
-    pseudo_labels = property(lambda self: self.dir / "select" / "pseudo_labels.json")
-    select_summary = property(lambda self: self.dir / "select" / "summary.json")
-    label_studio_tasks = property(lambda self: self.dir / "select" / "label_studio_tasks.json")
-    labels_new = property(lambda self: self.dir / "labels_new.json")
-    labels = property(lambda self: self.dir / "labels.json")
-    train_set = property(lambda self: self.dir / "train_set.json")
-    yolo = property(lambda self: self.dir / "yolo")
-    train = property(lambda self: self.dir / "train")
-    weights = property(lambda self: self.dir / "weights.pt")
-    metrics = property(lambda self: self.dir / "metrics.json")
-    val_predictions = property(lambda self: self.dir / "val_predictions.json")
-    coverage = property(lambda self: self.dir / "coverage.json")  # boxes on the pool, pre-selection
-    tail = property(lambda self: self.dir / "tail.json")          # simulation: the tail lift
+    pool = _Under("pool.parquet")
+    select = _Under("select")
+    selection = _Under("select", "selection.parquet")
+    scores = _Under("select", "scores.parquet")
+    pseudo_labels = _Under("select", "pseudo_labels.json")
+    select_summary = _Under("select", "summary.json")
+    label_studio_tasks = _Under("select", "label_studio_tasks.json")
+    labels_new = _Under("labels_new.json")
+    labels = _Under("labels.json")
+    train_set = _Under("train_set.json")
+    yolo = _Under("yolo")
+    train = _Under("train")
+    weights = _Under("weights.pt")
+    metrics = _Under("metrics.json")
+    val_predictions = _Under("val_predictions.json")
+    coverage = _Under("coverage.json")  # boxes on the pool, before selecting
+    tail = _Under("tail.json")          # simulation: the tail lift
+
+    @property
+    def root(self) -> Path:
+        return self.dir
 
 
 @dataclass(frozen=True)
-class RunLayout:
+class RunLayout(_Markers):
     root: Path
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
-    config = property(lambda self: self.root / "config.yaml")
-    synthetic = property(lambda self: self.root / "synthetic")
-    data = property(lambda self: self.root / "data")
-    labels_l0 = property(lambda self: self.root / "data" / "labels_L0.json")
-    pool = property(lambda self: self.root / "data" / "pool.parquet")
-    embedding_cache = property(lambda self: self.root / "embedding_cache")
-    test_metrics = property(lambda self: self.root / "test_metrics.json")
-    test_predictions = property(lambda self: self.root / "test_predictions.json")
-    cycles_json = property(lambda self: self.root / "cycles.json")
-    markers = property(lambda self: self.root / "_markers")
+    config = _Under("config.yaml")
+    synthetic = _Under("synthetic")
+    data = _Under("data")
+    labels_l0 = _Under("data", "labels_L0.json")
+    pool = _Under("data", "pool.parquet")
+    embedding_cache = _Under("embedding_cache")
+    test_metrics = _Under("test_metrics.json")
+    test_predictions = _Under("test_predictions.json")
+    cycles_json = _Under("cycles.json")
 
     def split_marker(self) -> Path:
         return self.data / "_markers" / f"{SPLIT_STAGE}.done"
-
-    def marker(self, stage: str) -> Path:
-        return self.markers / f"{stage}.done"
-
-    def done(self, stage: str) -> bool:
-        return is_done(self.markers, stage)
 
     @property
     def warmup(self) -> CycleLayout:

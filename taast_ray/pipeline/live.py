@@ -167,8 +167,9 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     aggregator = ray.remote(CentralAggregator).options(
         num_cpus=0, **aggregator_placement(cfg.ray)).remote(cfg.to_dict(), str(labels_path))
     counts = remote_call(aggregator.load, str(detections))
-    say(f"scored {counts['scored']} images, {counts['errors']} unreadable, "
-        f"{counts['pseudo_labelled']} pseudo-labelled")
+    reasons = ", ".join(f"{k.removeprefix('dropped_')} {n}" for k, n in counts["errors_by_reason"].items())
+    say(f"scored {counts['scored']} images, {counts['errors']} unreadable"
+        + (f" ({reasons})" if reasons else "") + f", {counts['pseudo_labelled']} pseudo-labelled")
     wanted = remote_call(aggregator.to_embed)
     cache = embedding_cache_dir(embedding_cache or child(out, "embedding_cache"), cfg)
     start = time.perf_counter()

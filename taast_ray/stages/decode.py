@@ -20,7 +20,6 @@ import sys
 import warnings
 
 import numpy as np
-import pyarrow as pa
 from PIL import Image, ImageOps
 
 MAX_PIXELS = 89_478_485  # Pillow's default Image.MAX_IMAGE_PIXELS
@@ -127,24 +126,3 @@ def _scale_deep(values: np.ndarray, mode: str) -> np.ndarray:
 
 def _span(values: np.ndarray) -> tuple[float, float]:
     return float(values.min()), float(values.max())
-
-
-def errors_table(rows, *, stage: str = "decode") -> pa.Table:
-    """Rows (mappings) with a reason, as the ``errors.parquet`` table.
-
-    Each row needs ``image_id`` and ``reason`` (or ``error``, as the decode stages name it);
-    ``uri`` and ``stage`` are optional (``stage`` defaults to the argument). Rows without a
-    reason are skipped, so decoded rows can be passed straight through.
-    """
-    cols: dict[str, list] = {"image_id": [], "uri": [], "stage": [], "reason": []}
-    for row in rows:
-        reason = row.get("reason", row.get("error"))
-        if reason is None:
-            continue
-        cols["image_id"].append(str(row["image_id"]))
-        cols["uri"].append(None if row.get("uri") is None else str(row["uri"]))
-        cols["stage"].append(str(row.get("stage") or stage))
-        cols["reason"].append(str(reason))
-    schema = pa.schema([("image_id", pa.string()), ("uri", pa.string()),
-                        ("stage", pa.string()), ("reason", pa.string())])
-    return pa.table(cols, schema=schema)

@@ -20,7 +20,8 @@ from taast_ray.stages.tensor_decode import DecodedBatch
 _F32_ROWS = pa.list_(pa.list_(pa.float32()))
 DETECTIONS_SCHEMA = pa.schema([
     ("image_id", pa.string()), ("uri", pa.string()), ("boxes", _F32_ROWS), ("scores", _F32_ROWS),
-    ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string()), ("converted", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string()), ("error_stage", pa.string()),
+    ("converted", pa.string()),
 ])
 
 
@@ -59,7 +60,8 @@ def detections_table(decoded: DecodedBatch, rows: BoxRows) -> pa.Table:
         "boxes": pa.ListArray.from_arrays(per_image, _rows(rows.boxes)),
         "scores": pa.ListArray.from_arrays(per_image, _rows(rows.scores)),
         "width": decoded.width, "height": decoded.height,
-        "error": pa.array(decoded.error, pa.string()), "converted": pa.array(decoded.converted, pa.string()),
+        "error": pa.array(decoded.error, pa.string()), "error_stage": pa.array(decoded.error_stage, pa.string()),
+        "converted": pa.array(decoded.converted, pa.string()),
     }, schema=DETECTIONS_SCHEMA)
 
 

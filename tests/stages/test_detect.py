@@ -24,7 +24,7 @@ def list_path_table(decoded: DecodedBatch, per_image: dict) -> pa.Table:
         "boxes": [per_image.get(i, empty)[0].tolist() for i in range(n)],
         "scores": [per_image.get(i, empty)[1].tolist() for i in range(n)],
         "width": decoded.width, "height": decoded.height, "error": decoded.error,
-        "converted": decoded.converted}, schema=DETECTIONS_SCHEMA)
+        "error_stage": decoded.error_stage, "converted": decoded.converted}, schema=DETECTIONS_SCHEMA)
 
 
 @pytest.mark.parametrize("with_uri", [True, False])
