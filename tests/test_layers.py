@@ -12,7 +12,7 @@ import taast_ray
 ROOT = Path(taast_ray.__file__).parent
 # bottom to top; a module may import its own layer and the ones before it
 LAYERS = [
-    {"__init__", "_offline", "errors", "io", "versions", "console", "config"},
+    {"__init__", "_offline", "errors", "error_records", "io", "versions", "console", "config"},
     {"data", "models", "selection", "evaluation"},
     {"stages"},
     {"ray_env"},
