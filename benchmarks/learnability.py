@@ -28,7 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/learnability"))
     p.add_argument("--images", type=int, default=3000)
-    p.add_argument("--classes", type=int, default=12)
+    p.add_argument("--classes", type=int, default=16, help="the demo's default set: 16 classes")
+    p.add_argument("--zipf", type=float, default=0.8, help="the demo's default set: Zipf 0.8")
+    p.add_argument("--eval-min-instances", type=int, default=25,
+                   help="val/test filled to this many objects per class (train untouched)")
     p.add_argument("--epochs", type=int, default=40, help="upper bound; the time budget decides")
     p.add_argument("--imgsz", type=int, default=160)
     p.add_argument("--batch", type=int, default=16)
@@ -80,7 +83,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
     stats = make_synthetic_dataset(args.out / "data", images=args.images, classes=args.classes,
-                                   seed=args.seed, image_size=args.imgsz)
+                                   seed=args.seed, image_size=args.imgsz, zipf=args.zipf,
+                                   eval_min_instances=args.eval_min_instances)
     print(format_class_table(stats), flush=True)
     gen_min = (time.perf_counter() - start) / 60
     hours = max(args.minutes - gen_min - VAL_RESERVE_MIN, 0.5) / 60

@@ -117,7 +117,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     stats = make_synthetic_dataset(Path(args.out), images=args.images, classes=args.classes,
                                    seed=args.seed, image_size=args.image_size, zipf=args.zipf,
-                                   empty_fraction=args.empty_fraction, label_shift=args.label_shift)
+                                   empty_fraction=args.empty_fraction, label_shift=args.label_shift,
+                                   eval_min_instances=args.eval_min_instances)
     print(format_class_table(stats))
     print(f"wrote {args.out}")
     return 0
@@ -135,6 +136,8 @@ def _check_synth_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--zipf: must be >= 0, got {args.zipf}")
     if not 0 <= args.empty_fraction < 1:
         raise ConfigError(f"--empty-fraction: must be in [0, 1), got {args.empty_fraction}")
+    if args.eval_min_instances < 0:
+        raise ConfigError(f"--eval-min-instances: must be >= 0, got {args.eval_min_instances}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -221,6 +224,9 @@ def _synth_flags(parser: argparse.ArgumentParser, images: int) -> None:
                         help="share of object-free images (class-imbalance control)")
     parser.add_argument("--label-shift", default=None,
                         help="test-split prior shift: dirichlet:ALPHA or tweak:CLASS:RHO")
+    parser.add_argument("--eval-min-instances", type=int, default=25,
+                        help="extra val/test images (never train) until every class has this many "
+                             "objects there (0: none)")
 
 
 def make_parser(command: str | None = None) -> argparse.ArgumentParser:

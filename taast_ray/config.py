@@ -124,6 +124,9 @@ class DataConfig:
     synthetic_images: int = 1500      # no train file given: make a synthetic set of this size
     synthetic_classes: int = 12
     synthetic_image_size: int = 160
+    synthetic_zipf: float = 1.2
+    # extra val/test images until every class has this many objects there (train untouched)
+    synthetic_eval_min_instances: int = 25
 
 
 @dataclass
@@ -156,6 +159,8 @@ def _checks(cfg: TaastConfig):
     yield "data.val", d.train is None or d.val is not None, "is needed when data.train is given"
     yield "data.images", d.train is None or d.images is not None, "is needed when data.train is given"
     yield "data.synthetic_images", d.synthetic_images >= 50, "must be >= 50"
+    yield "data.synthetic_zipf", d.synthetic_zipf >= 0, "must be >= 0"
+    yield "data.synthetic_eval_min_instances", d.synthetic_eval_min_instances >= 0, "must be >= 0"
     yield "selection.strategy", s.strategy in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"
     yield "selection.budget", s.budget > 0, "must be > 0"
     yield "selection.tau", 0.0 < s.tau <= 1.0, "must be in (0, 1]"

@@ -177,18 +177,48 @@ def _plan(rng, images: int, fractions, empty_fraction: float, prior, test_prior)
             for s, (a, b) in bounds.items()}
 
 
+def fill_evaluation_split(rng, plan: list[np.ndarray], prior: np.ndarray,
+                          min_instances: int) -> list[np.ndarray]:
+    """Extra images for classes with fewer than ``min_instances`` objects in this split.
+
+    Each extra image holds one object of the most under-filled class (lowest index on ties) and
+    0–3 more drawn from the split's prior, like any image; the split's own images are unchanged.
+    Only evaluation splits are filled: train (L0 and the pool) keeps the natural long tail."""
+    if min_instances <= 0:
+        return []
+    counts = np.bincount(np.concatenate([*plan, np.zeros(0, int)]).astype(int),
+                         minlength=len(prior))
+    extra = []
+    while (deficit := min_instances - counts).max() > 0:
+        labels = np.concatenate([[int(deficit.argmax())],
+                                 rng.choice(len(prior), size=int(rng.integers(0, 4)), p=prior)])
+        counts += np.bincount(labels, minlength=len(prior))
+        extra.append(labels.astype(int))
+    return extra
+
+
 def make_synthetic_dataset(out: Path, *, images: int = 3000, classes: int = 12, seed: int = 0,
                            image_size: int = 160, zipf: float = 1.2, empty_fraction: float = 0.0,
                            label_shift: str | None = None,
-                           split_fractions=(0.7, 0.15, 0.15)) -> dict:
-    """Write images, LVIS JSON per split and the YOLO layout under ``out``; return the stats."""
+                           split_fractions=(0.7, 0.15, 0.15), eval_min_instances: int = 0) -> dict:
+    """Write images, LVIS JSON per split and the YOLO layout under ``out``; return the stats.
+
+    ``eval_min_instances`` > 0 adds images to val and test (never train) until every class has
+    that many objects there (:func:`fill_evaluation_split`); ``stats["eval_fill"]`` counts them."""
     _validate(images, classes, image_size, zipf, empty_fraction, split_fractions)
+    if eval_min_instances < 0:
+        raise ConfigError(f"--eval-min-instances: must be >= 0, got {eval_min_instances}")
     shift = parse_label_shift(label_shift) if label_shift else None
     out, rng, names = Path(out), np.random.default_rng(seed), class_names(classes)
     ranks, prior = class_prior(classes, zipf)
     # separate streams: the label shift changes only the test split, never train or val
     test_prior = shifted_prior(prior, shift, np.random.default_rng([seed, 1]))
     plans = _plan(rng, images, split_fractions, empty_fraction, prior, test_prior)
+    fill = {s: fill_evaluation_split(np.random.default_rng([seed, 3, i]), plans[s],
+                                     test_prior if s == "test" else prior, eval_min_instances)
+            for i, s in enumerate(SPLITS) if s != "train"}
+    for s, extra in fill.items():
+        plans[s] = plans[s] + extra
     firsts = dict(zip(SPLITS, np.cumsum([0] + [len(plans[s]) for s in SPLITS]).tolist()))
     records = {s: _write_images(np.random.default_rng([seed, 2, i]), out, s, firsts[s], plans[s],
                                 image_size, names) for i, s in enumerate(SPLITS)}
@@ -210,6 +240,12 @@ def make_synthetic_dataset(out: Path, *, images: int = 3000, classes: int = 12, 
              "image_counts": {s: counts[s].tolist() for s in SPLITS},
              "objects": {s: len(records[s][1]) for s in SPLITS},
              "empty_images": {s: int(sum(not p.size for p in plans[s])) for s in SPLITS},
+             "instances": {s: np.bincount([a["category_id"] - 1 for a in records[s][1]],
+                                          minlength=classes).tolist() for s in SPLITS},
+             "eval_min_instances": eval_min_instances,
+             "eval_fill": {s: {"images": len(extra),
+                               "objects": int(sum(len(e) for e in extra))}
+                           for s, extra in fill.items()},
              "annotations": {s: str(p) for s, p in ann_files.items()},
              "dataset_yaml": str(yaml_path), **info}
     _dump(out / "stats.json", stats)
@@ -248,10 +284,19 @@ def _dump(path: Path, doc: dict) -> Path:
     return path
 
 
-def format_class_table(stats: dict) -> str:
-    """Per-class image counts per split with the LVIS r/c/f tag (tag from the train split)."""
-    rows = [f"{'id':>3}  {'class':<16}{'tag':<5}" + "".join(f"{s:>8}" for s in SPLITS)]
+def format_class_table(stats: dict, l0_counts: list[int] | None = None) -> str:
+    """Per-class image counts per split with the LVIS r/c/f tag (tag from the train split).
+
+    With ``l0_counts`` (images per class in L0) also L0, the pool (train − L0) and the tag
+    counted on L0 (r < 10, c 10–100, f > 100 images: the paper's definition of rare)."""
+    from taast_ray.evaluation.tail import l0_tag
+
+    extra = f"{'L0':>6}{'pool':>6}  {'L0 tag'}" if l0_counts is not None else ""
+    rows = [f"{'id':>3}  {'class':<16}{'tag':<5}" + "".join(f"{s:>8}" for s in SPLITS) + extra]
     for k, name in enumerate(stats["names"]):
         cells = "".join(f"{stats['image_counts'][s][k]:>8}" for s in SPLITS)
+        if l0_counts is not None:
+            n = l0_counts[k]
+            cells += f"{n:>6}{stats['image_counts']['train'][k] - n:>6}  {l0_tag(n)}"
         rows.append(f"{k + 1:>3}  {name:<16}{stats['frequency'][k]:<5}{cells}")
     return "\n".join(rows)

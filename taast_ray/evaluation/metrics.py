@@ -1,5 +1,10 @@
 """Detection metrics: LVIS AP / AP_r / AP_c / AP_f / AP50 / AP75 and COCO mAP@[.5:.95].
 
+``APr``/``APc``/``APf`` use the ground truth's own frequency tags (LVIS: counted on the whole
+training split). Given the L0 groups (taast_ray/evaluation/tail.py: r < 10, c 10–100, f > 100
+images in L0), ``APr@L0``/``APc@L0``/``APf@L0`` are what LVISEval computes on a copy of the
+ground truth carrying those tags. A group with no category in it is undefined: None, never 0.
+
 Both libraries read the same ground truth and the same predictions file. Fields that the LVIS or
 COCO API needs but a plain COCO ground truth lacks are filled in a temporary copy; a complete LVIS
 file is passed through untouched so results equal calling the libraries directly.
@@ -22,15 +27,29 @@ GROUPS = {"r": "APr", "c": "APc", "f": "APf"}
 # what a cycle reports, and how tables and reports name it: the one list the loop, the demo,
 # the experiment configuration and its report read
 METRIC_KEYS = ("AP", "APr", "APc", "APf", "mAP")
-METRIC_NAMES = {"AP": "AP", "APr": "AP_rare", "APc": "AP_common", "APf": "AP_freq", "mAP": "mAP"}
+METRIC_NAMES = {"AP": "AP", "APr": "AP_rare", "APc": "AP_common", "APf": "AP_freq", "mAP": "mAP",
+                "APr@L0": "APr@L0", "APc@L0": "APc@L0", "APf@L0": "APf@L0"}
+L0_KEYS = ("APr@L0", "APc@L0", "APf@L0")
+DEFINITIONS = {
+    "APr": "LVIS AP over the ground truth's own r tags (training-split counts: <= 10 images)",
+    "APc": "LVIS AP over the ground truth's own c tags (11-100 training images)",
+    "APf": "LVIS AP over the ground truth's own f tags (> 100 training images)",
+    "AP50f": "LVIS AP at IoU 0.5 over the ground truth's own f tags (the head classes)",
+    "APr@L0": "LVIS AP over classes with < 10 images in L0 (the paper's rare)",
+    "APc@L0": "LVIS AP over classes with 10-100 images in L0",
+    "APf@L0": "LVIS AP over classes with > 100 images in L0",
+}
 
 
 def evaluate_detections(gt_json: str | Path, predictions_json: str | Path,
-                        verbose: bool = False) -> dict:
-    """Evaluate a COCO-results list against LVIS-format (or plain COCO) ground truth."""
+                        verbose: bool = False, l0_frequency: dict[int, str] | None = None) -> dict:
+    """Evaluate a COCO-results list against LVIS-format (or plain COCO) ground truth.
+
+    ``l0_frequency`` (category id → r/c/f counted on L0) adds ``APr@L0``/``APc@L0``/``APf@L0``."""
     gt = _read_json(gt_json)
     rows = _read_predictions(predictions_json, gt)
     changed, frequency_source = _complete_gt(gt)
+    l0_gt = _with_frequency(gt, l0_frequency) if l0_frequency is not None else None
     with tempfile.TemporaryDirectory(prefix="taast-eval-") as tmp:
         gt_path = str(gt_json)
         if changed:
@@ -39,12 +58,34 @@ def evaluate_detections(gt_json: str | Path, predictions_json: str | Path,
         if rows:
             raw = _run_lvis(gt_path, str(predictions_json), verbose)
             raw["mAP"] = _run_coco(gt_path, str(predictions_json), verbose)
+            if l0_gt is not None:
+                (l0_path := Path(tmp) / "gt_l0.json").write_text(json.dumps(l0_gt))
+                l0 = _run_lvis(str(l0_path), str(predictions_json), verbose)
+                raw.update({f"{key}@L0": l0[key] for key in GROUPS.values()})
         else:
             raw = _empty_result(gt)  # both APs fail on an empty result list
+            if l0_gt is not None:
+                l0 = _empty_result(l0_gt)
+                raw.update({f"{key}@L0": l0[key] for key in GROUPS.values()})
     result = _finalise(raw)
     result.update(num_predictions=len(rows), num_images=len(gt["images"]),
-                  frequency_source=frequency_source)
+                  frequency_source=frequency_source,
+                  definitions={k: v for k, v in DEFINITIONS.items() if k in result})
+    if l0_frequency is not None:
+        result["l0_frequency"] = {str(k): v for k, v in sorted(l0_frequency.items())}
     return result
+
+
+def _with_frequency(gt: dict, frequency: dict[int, str]) -> dict:
+    """A copy of the ground truth whose categories carry these r/c/f tags instead of their own."""
+    missing = [c["id"] for c in gt["categories"] if c["id"] not in frequency]
+    if missing:
+        raise InputError(f"L0 groups: category {missing[0]} of the ground truth has no L0 count")
+    bad = [k for k, v in frequency.items() if v not in GROUPS]
+    if bad:
+        raise InputError(f"L0 groups: category {bad[0]}: {frequency[bad[0]]!r} is not r/c/f")
+    cats = [{**c, "frequency": frequency[c["id"]]} for c in gt["categories"]]
+    return {**gt, "categories": cats}
 
 
 def write_predictions(path: str | Path, rows: list[dict]) -> None:
@@ -147,7 +188,8 @@ def _run_lvis(gt_path: str, pred_path: str, verbose: bool) -> dict:
         ev.run()
         if verbose:
             ev.print_results()
-    return {key: float(ev.results[key]) for key in LVIS_KEYS}
+        head = float(ev._summarize("ap", iou_thr=0.5, freq_group_idx=2))  # AP50 over f tags
+    return {**{key: float(ev.results[key]) for key in LVIS_KEYS}, "AP50f": head}
 
 
 def _run_coco(gt_path: str, pred_path: str, verbose: bool) -> float:
@@ -166,20 +208,25 @@ def _run_coco(gt_path: str, pred_path: str, verbose: bool) -> float:
 def _empty_result(gt) -> dict:
     """No predictions: AP is 0 where ground truth exists, undefined (-1) where none does."""
     annotated = {ann["category_id"] for ann in gt["annotations"]}
-    raw = {key: (0.0 if annotated else -1.0) for key in (*LVIS_KEYS, "mAP")}
+    raw = {key: (0.0 if annotated else -1.0) for key in (*LVIS_KEYS, "AP50f", "mAP")}
     for freq, key in GROUPS.items():
         if not any(c["frequency"] == freq and c["id"] in annotated for c in gt["categories"]):
             raw[key] = -1.0
+            if key == "APf":
+                raw["AP50f"] = -1.0
     return raw
 
 
 def _finalise(raw: dict) -> dict:
-    """Both libraries report -1 for 'no ground truth in this group': report 0.0 and name it."""
+    """Both libraries report -1 for 'no ground truth in this group': None, and named (the
+    diagnostic AP50f, None as well, is not a reported metric and is not listed)."""
     result, undefined = {}, []
     for key, value in raw.items():
         if value < 0 or math.isnan(value):
-            undefined.append(key)
-            value = 0.0
-        result[key] = float(value)
+            if key != "AP50f":
+                undefined.append(key)
+            result[key] = None
+        else:
+            result[key] = float(value)
     result["undefined"] = undefined
     return result

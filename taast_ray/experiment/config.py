@@ -26,9 +26,10 @@ from pathlib import Path
 
 from taast_ray.config import STRATEGIES, TaastConfig, apply_overrides, config_from_dict, fill, read_yaml_mapping
 from taast_ray.errors import ConfigError
-from taast_ray.evaluation.metrics import METRIC_KEYS as METRICS
+from taast_ray.evaluation.metrics import L0_KEYS, METRIC_KEYS
 
 BASELINES = ("random", "entropy", "coreset")
+METRICS = METRIC_KEYS + L0_KEYS  # what `metric:` may name (label efficiency reads it)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,21 @@ from taast_ray.experiment.stats import MeanCI, label_efficiency, mean_ci, paired
 from taast_ray.io import read_json, write_json
 from taast_ray.loop.layout import RunLayout
 
+# groups counted on L0 (the paper's rare: < 10 L0 images), beside the label file's own tags
+REPORT_METRICS = tuple(dict.fromkeys((*METRICS, "APr@L0", "APc@L0", "APf@L0")))
+DEFINITIONS = ("AP_rare/AP_common/AP_freq: LVIS groups by the label file's own tags (training-split "
+               "image counts, r <= 10, c 11-100, f > 100); APr@L0/APc@L0/APf@L0: groups counted on "
+               "L0 (r < 10 images: the paper's rare, c 10-100, f > 100); tail lift: images holding an "
+               "L0-rare object among the selected, over random's expectation B x pool share "
+               "(mean over cycles 1..T); n/a or —: undefined (no class in the group)")
+
+
+def _minus(a, b):
+    return None if a is None or b is None else a - b
+
+
+def _defined(values: dict) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _object_counts(labels: dict) -> Counter:
@@ -31,7 +46,7 @@ def _trial_record(exp: ExperimentConfig, trial) -> dict:
     test = run.test_metrics
     return {"variant": trial.variant.name, "strategy": trial.strategy.name, "seed": trial.seed,
             "selection": trial.strategy.strategy, "pseudo_labels": trial.strategy.pseudo_labels,
-            "rows": rows, "test": {k: read_json(test)[k] for k in METRICS} if test.exists() else None,
+            "rows": rows, "test": {k: read_json(test).get(k) for k in REPORT_METRICS} if test.exists() else None,
             "selected_objects": {str(k): v for k, v in sorted(selected.items())}}
 
 
@@ -63,9 +78,11 @@ def _summary(exp: ExperimentConfig, records: list[dict], classes: dict) -> dict:
         for t in range(exp.base.protocol.cycles + 1):
             at = [s["rows"][t] for s in seeds.values()]
             curve.append({"cycle": t, "labelled_images": mean_ci([r["labelled_images"] for r in at]).mean,
-                          **{k: vars(mean_ci([r[k] for r in at])) for k in METRICS}})
-        final = {k: {s: r["rows"][-1][k] for s, r in seeds.items()} for k in METRICS}
-        start = {k: {s: r["rows"][0][k] for s, r in seeds.items()} for k in METRICS}
+                          **{k: vars(mean_ci([r.get(k) for r in at])) for k in REPORT_METRICS},
+                          "tail_lift": vars(mean_ci([r.get("tail_lift") for r in at]))})
+        final = {k: {s: r["rows"][-1].get(k) for s, r in seeds.items()} for k in REPORT_METRICS}
+        start = {k: {s: r["rows"][0].get(k) for s, r in seeds.items()} for k in REPORT_METRICS}
+        lifts = [mean_ci([x.get("tail_lift") for x in r["rows"][1:]]).mean for r in seeds.values()]
         efficiency = {}
         for s, r in seeds.items():
             if s in ref:
@@ -82,16 +99,17 @@ def _summary(exp: ExperimentConfig, records: list[dict], classes: dict) -> dict:
             "start": {k: vars(mean_ci(list(v.values()))) for k, v in start.items()},
             "final": {k: vars(mean_ci(list(v.values()))) for k, v in final.items()},
             "final_by_seed": final,
-            "delta": {k: vars(mean_ci([final[k][s] - start[k][s] for s in seeds])) for k in METRICS},
-            "vs_reference": {k: vars(paired_difference(final[k], {s: r["rows"][-1][k] for s, r in ref.items()}))
-                             for k in METRICS},
+            "delta": {k: vars(mean_ci([_minus(final[k][s], start[k][s]) for s in seeds])) for k in REPORT_METRICS},
+            "vs_reference": {k: vars(paired_difference(_defined(final[k]), _defined(
+                {s: r["rows"][-1].get(k) for s, r in ref.items()}))) for k in REPORT_METRICS},
+            "tail_lift": vars(mean_ci(lifts)),
             "efficiency": {"per_seed": efficiency,
                            **vars(mean_ci([e["value"] for e in efficiency.values()]))},
             "pseudo_share": vars(mean_ci([r["rows"][-1]["pseudo_share"] for r in seeds.values()])),
             "manual_annotations": vars(mean_ci([r["rows"][-1]["manual_annotations"] for r in seeds.values()])),
             "rare_objects_selected": vars(mean_ci(rare)) if has_tags else None,
             "rare_share_selected": vars(mean_ci([a / b for a, b in zip(rare, picked) if b])) if has_tags else None,
-            "test": {k: vars(mean_ci([r["test"][k] for r in seeds.values() if r["test"]])) for k in METRICS},
+            "test": {k: vars(mean_ci([r["test"].get(k) for r in seeds.values() if r["test"]])) for k in REPORT_METRICS},
             "selected_objects": {k: sum(r["selected_objects"].get(str(k), 0) for r in seeds.values()) / len(seeds)
                                  for k in classes["ids"]},
         }
@@ -155,7 +173,8 @@ def verdict_lines(exp: ExperimentConfig, summary: dict) -> list[str]:
     for metric in dict.fromkeys([exp.metric, "mAP"]):
         for t in taasts:
             for b in baselines:
-                d = paired_difference(summary[t]["final_by_seed"][metric], summary[b]["final_by_seed"][metric])
+                d = paired_difference(_defined(summary[t]["final_by_seed"][metric]),
+                                      _defined(summary[b]["final_by_seed"][metric]))
                 if d.n:
                     lines.append(f"- {t} − {b}, final {METRIC_NAMES[metric]}: {_signed(vars(d))} "
                                  f"over {d.n} seeds: {verdict(d, t)}.")
@@ -170,19 +189,24 @@ def table2(exp: ExperimentConfig, summary: dict) -> list[str]:
     """The first paper's Table 2, per strategy: start, final ± CI, Δ, mAP, label efficiency."""
     m = METRIC_NAMES[exp.metric]
     also_map = exp.metric != "mAP"
-    head = ["strategy", "pseudo labels", f"{m} start", f"{m} final", f"Δ{m}"] + ["mAP final"] * also_map + [
-        f"label efficiency ({m})", "rare objects selected", "pseudo share of training boxes"]
+    also_l0 = exp.metric != "APr@L0"
+    head = ["strategy", "pseudo labels", f"{m} start", f"{m} final", f"Δ{m}"] + ["APr@L0 final"] * also_l0 + [
+        "mAP final"] * also_map + [f"label efficiency ({m})", "rare objects selected", "tail lift",
+                                   "pseudo share of training boxes"]
     rows = [[n, "yes" if s["pseudo_labels"] else "no", _ci(s["start"][exp.metric]), _ci(s["final"][exp.metric]),
-             _signed(s["delta"][exp.metric])] + [_ci(s["final"]["mAP"])] * also_map + [
-             _efficiency_cell(s["efficiency"]), _ci(s["rare_objects_selected"], 1), _ci(s["pseudo_share"], 2)]
+             _signed(s["delta"][exp.metric])] + [_ci(s["final"].get("APr@L0"))] * also_l0 + [
+             _ci(s["final"]["mAP"])] * also_map + [
+             _efficiency_cell(s["efficiency"]), _ci(s["rare_objects_selected"], 1), _ci(s.get("tail_lift"), 2),
+             _ci(s["pseudo_share"], 2)]
             for n, s in summary.items()]
     return _markdown_table(head, rows)
 
 
 def cycle_table(summary: dict) -> list[str]:
-    head = ["strategy", "cycle", "labelled images", "AP", "AP_rare", "AP_common", "AP_freq", "mAP"]
-    rows = [[n, str(c["cycle"]), f"{c['labelled_images']:.0f}"] + [_ci(c[k]) for k in METRICS]
-            for n, s in summary.items() for c in s["curve"]]
+    head = ["strategy", "cycle", "labelled images", "AP", "AP_rare", "AP_common", "AP_freq", "mAP",
+            "APr@L0", "APc@L0", "APf@L0", "tail lift"]
+    rows = [[n, str(c["cycle"]), f"{c['labelled_images']:.0f}"] + [_ci(c.get(k)) for k in REPORT_METRICS]
+            + [_ci(c.get("tail_lift"), 2)] for n, s in summary.items() for c in s["curve"]]
     return _markdown_table(head, rows)
 
 
@@ -203,13 +227,15 @@ def _save(fig, path: Path) -> None:
 def _plot_curves(exp: ExperimentConfig, summary: dict, path: Path, title: str) -> None:
     plt = _pyplot()
 
-    metrics = list(dict.fromkeys([exp.metric, "APr", "mAP"]))
+    metrics = list(dict.fromkeys([exp.metric, "APr@L0", "APr", "mAP"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for n, s in summary.items():
             x = [c["labelled_images"] for c in s["curve"]]
             y = [c[metric]["mean"] for c in s["curve"]]
             h = [0.0 if math.isnan(c[metric]["half_width"]) else c[metric]["half_width"] for c in s["curve"]]
+            if all(math.isnan(v) for v in y):
+                continue  # undefined at every cycle (no class in the group)
             ax.plot(x, y, marker="o", label=n)
             ax.fill_between(x, [a - b for a, b in zip(y, h)], [a + b for a, b in zip(y, h)], alpha=0.15)
         ax.set_xlabel("manually labelled images")
@@ -304,6 +330,7 @@ def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str |
         f"- Curves are evaluated on the {exp.curve_split} split; ± is 1.96σ/√n over seeds (sample σ); "
         f"label efficiency is against {exp.reference}'s final {METRIC_NAMES[exp.metric]}, per seed, "
         "counting manually labelled images including L0 (SPEC.md §6)",
+        f"- Definitions: {DEFINITIONS}",
         f"- Software: {', '.join(f'{k} {v}' for k, v in software_versions().items() if k != 'platform')}",
         ""]
     for v in exp.variants:

@@ -72,7 +72,8 @@ def variant_data(exp: ExperimentConfig, variant: Variant, out: Path) -> dict:
         shutil.rmtree(root, ignore_errors=True)
         make_synthetic_dataset(root, images=d.synthetic_images, classes=d.synthetic_classes,
                                seed=exp.data_seed, image_size=d.synthetic_image_size, zipf=exp.zipf,
-                               empty_fraction=variant.empty_fraction, label_shift=variant.label_shift)
+                               empty_fraction=variant.empty_fraction, label_shift=variant.label_shift,
+                               eval_min_instances=d.synthetic_eval_min_instances)
     ann = root / "annotations"
     return {"train": str(ann / "train.json"), "val": str(ann / "val.json"),
             "test": str(ann / "test.json"), "images": str(root / "images")}

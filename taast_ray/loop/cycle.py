@@ -27,6 +27,9 @@ from taast_ray.loop.layout import SPLIT_STAGE, CycleLayout, RunLayout
 from taast_ray.loop.stages import stage
 
 log = logging.getLogger(__name__)
+L0_METRIC_KEYS = ("APr@L0", "APc@L0", "APf@L0")  # groups counted on L0 (evaluation/tail.py)
+TAIL_KEYS = ("tail_lift", "rare_images_selected", "rare_images_random", "candidate_rare_share",
+             "pool_rare_image_share")
 
 
 @dataclass
@@ -51,7 +54,8 @@ def resolve_dataset(cfg: TaastConfig, layout: RunLayout) -> Dataset:
     if not (root / "stats.json").exists():
         say(f"making a synthetic long-tailed dataset: {d.synthetic_images} images -> {root}")
         make_synthetic_dataset(root, images=d.synthetic_images, classes=d.synthetic_classes,
-                               seed=cfg.selection.seed, image_size=d.synthetic_image_size)
+                               seed=cfg.selection.seed, image_size=d.synthetic_image_size,
+                               zipf=d.synthetic_zipf, eval_min_instances=d.synthetic_eval_min_instances)
     ann = root / "annotations"
     return Dataset(ann / "train.json", ann / "val.json", ann / "test.json", root / "images")
 
@@ -82,9 +86,11 @@ def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: di
             f"images with {t.workers} Ray Train workers" + (f", val mAP50 {val:.3f}" if val is not None else ""))
 
     def evaluate():
-        metrics = evaluate_weights(cfg, cycle.weights, data.val, data.images, cycle.val_predictions)
+        metrics = evaluate_weights(cfg, cycle.weights, data.val, data.images, cycle.val_predictions,
+                                   RunLayout(cycle.dir.parent).labels_l0)
         write_json(cycle.metrics, metrics)
-        say(f"{cycle.dir.name}: " + "  ".join(f"{k} {metrics[k]:.3f}" for k in METRIC_KEYS))
+        say(f"{cycle.dir.name}: " + "  ".join(f"{k} {_num(metrics.get(k))}"
+                                              for k in (*METRIC_KEYS, *L0_METRIC_KEYS, "AP50f")))
 
     say(f"{cycle.dir.name}: fine-tuning on {len(labels['images'])} labelled"
         + (f" + {len(pseudo['images'])} pseudo-labelled" if pseudo else "") + " images")
@@ -93,13 +99,17 @@ def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: di
     stage(cycle.dir, "evaluate", resume, evaluate)
 
 
-def evaluate_weights(cfg: TaastConfig, weights: Path, gt: Path, images: Path, predictions: Path) -> dict:
+def evaluate_weights(cfg: TaastConfig, weights: Path, gt: Path, images: Path, predictions: Path,
+                     l0_labels: Path | None = None) -> dict:
+    """LVIS/COCO metrics; with L0's labels also the groups counted on L0 (``APr@L0`` ...)."""
     from taast_ray.evaluation.metrics import evaluate_detections, write_predictions
     from taast_ray.evaluation.predict import predict_split
+    from taast_ray.evaluation.tail import l0_frequency
 
     write_predictions(predictions, predict_split(weights, gt, images, imgsz=cfg.train.imgsz,
                                                  device=cfg.model.device))
-    return evaluate_detections(gt, predictions)
+    l0 = l0_frequency(read_json(l0_labels)) if l0_labels is not None and l0_labels.exists() else None
+    return evaluate_detections(gt, predictions, l0_frequency=l0)
 
 
 def combine_training_set(labels: dict, pseudo: dict | None) -> dict:
@@ -120,14 +130,59 @@ def write_cycle_pool(pool: Path, labelled_ids: set[str], target: Path) -> None:
 
 
 def select_stage(cfg: TaastConfig, cycle: CycleLayout, labels_path: Path, weights: Path,
-                 resume: bool, embedding_cache: Path) -> None:
+                 resume: bool, embedding_cache: Path, truth: Path | None = None) -> None:
+    """Detect the pool, say loudly if the model finds boxes on < 50 % of the object-bearing
+    images (``truth``: the training ground truth, simulation), then select on those detections."""
     from taast_ray.pipeline.live import select_live
 
     # the detector scores the pool at the size it was trained at (validate_for_run)
     live = replace(cfg, model=replace(cfg.model, weights=str(weights), imgsz=cfg.train.imgsz))
-    stage(cycle.dir, "select", resume, lambda: select_live(
-        live, str(cycle.pool), labels_path, cycle.select, resume=resume,
-        embedding_cache=embedding_cache))
+
+    def select():
+        check_coverage(live, cycle.dir, cycle.pool, labels_path, truth)
+        select_live(live, str(cycle.pool), labels_path, cycle.select, resume=True,
+                    embedding_cache=embedding_cache)
+    stage(cycle.dir, "select", resume, select)
+
+
+def check_coverage(cfg: TaastConfig, cycle_dir: Path, pool: Path, labels_path: Path,
+                   truth: Path | None) -> None:
+    """The detector pass over the pool, before selecting; select_live reuses its detections
+    (a killed try's files stay too: same weights, same boxes)."""
+    import sys
+
+    from taast_ray.data.labels import load_labels
+    from taast_ray.evaluation.simulation import pool_coverage, pool_ids, pool_truth
+    from taast_ray.evaluation.tail import degenerate_warning
+    from taast_ray.pipeline.live import detect_pool
+    from taast_ray.stages.sources import list_pool_table
+
+    cycle = CycleLayout(cycle_dir)
+    detections = cycle.select / "detections"
+    detect_pool(cfg, list_pool_table(str(pool)), detections, load_labels(labels_path).num_classes)
+    known = pool_truth(read_json(truth), pool_ids(pool)) if truth is not None else None
+    coverage = pool_coverage(detections, known)
+    warning = degenerate_warning(coverage, f"{cycle.dir.name}, model {cfg.model.weights}")
+    write_json(cycle.coverage, {**coverage, "warning": warning})
+    if warning:
+        print(f"[taast] {warning}", file=sys.stderr, flush=True)
+    else:
+        say(f"{cycle.dir.name}: boxes on {coverage['with_boxes']} of {coverage['images']} "
+            f"{coverage['over']} of the pool")
+
+
+def tail_stage(cycle: CycleLayout, data: Dataset, l0_labels: Path, resume: bool) -> None:
+    """Simulation: the L0-rare objects the selection caught against random's expectation, into
+    ``tail.json`` and the selection's summary.json (evaluation/tail.py)."""
+    from taast_ray.evaluation.simulation import cycle_tail
+
+    def measure():
+        tail = cycle_tail(cycle.dir, data.train, l0_labels)
+        write_json(cycle.tail, tail)
+        write_json(cycle.select_summary, {**read_json(cycle.select_summary), "tail": tail})
+        say(f"{cycle.dir.name}: {tail['rare_images_selected']} images with L0-rare objects selected, "
+            f"random would take {tail['rare_images_random']:.1f}: tail lift {_num(tail['tail_lift'], 2)}")
+    stage(cycle.dir, "tail", resume, measure)
 
 
 def annotate_stage(cfg: TaastConfig, cycle: CycleLayout, data: Dataset, resume: bool) -> None:
@@ -164,7 +219,10 @@ def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> li
         cycle = layout.cycle(t)
         labelled = {str(img["id"]) for img in read_json(labels_path)["images"]}
         stage(cycle.dir, "pool", resume, lambda: write_cycle_pool(layout.pool, labelled, cycle.pool))
-        select_stage(cfg, cycle, labels_path, weights, resume, layout.embedding_cache)
+        truth = data.train if cfg.protocol.simulate else None
+        select_stage(cfg, cycle, labels_path, weights, resume, layout.embedding_cache, truth)
+        if truth is not None:
+            tail_stage(cycle, data, layout.labels_l0, resume)
         annotate_stage(cfg, cycle, data, resume)
         labels = merge_labels(read_json(labels_path), read_json(cycle.labels_new))
         write_json(cycle.labels, labels)
@@ -174,7 +232,7 @@ def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> li
         labels_path, weights = cycle.labels, cycle.weights
     if data.test is not None:
         stage(run, "test", resume, lambda: write_json(layout.test_metrics, evaluate_weights(
-            cfg, weights, data.test, data.images, layout.test_predictions)))
+            cfg, weights, data.test, data.images, layout.test_predictions, layout.labels_l0)))
     write_json(layout.cycles_json, rows)
     return rows
 
@@ -183,16 +241,38 @@ def cycle_row(cycle: CycleLayout, labels: dict) -> dict:
     metrics = read_json(cycle.metrics)
     train_set = read_json(cycle.train_set)
     manual = len(labels["annotations"])
-    return {"cycle": cycle.index, **{k: metrics[k] for k in METRIC_KEYS}, "labelled_images": len(labels["images"]),
+    tail = read_json(cycle.tail) if cycle.tail.exists() else {}
+    coverage = read_json(cycle.coverage) if cycle.coverage.exists() else {}
+    return {"cycle": cycle.index, **{k: metrics[k] for k in METRIC_KEYS},
+            **{k: metrics.get(k) for k in (*L0_METRIC_KEYS, "AP50f")},
+            "labelled_images": len(labels["images"]),
             "manual_annotations": manual,
             "pseudo_annotations": len(train_set["annotations"]) - manual,
-            "pseudo_share": round(1 - manual / max(len(train_set["annotations"]), 1), 4)}
+            "pseudo_share": round(1 - manual / max(len(train_set["annotations"]), 1), 4),
+            **{k: tail.get(k) for k in TAIL_KEYS}, "box_coverage": coverage.get("share")}
+
+
+def _num(value, digits: int = 3) -> str:
+    """A metric for a table: '—' where it is undefined (no class in the group, nothing to catch)."""
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+TABLE_COLUMNS = ("AP", "APr@L0", "APr", "APc", "APf", "mAP")
 
 
 def format_table(rows: list[dict]) -> str:
-    header = f"{'cycle':>5} {'images':>7} {'AP':>6} {'APr':>6} {'APc':>6} {'APf':>6} {'mAP':>6} {'pseudo%':>8}"
+    """Per cycle: AP, APr@L0 (rare = < 10 L0 images), APr/APc/APf (the file's own LVIS tags),
+    mAP, the pseudo share of training boxes, and the tail lift of that cycle's selection."""
+    header = (f"{'cycle':>5} {'images':>7} " + " ".join(f"{k:>6}" for k in TABLE_COLUMNS)
+              + f" {'pseudo%':>8} {'lift':>5} {'rare sel/rand':>13}")
     lines = [header, "-" * len(header)]
     for r in rows:
+        caught = r.get("rare_images_selected")
+        sel = "" if caught is None else f"{caught}/{r['rare_images_random']:.1f}"
         lines.append(f"{r['cycle']:>5} {r['labelled_images']:>7} " + " ".join(
-            f"{r[k]:>6.3f}" for k in METRIC_KEYS) + f" {100 * r['pseudo_share']:>7.1f}%")
+            f"{_num(r.get(k)):>6}" for k in TABLE_COLUMNS)
+            + f" {100 * r['pseudo_share']:>7.1f}% {_num(r.get('tail_lift'), 2):>5} {sel:>13}")
+    lines.append("APr@L0: classes with < 10 images in L0 (the paper's rare); APr/APc/APf: the label "
+                 "file's LVIS tags (training-split counts); lift: L0-rare images selected / random's "
+                 "expectation (B x pool share); — = undefined")
     return "\n".join(lines)

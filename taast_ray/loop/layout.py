@@ -76,6 +76,8 @@ class CycleLayout(_Markers):
     weights = _Under("weights.pt")
     metrics = _Under("metrics.json")
     val_predictions = _Under("val_predictions.json")
+    coverage = _Under("coverage.json")  # boxes on the pool, before selecting
+    tail = _Under("tail.json")          # simulation: the tail lift
 
     @property
     def root(self) -> Path:

@@ -152,3 +152,44 @@ def test_label_shift_specs_parse_and_class_checked(tmp_path):
     with pytest.raises(ConfigError, match="--label-shift"):
         make_synthetic_dataset(tmp_path, images=10, classes=4, label_shift="tweak:4:0.5")
     assert [frequency_tag(n) for n in (0, 10, 11, 100, 101)] == ["r", "r", "c", "c", "f"]
+
+
+def test_eval_min_instances_fills_val_and_test_never_train(tmp_path):
+    plain = make_synthetic_dataset(tmp_path / "plain", images=300, classes=8, image_size=32, seed=4)
+    filled = make_synthetic_dataset(tmp_path / "filled", images=300, classes=8, image_size=32,
+                                    seed=4, eval_min_instances=25)
+    assert min(plain["instances"]["val"]) < 25  # the natural tail leaves val short
+    for split in ("val", "test"):
+        counts = np.bincount([a["category_id"] - 1 for a in _load(tmp_path / "filled", split)["annotations"]],
+                             minlength=8)
+        assert counts.min() >= 25 and counts.tolist() == filled["instances"][split]
+        added = filled["sizes"][split] - plain["sizes"][split]
+        assert added == filled["eval_fill"][split]["images"] > 0
+        # the split's own images are kept; the extra ones come after them
+        old, new = _load(tmp_path / "plain", split), _load(tmp_path / "filled", split)
+        assert [len(_boxes_of(old, i["id"])) for i in old["images"]] == \
+            [len(_boxes_of(new, i["id"])) for i in new["images"][:len(old["images"])]]
+    # train, its tags and its pixels are untouched
+    assert _load(tmp_path / "plain", "train") == _load(tmp_path / "filled", "train")
+    assert filled["image_counts"]["train"] == plain["image_counts"]["train"]
+    assert filled["frequency"] == plain["frequency"]
+    for path in (tmp_path / "plain" / "images" / "train").iterdir():
+        assert path.read_bytes() == (tmp_path / "filled" / "images" / "train" / path.name).read_bytes()
+    assert filled["eval_min_instances"] == 25 and plain["eval_fill"]["val"]["images"] == 0
+    saved = json.loads((tmp_path / "filled" / "stats.json").read_text())
+    assert saved["eval_fill"] == filled["eval_fill"]
+
+
+def _boxes_of(data, image_id):
+    return [a for a in data["annotations"] if a["image_id"] == image_id]
+
+
+def test_eval_min_instances_is_the_cli_default_and_checked(tmp_path, capsys):
+    from taast_ray.cli import main, make_parser
+
+    args = make_parser().parse_args(["synth", "--out", str(tmp_path)])
+    assert args.eval_min_instances == 25
+    with pytest.raises(ConfigError, match="--eval-min-instances"):
+        make_synthetic_dataset(tmp_path / "bad", images=20, eval_min_instances=-1)
+    assert main(["synth", "--out", str(tmp_path / "x"), "--eval-min-instances", "-1"]) == 2
+    assert "--eval-min-instances" in capsys.readouterr().err

@@ -129,3 +129,54 @@ def test_bad_prediction_names_the_record(tmp_path):
     bad = [{"image_id": 99, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]
     with pytest.raises(InputError, match="prediction 0: image_id 99"):
         evaluate_detections(gt_path, _write(tmp_path, "dt.json", bad))
+
+
+def _mixed_predictions() -> list[dict]:
+    return _perfect(0.9)[:4] + [
+        {"image_id": 3, "category_id": 1, "bbox": [5, 5, 80, 40], "score": 0.95},
+        {"image_id": 6, "category_id": 3, "bbox": [0, 0, 30, 30], "score": 0.99},
+        {"image_id": 4, "category_id": 2, "bbox": [55, 52, 60, 60], "score": 0.3},
+    ]
+
+
+def test_l0_groups_equal_lvis_on_a_relabelled_copy(tmp_path):
+    """APr@L0 is LVISEval's APr on a copy of the ground truth carrying the L0 tags."""
+    gt = _lvis_gt()
+    gt_path, dt_path = _write(tmp_path, "gt.json", gt), _write(tmp_path, "dt.json", _mixed_predictions())
+    l0 = {1: "f", 2: "r", 3: "c"}  # a permutation of the file's tags r, c, f
+    got = evaluate_detections(gt_path, dt_path, l0_frequency=l0)
+    relabelled = copy.deepcopy(gt)
+    for cat in relabelled["categories"]:
+        cat["frequency"] = l0[cat["id"]]
+    want = _direct(_write(tmp_path, "gt_l0.json", relabelled), dt_path)
+    for group in ("APr", "APc", "APf"):
+        assert got[f"{group}@L0"] == want[group], group
+    # the permutation moves the file's groups: category 2 (file c) is the L0-rare one
+    assert got["APr@L0"] == got["APc"] and got["APc@L0"] == got["APf"] and got["APf@L0"] == got["APr"]
+    assert got["l0_frequency"] == {"1": "f", "2": "r", "3": "c"}
+    assert "APr@L0" in got["definitions"] and "< 10 images in L0" in got["definitions"]["APr@L0"]
+    assert json.loads(open(gt_path).read()) == gt  # the file's own tags are untouched
+
+
+def test_undefined_l0_group_is_none_not_zero(tmp_path):
+    gt_path, dt_path = _write(tmp_path, "gt.json", _lvis_gt()), _write(tmp_path, "dt.json", _mixed_predictions())
+    got = evaluate_detections(gt_path, dt_path, l0_frequency={1: "r", 2: "r", 3: "c"})
+    assert got["APf@L0"] is None and "APf@L0" in got["undefined"]
+    assert got["APr@L0"] is not None and got["APc@L0"] is not None
+    empty = evaluate_detections(gt_path, _write(tmp_path, "none.json", []),
+                                l0_frequency={1: "r", 2: "r", 3: "c"})
+    assert empty["APr@L0"] == 0.0 and empty["APf@L0"] is None
+
+
+def test_head_ap50_is_lvis_ap50_over_the_f_classes(tmp_path):
+    gt_path = _write(tmp_path, "gt.json", _lvis_gt())
+    # category 3 (f) found perfectly, the others missed: AP50 over f is 1, overall below 1
+    preds = [p for p in _perfect(0.9) if p["category_id"] == 3]
+    got = evaluate_detections(gt_path, _write(tmp_path, "dt.json", preds))
+    assert got["AP50f"] == pytest.approx(1.0) and got["AP50"] < 1.0
+
+
+def test_l0_groups_must_cover_every_category(tmp_path):
+    gt_path, dt_path = _write(tmp_path, "gt.json", _lvis_gt()), _write(tmp_path, "dt.json", _perfect())
+    with pytest.raises(InputError, match="category 3"):
+        evaluate_detections(gt_path, dt_path, l0_frequency={1: "r", 2: "c"})

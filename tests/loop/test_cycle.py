@@ -132,3 +132,34 @@ def test_production_run_stops_for_annotators_then_ingests(baseline, tmp_path):
     assert rows[-1]["labelled_images"] == len(json.loads((base / "cycle_1" / "labels.json").read_text())["images"])
     assert json.loads((run / "cycle_1" / "labels.json").read_text())["images"] == \
         json.loads((base / "cycle_1" / "labels.json").read_text())["images"]
+
+
+def test_cycles_record_l0_groups_tail_lift_and_coverage(baseline):
+    run, rows = baseline
+    for t in (0, 1):
+        metrics = json.loads((run / f"cycle_{t}" / "metrics.json").read_text())
+        assert "APr@L0" in metrics and set(metrics["l0_frequency"].values()) <= {"r", "c", "f"}
+    tail = json.loads((run / "cycle_1" / "tail.json").read_text())
+    summary = json.loads((run / "cycle_1" / "select" / "summary.json").read_text())
+    assert summary["tail"] == tail and tail["selected"] == 6
+    if tail["rare_images_random"] > 0:
+        assert rows[1]["tail_lift"] == pytest.approx(tail["rare_images_selected"] / tail["rare_images_random"])
+    coverage = json.loads((run / "cycle_1" / "coverage.json").read_text())
+    assert coverage["over"] == "object-bearing images" and rows[1]["box_coverage"] == coverage["share"]
+
+
+def test_a_degenerate_start_model_is_loud_before_selecting(baseline, tmp_path, capsys):
+    from dataclasses import replace
+
+    from taast_ray.loop.cycle import check_coverage
+
+    run, _ = baseline
+    cfg = load_config(None, SETTINGS)
+    # a threshold no box passes stands in for a start model that finds nothing
+    cfg = replace(cfg, selection=replace(cfg.selection, det_conf=0.999),
+                  model=replace(cfg.model, weights=str(run / "cycle_0" / "weights.pt"), imgsz=64))
+    check_coverage(cfg, tmp_path, run / "cycle_1" / "pool.parquet", run / "data" / "labels_L0.json",
+                   run / "synthetic" / "annotations" / "train.json")
+    coverage = json.loads((tmp_path / "coverage.json").read_text())
+    assert coverage["with_boxes"] == 0 and coverage["warning"].startswith("WARNING")
+    assert "found boxes on only 0 of" in capsys.readouterr().err

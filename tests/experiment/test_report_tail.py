@@ -1,0 +1,46 @@
+"""The report's L0 groups and tail lift from hand-made trial rows (no training)."""
+import math
+
+import pytest
+
+from taast_ray.experiment.config import experiment_from_dict
+from taast_ray.experiment.report import _summary, cycle_table, table2
+
+EXP = {"name": "t", "base": {"protocol": {"cycles": 2}}, "seeds": [1, 2],
+       "strategies": ["random", "taast"], "metric": "APr@L0"}
+CLASSES = {"ids": [1, 2], "names": ["a", "b"], "frequency": ["f", "r"], "pool_objects": [10, 2]}
+
+
+def _rows(apr_l0, lifts):
+    base = {"AP": 0.2, "APr": 0.0, "APc": 0.1, "APf": 0.5, "mAP": 0.2, "APc@L0": 0.3,
+            "APf@L0": None, "labelled_images": 0, "manual_annotations": 10, "pseudo_share": 0.0}
+    return [{**base, "cycle": t, "labelled_images": 100 + 50 * t, "APr@L0": a, "tail_lift": lift}
+            for t, (a, lift) in enumerate(zip(apr_l0, lifts))]
+
+
+def _record(strategy, seed, apr_l0, lifts):
+    return {"strategy": strategy, "seed": seed, "selection": strategy, "pseudo_labels": False,
+            "rows": _rows(apr_l0, lifts), "test": None, "selected_objects": {"1": 3, "2": 1}}
+
+
+def test_l0_metric_and_tail_lift_in_the_summary_and_tables():
+    exp = experiment_from_dict(EXP)
+    records = [_record("random", 1, [0.0, 0.01, 0.02], [None, 1.0, 0.8]),
+               _record("random", 2, [0.0, 0.00, 0.04], [None, 1.2, 1.0]),
+               _record("taast", 1, [0.0, 0.02, 0.05], [None, 2.0, 3.0]),
+               _record("taast", 2, [0.0, 0.03, 0.06], [None, 1.0, 2.0])]
+    summary = _summary(exp, records, CLASSES)
+    # per seed: the mean over cycles 1..T; then mean over seeds
+    assert summary["random"]["tail_lift"]["mean"] == pytest.approx(((1.0 + 0.8) / 2 + (1.2 + 1.0) / 2) / 2)
+    assert summary["taast"]["tail_lift"]["mean"] == pytest.approx((2.5 + 1.5) / 2)
+    assert summary["taast"]["final"]["APr@L0"]["mean"] == pytest.approx(0.055)
+    assert summary["taast"]["vs_reference"]["APr@L0"]["mean"] == pytest.approx(0.055 - 0.03)
+    # an undefined group stays undefined: no mean, no difference, never a 0
+    assert summary["taast"]["final"]["APf@L0"]["n"] == 0 and math.isnan(summary["taast"]["final"]["APf@L0"]["mean"])
+    assert summary["taast"]["delta"]["APf@L0"]["n"] == 0
+    lines = table2(exp, summary)
+    assert "tail lift" in lines[0] and "APr@L0 start" in lines[0]
+    assert "| 2.00 ± " in lines[-1]
+    cycles = cycle_table(summary)
+    assert "APr@L0" in cycles[0] and "tail lift" in cycles[0]
+    assert cycles[2].split(" | ")[-1].startswith("n/a")  # cycle 0 selects nothing: no lift
