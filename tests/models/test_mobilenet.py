@@ -62,6 +62,13 @@ def test_rows_are_1280_unit_norm_deterministic_and_independent_of_the_batch(pret
     np.testing.assert_array_equal(z, pretrained.embed(crops))
     np.testing.assert_allclose(z[2:3], pretrained.embed(crops[2:3]), atol=1e-5)
     assert pretrained.embed([]).shape == (0, DIM)
+    # the package's own network, unfused and in one batch, gives the same rows (Conv+BN folded, slices)
+    with torch.no_grad():
+        x = imagenet_preprocess(as_image_tensors(crops, torch.device("cpu")))
+        reference = torch.nn.functional.normalize(build_mobilenet("imagenet").eval()(x), dim=1).numpy()
+    np.testing.assert_allclose(z, reference, atol=1e-5)
+    many = object_crops(classes=2, per_class=6)[0]  # 12 > one CPU slice of 8
+    np.testing.assert_allclose(pretrained.embed(many)[8:], pretrained.embed(many[8:]), atol=1e-5)
     # seeded random init: every actor builds the same random network
     np.testing.assert_array_equal(MobileNetEmbedder("none", device="cpu").embed(crops),
                                   MobileNetEmbedder("none", device="cpu").embed(crops))
