@@ -1,10 +1,10 @@
 """Images/s of each embedder on this CPU at the demo's sizes (160-px synthetic images, batch 32).
 
-One torch thread, as a Ray actor of one CPU runs (Ray sets OMP_NUM_THREADS=1 for it). For each:
-one warm-up batch, then ``--rounds`` timed batches; the best and the median round are reported
-(the machine is shared: the best round is the least disturbed). ``detector`` is the *extra* time
+One torch thread, as a Ray actor of one CPU runs (Ray sets OMP_NUM_THREADS=1 for it). One warm-up
+batch each, then ``--rounds`` rounds, each timing one batch of every model in turn; the best and
+the median round are reported (the machine is shared: the best round is the least disturbed). ``detector`` is the *extra* time
 the detection pass spends pooling its neck features: the detector (YOLOv8n, imgsz 160) with and
-without ``embed=True``, interleaved three times (best of all rounds each). Last line: one ``name=images/s`` per embedder (best round).
+without ``embed=True``. Last line: one ``name=images/s`` per embedder (best round).
 
 Usage: ``python benchmarks/embedder_speed.py [--out benchmarks/results/embedder_speed_cpu.json]``
 """
@@ -30,16 +30,21 @@ def demo_images(n: int, size: int = 160, seed: int = 0) -> list[np.ndarray]:
     return [np.asarray(_render(rng, size, rng.integers(0, 12, rng.integers(1, 4)), names)[0]) for _ in range(n)]
 
 
-def rate(fn, images, rounds: int) -> dict:
-    fn(images)  # warm-up
-    seconds = []
+def rates(models: dict, images: list, rounds: int) -> dict:
+    """Round-robin: every round times one batch of each model in turn, so a change in the shared
+    machine's load hits all of them alike; best and median round per model."""
+    seconds = {name: [] for name in models}
+    for fn, batch in models.values():
+        fn(images[:batch])  # warm-up
     for _ in range(rounds):
-        start = time.perf_counter()
-        fn(images)
-        seconds.append(time.perf_counter() - start)
-    return {"best_images_per_s": round(len(images) / min(seconds), 2),
-            "median_images_per_s": round(len(images) / statistics.median(seconds), 2),
-            "seconds": [round(s, 3) for s in seconds]}
+        for name, (fn, batch) in models.items():
+            start = time.perf_counter()
+            fn(images[:batch])
+            seconds[name].append(time.perf_counter() - start)
+    return {name: {"images": models[name][1],
+                   "best_images_per_s": round(models[name][1] / min(s), 2),
+                   "median_images_per_s": round(models[name][1] / statistics.median(s), 2),
+                   "seconds": [round(x, 3) for x in s]} for name, s in seconds.items()}
 
 
 def main(argv=None) -> int:
@@ -54,20 +59,15 @@ def main(argv=None) -> int:
     from taast_ray.models.embedder import make_embedder
 
     images = demo_images(args.batch)
-    results = {}
-    for name, weights in [("mobilenetv2-imagenet", "imagenet"), ("taast-tiny-ViT", "none")] + \
-            ([("ViT-L-14-quickgelu", "none")] if args.vit_l else []):
-        emb = make_embedder(name, weights, device="cpu")
-        results[name] = rate(emb.embed, images if name != "ViT-L-14-quickgelu" else images[:8],
-                             args.rounds if name != "ViT-L-14-quickgelu" else 2)
-        del emb
-    plain = Detector("yolov8n.yaml", imgsz=160, conf=0.25, num_classes=12, device="cpu")
-    pooled = Detector("yolov8n.yaml", imgsz=160, conf=0.25, num_classes=12, device="cpu", embed=True)
-    for _ in range(3):  # interleaved, so a change in the machine's load hits both alike
-        for key, det in (("yolov8n-160", plain), ("yolov8n-160+embed", pooled)):
-            r = rate(det.predict_rows, images, args.rounds)
-            if r["best_images_per_s"] > results.get(key, {}).get("best_images_per_s", 0):
-                results[key] = r
+    models = {}
+    for name, weights in [("mobilenetv2-imagenet", "imagenet"), ("taast-tiny-ViT", "none")]:
+        models[name] = (make_embedder(name, weights, device="cpu").embed, args.batch)
+    for key, embed in (("yolov8n-160", False), ("yolov8n-160+embed", True)):
+        det = Detector("yolov8n.yaml", imgsz=160, conf=0.25, num_classes=12, device="cpu", embed=embed)
+        models[key] = (det.predict_rows, args.batch)
+    if args.vit_l:  # 0.5 images/s: a batch of 8
+        models["ViT-L-14-quickgelu"] = (make_embedder("ViT-L-14-quickgelu", "none", device="cpu").embed, 8)
+    results = rates(models, images, args.rounds)
     extra = (1 / results["yolov8n-160+embed"]["best_images_per_s"] - 1 / results["yolov8n-160"]["best_images_per_s"])
     results["detector"] = {"extra_ms_per_image": round(1000 * extra, 3)}
     report = {"batch": args.batch, "image_size": 160, "torch_threads": 1, "load_average": os.getloadavg(),
