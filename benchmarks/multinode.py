@@ -25,7 +25,8 @@ from pathlib import Path
 
 import taast_ray  # noqa: F401
 from taast_ray.bench.run import add_bench_arguments, run_bench
-from taast_ray.pipeline.ray_env import ensure_ray, free_port, node_agent_ports, worker_pool_env
+from taast_ray.bench.local_cluster import free_port, node_agent_ports
+from taast_ray.ray_env import ensure_ray, worker_pool_env
 
 RAY = str(Path(sys.executable).parent / "ray")
 

@@ -28,7 +28,7 @@ from taast_ray.bench.data import write_jpeg_pool
 from taast_ray.bench.ray_scaling import plain_loop
 from taast_ray.config import load_config
 from taast_ray.pipeline.live import detect_pool
-from taast_ray.pipeline.ray_env import worker_pool_env
+from taast_ray.ray_env import worker_pool_env
 from taast_ray.stages.detect import DetectStage
 from taast_ray.stages.sources import list_pool_table
 

@@ -7,18 +7,39 @@ import os
 import sys
 from pathlib import Path
 
-from taast_ray.bench.run import add_bench_arguments
 from taast_ray.config import KMEANS_BACKENDS, STRATEGIES, TaastConfig, load_config, save_config
 from taast_ray.errors import ConfigError, TaastError
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML configuration file (see taast_ray/config.py)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override one configuration field, e.g. --set selection.tau=0.7 (repeatable)")
+def _ray_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress at INFO level, and show the Ray workers' own logs")
+
+
+def _config_flags(parser: argparse.ArgumentParser, *, required: bool = False,
+                  what: str = "YAML configuration file (see taast_ray/config.py)",
+                  example: str = "selection.tau=0.7") -> None:
+    parser.add_argument("--config", required=required, help=what)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help=f"override one configuration field, e.g. --set {example} (repeatable)")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _config_flags(parser)
+    _ray_flags(parser)
+
+
+def _ray_overrides(args: argparse.Namespace, prefix: str = "") -> list[str]:
+    """--address and -v as configuration overrides (the environment's RAY_ADDRESS is read once,
+    where Ray is started: ray_env.cluster_address)."""
+    out = []
+    if getattr(args, "address", None):
+        out.append(f"{prefix}ray.address={args.address}")
+    if getattr(args, "verbose", False):
+        out.append(f"{prefix}ray.worker_logs=true")
+    return out
 
 
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
@@ -47,10 +68,7 @@ def build_config(args: argparse.Namespace) -> TaastConfig:
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field_name}={value}")
-    address = getattr(args, "address", None) or os.environ.get("RAY_ADDRESS")
-    if address:
-        overrides.append(f"ray.address={address}")
-    return load_config(args.config, overrides)
+    return load_config(args.config, overrides + _ray_overrides(args))
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -105,9 +123,9 @@ def _check_synth_args(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from taast_ray.pipeline.cycle import AwaitingAnnotation, format_table, run_cycles
+    from taast_ray.loop.cycle import AwaitingAnnotation, format_table, run_cycles
 
-    from taast_ray.pipeline.ray_env import ensure_ray
+    from taast_ray.ray_env import ensure_ray
 
     from taast_ray.io import is_uri
 
@@ -115,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if is_uri(args.out):
         raise ConfigError(f"--out: {args.out} is a URI; `taast run` trains in its run directory and needs "
                           f"a path (on a cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
-    ensure_ray(cfg.ray.address)
+    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     try:
         rows = run_cycles(cfg, Path(args.out), resume=args.resume)
     except AwaitingAnnotation as exc:
@@ -126,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from taast_ray.pipeline.cycle import ingest_labels
+    from taast_ray.loop.ingest import ingest_labels
 
     path = ingest_labels(args.run, args.labels)
     print(f"labels stored in {path}; continue with: taast run --config {Path(args.run) / 'config.yaml'} "
@@ -138,11 +156,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from taast_ray.experiment.config import load_experiment
     from taast_ray.experiment.runner import run_experiment
 
-    overrides = list(args.overrides)
-    address = args.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        overrides.append(f"base.ray.address={address}")
-    exp = load_experiment(args.config, overrides)
+    exp = load_experiment(args.config, list(args.overrides) + _ray_overrides(args, "base."))
     run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every,
                    command=f"taast experiment --config {args.config} --out {args.out}"
                            + "".join(f" --set {o}" for o in args.overrides))
@@ -186,7 +200,9 @@ def _synth_flags(parser: argparse.ArgumentParser, images: int) -> None:
                         help="test-split prior shift: dirichlet:ALPHA or tweak:CLASS:RHO")
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``command`` (the subcommand about to run) lets a subcommand whose
+    options live in a heavier module (bench) declare them only when it is the one asked for."""
     parser = argparse.ArgumentParser(
         prog="taast", description="taast-ray: tail-aware active self-training selection for object "
                                   "detection, on Ray.")
@@ -251,17 +267,13 @@ def make_parser() -> argparse.ArgumentParser:
         description="Runs every listed strategy for every seed over T cycles from the same L0/U split "
                     "and warm-up per seed (trials in parallel on Ray with parallel_trials > 1), then "
                     "writes results.json, report.md and plots/. Resumable trial by trial.")
-    experiment.add_argument("--config", required=True, help="experiment YAML (see taast_ray/experiment/config.py "
-                                                            "and benchmarks/experiments/)")
+    _config_flags(experiment, required=True, example="seeds=[21] or --set base.train.epochs=5",
+                  what="experiment YAML (see taast_ray/experiment/config.py and benchmarks/experiments/)")
     experiment.add_argument("--out", required=True, help="experiment directory")
     experiment.add_argument("--resume", action="store_true", help="continue: finished trials and stages are skipped")
-    experiment.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                            help="override a field, e.g. --set seeds=[21] or --set base.train.epochs=5")
     experiment.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
                             help="seconds between progress lines (default 60)")
-    experiment.add_argument("--address", default=None,
-                            help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
-    experiment.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    _ray_flags(experiment)
     experiment.set_defaults(func=cmd_experiment)
 
     nuimages = sub.add_parser("nuimages", help="convert a nuImages split to LVIS-style COCO JSON",
@@ -278,7 +290,11 @@ def make_parser() -> argparse.ArgumentParser:
                                        "decode-detect-embed pass, selection at pool scale, FAISS vs "
                                        "scikit-learn, and the Ray pass against a plain loop per actor "
                                        "count; writes a JSON and a PNG of throughput against actors.")
-    add_bench_arguments(bench)
+    if command == "bench":
+        from taast_ray.bench.run import add_bench_arguments
+
+        add_bench_arguments(bench)
+        _ray_flags(bench)
     bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="the README's main job on this machine",
@@ -290,13 +306,15 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return make_parser(command).parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    verbose = getattr(args, "verbose", False)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
-    if verbose:
-        os.environ.setdefault("TAAST_WORKER_LOGS", "1")
     try:
         return args.func(args)
     except TaastError as exc:

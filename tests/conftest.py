@@ -12,7 +12,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 def ray_local():
     import ray
 
-    from taast_ray.pipeline.ray_env import worker_pool_env
+    from taast_ray.ray_env import worker_pool_env
 
     if not ray.is_initialized():
         os.environ.update(worker_pool_env())  # as taast's own local instances (ensure_ray)

@@ -22,7 +22,7 @@ def plain_loop(paths: list[Path], cfg: TaastConfig, classes: int) -> dict:
     """One process, no Ray: read a batch's bytes, then the detector stage on it."""
     times = {"load_model": 0.0, "read": 0.0, "decode_detect": 0.0}
     start = time.perf_counter()
-    stage = DetectStage(cfg.model.weights, imgsz=cfg.model.imgsz, conf=cfg.selection.det_conf,
+    stage = DetectStage(cfg.model.weights, imgsz=cfg.model.input_size, conf=cfg.selection.det_conf,
                         num_classes=classes, device=cfg.model.device)
     times["load_model"] = time.perf_counter() - start
     size = cfg.ray.batch_size
@@ -42,7 +42,7 @@ def actor_capacity(use_gpu: str) -> int:
     """How many model actors the cluster can hold at once (each asks for what actor_resources says)."""
     import ray
 
-    from taast_ray.pipeline.ray_env import actor_resources
+    from taast_ray.ray_env import actor_resources
 
     need, have = actor_resources(use_gpu), ray.cluster_resources()
     fits = [math.floor(have.get("CPU", 0) / need.num_cpus + 1e-9)] if need.num_cpus else []

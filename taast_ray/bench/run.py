@@ -26,8 +26,6 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="bench.json", help="results JSON; the plot goes beside it as .png")
     parser.add_argument("--images", type=int, default=600, help="JPEGs in the generated pool (default 600)")
     parser.add_argument("--actors", default="1,2", help="actor counts to run, e.g. 1,2,4 (default 1,2)")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
     parser.add_argument("--budget", type=int, default=256, help="k of k-means (default 256)")
     parser.add_argument("--score-images", type=int, default=200_000,
@@ -97,7 +95,7 @@ def in_process(paths: list[Path], args: argparse.Namespace) -> dict:
     """Each stage alone over the pool (after one warm-up batch), then the fused pass."""
     from taast_ray.bench.fused import batches, run_fused, run_steps, warm_up
     from taast_ray.bench.measure import rate, timer
-    from taast_ray.stages.decode import decode_batch
+    from taast_ray.bench.pillow_decode import decode_batch
 
     models = load_models(args)
     with timer() as reading:
@@ -128,7 +126,7 @@ def _ray(paths: list[Path], args: argparse.Namespace, work: Path, *, end_to_end:
     from taast_ray.bench.data import write_categories
     from taast_ray.bench.ray_scaling import plain_loop, ray_passes
     from taast_ray.config import load_config
-    from taast_ray.pipeline.ray_env import ensure_ray
+    from taast_ray.ray_env import cluster_address, ensure_ray
 
     def config_for(actors: int):
         # a budget of at most 5% of the pool, so that q·N and not B sets the candidate count
@@ -144,7 +142,7 @@ def _ray(paths: list[Path], args: argparse.Namespace, work: Path, *, end_to_end:
 
     actor_counts = int_list(args.actors, "--actors")
     labels = write_categories(work / "labels.json", args.classes)
-    address = args.address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(args.address)
     loops, rounds = [], []
     for round_ in range(args.repeats):  # loop then Ray, again: drift on a shared machine hits both
         loops.append(plain_loop(paths, config_for(1), args.classes))

@@ -19,6 +19,10 @@ from taast_ray.io import write_json
 
 LVIS_KEYS = ("AP", "APr", "APc", "APf", "AP50", "AP75")
 GROUPS = {"r": "APr", "c": "APc", "f": "APf"}
+# what a cycle reports, and how tables and reports name it: the one list the loop, the demo,
+# the experiment configuration and its report read
+METRIC_KEYS = ("AP", "APr", "APc", "APf", "mAP")
+METRIC_NAMES = {"AP": "AP", "APr": "AP_rare", "APc": "AP_common", "APf": "AP_freq", "mAP": "mAP"}
 
 
 def evaluate_detections(gt_json: str | Path, predictions_json: str | Path,

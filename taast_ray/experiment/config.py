@@ -19,26 +19,52 @@ Validated before any work: a bad field fails with a one-line message that names 
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
-from taast_ray.config import STRATEGIES, TaastConfig, config_from_dict, read_yaml_mapping
+from taast_ray.config import STRATEGIES, TaastConfig, apply_overrides, config_from_dict, fill, read_yaml_mapping
 from taast_ray.errors import ConfigError
+from taast_ray.evaluation.metrics import METRIC_KEYS as METRICS
 
 BASELINES = ("random", "entropy", "coreset")
-METRICS = ("AP", "APr", "APc", "APf", "mAP")
-EXPERIMENT_FIELDS = ("name", "description", "base", "seeds", "strategies", "reference", "metric",
-                     "curve_split", "parallel_trials", "data_seed", "sweep", "zipf", "versions")
 
 
 @dataclass(frozen=True)
 class StrategySpec:
+    """One arm of the study: a name, or a mapping ``{name, strategy, pseudo_labels}``."""
     name: str
     strategy: str
     pseudo_labels: bool
+
+    @classmethod
+    def from_config(cls, value, where: str) -> "StrategySpec":
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict) or "name" not in value:
+            raise ConfigError(f"{where}: expected a strategy name or a mapping with 'name', got {value!r}")
+        spec = fill(_StrategyFields(), value, f"{where}.")
+        strategy = spec.strategy or spec.name
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"{where}.strategy: must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        # the paper's baselines train without pseudo labels; taast and its ablations with them
+        pseudo = strategy not in BASELINES if spec.pseudo_labels is None else spec.pseudo_labels
+        return cls(spec.name, strategy, pseudo)
+
+
+@dataclass
+class _StrategyFields:
+    name: str = ""
+    strategy: str | None = None
+    pseudo_labels: bool | None = None
+
+
+@dataclass
+class SweepConfig:
+    """Synthetic data only: the cartesian product of these is the list of datasets."""
+    empty_fraction: list[float] = field(default_factory=lambda: [0.0])
+    label_shift: dict[str, str | None] = field(default_factory=lambda: {"none": None})
 
 
 @dataclass(frozen=True)
@@ -52,68 +78,46 @@ class Variant:
 
 @dataclass
 class ExperimentConfig:
-    name: str
-    base: TaastConfig
-    strategies: list[StrategySpec]
-    seeds: list[int]
-    variants: list[Variant]
+    name: str = "experiment"
+    description: str = ""
+    base: TaastConfig = field(default_factory=TaastConfig)
+    seeds: list[int] | None = None            # unset: base.protocol.seeds
+    strategies: list[StrategySpec] | None = None  # unset: random, entropy, coreset, taast
     reference: str = "random"
     metric: str = "APr"
     curve_split: str = "val"
     parallel_trials: int | str = 1
     data_seed: int = 0
     zipf: float = 1.2
-    description: str = ""
-    sweep: dict = field(default_factory=dict)
+    sweep: SweepConfig | None = None
+    _variants: list[Variant] = field(default_factory=list, repr=False)
 
     @property
     def synthetic(self) -> bool:
         return self.base.data.train is None
 
+    @property
+    def variants(self) -> list[Variant]:
+        return self._variants
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "description": self.description, "base": self.base.to_dict(),
-                "seeds": self.seeds,
-                "strategies": [{"name": s.name, "strategy": s.strategy, "pseudo_labels": s.pseudo_labels}
-                               for s in self.strategies],
-                "reference": self.reference, "metric": self.metric, "curve_split": self.curve_split,
-                "parallel_trials": self.parallel_trials, "data_seed": self.data_seed, "zipf": self.zipf,
-                "sweep": self.sweep}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
+        out["sweep"] = out["sweep"] or {}
+        return out
 
 
-def _strategy(item, i: int) -> StrategySpec:
-    where = f"strategies[{i}]"
-    if isinstance(item, str):
-        item = {"name": item}
-    if not isinstance(item, dict) or "name" not in item:
-        raise ConfigError(f"{where}: expected a strategy name or a mapping with 'name', got {item!r}")
-    unknown = set(item) - {"name", "strategy", "pseudo_labels"}
-    if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown field")
-    strategy = str(item.get("strategy", item["name"]))
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"{where}.strategy: must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    pseudo = item.get("pseudo_labels", strategy not in BASELINES)
-    if not isinstance(pseudo, bool):
-        raise ConfigError(f"{where}.pseudo_labels: expected true or false, got {pseudo!r}")
-    return StrategySpec(str(item["name"]), strategy, pseudo)
-
-
-def _variants(sweep: dict, synthetic: bool) -> list[Variant]:
-    if not sweep:
+def _variants(sweep: SweepConfig | None, synthetic: bool) -> list[Variant]:
+    if sweep is None:
         return [Variant("default")]
     if not synthetic:
         raise ConfigError("sweep: only synthetic data can be swept (base.data.train is set)")
-    unknown = set(sweep) - {"empty_fraction", "label_shift"}
-    if unknown:
-        raise ConfigError(f"sweep.{sorted(unknown)[0]}: unknown field (empty_fraction, label_shift)")
-    fractions = sweep.get("empty_fraction", [0.0])
-    shifts = sweep.get("label_shift", {"none": None})
-    if not isinstance(fractions, list) or not fractions:
+    fractions, shifts = sweep.empty_fraction, sweep.label_shift
+    if not fractions:
         raise ConfigError(f"sweep.empty_fraction: expected a non-empty list, got {fractions!r}")
     for f in fractions:
-        if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 <= f < 1:
+        if not 0 <= f < 1:
             raise ConfigError(f"sweep.empty_fraction: every value must be in [0, 1), got {f!r}")
-    if not isinstance(shifts, dict) or not shifts:
+    if not shifts:
         raise ConfigError(f"sweep.label_shift: expected a mapping level name → spec, got {shifts!r}")
     from taast_ray.data.synth import parse_label_shift
 
@@ -128,81 +132,55 @@ def _variants(sweep: dict, synthetic: bool) -> list[Variant]:
 
 
 def experiment_from_dict(values: dict) -> ExperimentConfig:
+    """The experiment file through the same typed loading as a run's configuration."""
     if not isinstance(values, dict):
         raise ConfigError("experiment: the file must hold a mapping at the top level")
-    unknown = set(values) - set(EXPERIMENT_FIELDS)
-    if unknown:
-        raise ConfigError(f"{sorted(unknown)[0]}: unknown field")
-    base_values = values.get("base") or {}
+    values = {k: v for k, v in values.items() if k != "versions"}
+    base_values = values.pop("base", None) or {}
     if not isinstance(base_values, dict):
         raise ConfigError(f"base: expected a mapping, got {base_values!r}")
+    exp = fill(ExperimentConfig(), values)
     try:
-        base = config_from_dict({k: v for k, v in base_values.items() if k != "versions"}).validate()
+        exp.base = config_from_dict({k: v for k, v in base_values.items() if k != "versions"}).validate_for_run()
     except ConfigError as exc:
         raise ConfigError(f"base.{exc}") from None
-    raw_strategies = values.get("strategies") or ["random", "entropy", "coreset", "taast"]
-    if not isinstance(raw_strategies, list):
-        raise ConfigError(f"strategies: expected a list, got {raw_strategies!r}")
-    strategies = [_strategy(s, i) for i, s in enumerate(raw_strategies)]
-    names = [s.name for s in strategies]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate:
-        raise ConfigError(f"strategies: the name {duplicate!r} appears twice")
-    seeds = values.get("seeds", base.protocol.seeds)
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-        raise ConfigError(f"seeds: expected a non-empty list of integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds: each seed once, got {seeds!r}")
-    exp = ExperimentConfig(
-        name=str(values.get("name", "experiment")), description=str(values.get("description", "")),
-        base=base, strategies=strategies, seeds=list(seeds),
-        variants=_variants(values.get("sweep") or {}, base.data.train is None),
-        reference=str(values.get("reference", "random")), metric=str(values.get("metric", "APr")),
-        curve_split=str(values.get("curve_split", "val")),
-        parallel_trials=values.get("parallel_trials", 1), data_seed=values.get("data_seed", 0),
-        zipf=values.get("zipf", 1.2), sweep=values.get("sweep") or {})
+    if exp.strategies is None:
+        exp.strategies = [StrategySpec.from_config(n, "strategies") for n in ("random", "entropy", "coreset", "taast")]
+    if exp.seeds is None:
+        exp.seeds = list(exp.base.protocol.seeds)
+    exp._variants = _variants(exp.sweep, exp.synthetic)
     _check(exp)
     return exp
 
 
 def _check(exp: ExperimentConfig) -> None:
+    names = [s.name for s in exp.strategies]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
     checks = [
-        ("reference", exp.reference in {s.name for s in exp.strategies},
-         f"must name one of the listed strategies ({', '.join(s.name for s in exp.strategies)})"),
+        ("strategies", duplicate is None, f"the name {duplicate!r} appears twice"),
+        ("seeds", bool(exp.seeds) and len(set(exp.seeds)) == len(exp.seeds),
+         "expected a non-empty list of integers, each seed once"),
+        ("reference", exp.reference in set(names), f"must name one of the listed strategies ({', '.join(names)})"),
         ("metric", exp.metric in METRICS, f"must be one of {', '.join(METRICS)}"),
         ("curve_split", exp.curve_split in ("val", "test"), "must be val or test"),
         ("curve_split", exp.curve_split == "val" or exp.synthetic or exp.base.data.test,
          "is test but base.data.test is not set"),
         ("parallel_trials", exp.parallel_trials == "auto" or (
-            isinstance(exp.parallel_trials, int) and not isinstance(exp.parallel_trials, bool)
-            and exp.parallel_trials >= 1), "must be an integer >= 1 or auto"),
-        ("data_seed", isinstance(exp.data_seed, int) and not isinstance(exp.data_seed, bool),
-         "must be an integer"),
-        ("zipf", isinstance(exp.zipf, (int, float)) and exp.zipf > 0, "must be a number > 0"),
+            isinstance(exp.parallel_trials, int) and exp.parallel_trials >= 1), "must be an integer >= 1 or auto"),
+        ("zipf", exp.zipf > 0, "must be a number > 0"),
         ("base.protocol.cycles", exp.base.protocol.cycles >= 1, "must be >= 1 in an experiment"),
         ("base.protocol.simulate", exp.base.protocol.simulate, "must be true: experiments need the oracle"),
     ]
     for name, ok, rule in checks:
         if not ok:
-            value = getattr(exp, name, None) if "." not in name else None
+            value = getattr(exp, name, None) if "." not in name and name != "strategies" else None
             raise ConfigError(f"{name}: {rule}" + (f", got {value!r}" if value is not None else ""))
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """YAML → ExperimentConfig; ``overrides`` are ``base.section.field=value`` or ``field=value``."""
-    values = read_yaml_mapping(path)
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"{item}: override must look like field=value or base.section.field=value")
-        parts, node = key.strip().split("."), values
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{key}: {part} is not a mapping")
-        node[parts[-1]] = yaml.safe_load(raw) if raw else raw
-    return experiment_from_dict(values)
+    """YAML → ExperimentConfig; ``overrides`` are ``--set`` items as for `taast run`
+    (``field=value`` or ``base.section.field=value``)."""
+    return experiment_from_dict(apply_overrides(read_yaml_mapping(path), overrides))
 
 
 def trial_config(exp: ExperimentConfig, variant_data: dict, spec: StrategySpec, seed: int) -> TaastConfig:

@@ -10,11 +10,12 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from taast_ray.experiment.config import METRICS, ExperimentConfig
+from taast_ray.evaluation.metrics import METRIC_KEYS as METRICS, METRIC_NAMES
+from taast_ray.experiment.config import ExperimentConfig
 from taast_ray.experiment.stats import MeanCI, label_efficiency, mean_ci, paired_difference
 from taast_ray.io import read_json, write_json
+from taast_ray.loop.layout import RunLayout
 
-METRIC_NAMES = {"AP": "AP", "APr": "AP_rare", "APc": "AP_common", "APf": "AP_freq", "mAP": "mAP"}
 
 
 def _object_counts(labels: dict) -> Counter:
@@ -22,12 +23,12 @@ def _object_counts(labels: dict) -> Counter:
 
 
 def _trial_record(exp: ExperimentConfig, trial) -> dict:
-    d = trial.directory
-    rows = read_json(d / "cycles.json")
+    run = trial.run
+    rows = read_json(run.cycles_json)
     selected: Counter = Counter()
     for c in range(1, exp.base.protocol.cycles + 1):
-        selected += _object_counts(read_json(d / f"cycle_{c}" / "labels_new.json"))
-    test = d / "test_metrics.json"
+        selected += _object_counts(read_json(run.cycle(c).labels_new))
+    test = run.test_metrics
     return {"variant": trial.variant.name, "strategy": trial.strategy.name, "seed": trial.seed,
             "selection": trial.strategy.strategy, "pseudo_labels": trial.strategy.pseudo_labels,
             "rows": rows, "test": {k: read_json(test)[k] for k in METRICS} if test.exists() else None,
@@ -42,7 +43,7 @@ def _class_table(variant_trials: list, train_json: str) -> dict:
     bases = sorted({t.base for t in variant_trials})
     pool: Counter = Counter()
     for b in bases:
-        l0 = _object_counts(read_json(b / "data" / "labels_L0.json"))
+        l0 = _object_counts(read_json(RunLayout(b).labels_l0))
         pool.update({k: total[k] - l0.get(k, 0) for k in total})
     return {"ids": [c["id"] for c in cats], "names": [str(c.get("name", c["id"])) for c in cats],
             "frequency": [c.get("frequency") for c in cats],

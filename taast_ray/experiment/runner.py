@@ -22,11 +22,9 @@ from pathlib import Path
 from taast_ray.config import save_with_versions
 from taast_ray.errors import InputError
 from taast_ray.experiment.config import ExperimentConfig, StrategySpec, Variant, trial_config
-from taast_ray.io import is_done, mark_done, read_json
-from taast_ray.pipeline.progress import say
-
-RUN_STAGES = ("pool", "select", "annotate", "dataset", "train", "evaluate")
-WARMUP_FILES = ("weights.pt", "metrics.json", "train_set.json")
+from taast_ray.console import say
+from taast_ray.io import mark_done, read_json
+from taast_ray.loop.layout import WARMUP_FILES, RunLayout
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,14 @@ class Trial:
     seed: int
     directory: Path
     base: Path
+
+    @property
+    def run(self) -> RunLayout:
+        return RunLayout(self.directory)
+
+    @property
+    def base_run(self) -> RunLayout:
+        return RunLayout(self.base)
 
     @property
     def label(self) -> str:
@@ -75,7 +81,7 @@ def variant_data(exp: ExperimentConfig, variant: Variant, out: Path) -> dict:
 def run_base(cfg_dict: dict, base: str) -> None:
     """Split and warm-up for one (variant, seed): a `taast run` with no cycles and no test."""
     from taast_ray.config import config_from_dict
-    from taast_ray.pipeline.cycle import run_cycles
+    from taast_ray.loop.cycle import run_cycles
 
     cfg = config_from_dict(cfg_dict)
     cfg = replace(cfg, data=replace(cfg.data, test=None), protocol=replace(cfg.protocol, cycles=0))
@@ -85,20 +91,20 @@ def run_base(cfg_dict: dict, base: str) -> None:
 def run_trial(cfg_dict: dict, directory: str, base: str) -> list[dict]:
     """Cycles 1..T of one strategy and seed, starting from the base's split and warm-up."""
     from taast_ray.config import config_from_dict
-    from taast_ray.pipeline.cycle import run_cycles
+    from taast_ray.loop.cycle import run_cycles
 
-    directory, base = Path(directory), Path(base)
-    if is_done(directory / "_markers", "trial"):
-        return read_json(directory / "cycles.json")
-    if not (directory / "cycle_0" / "_markers" / "evaluate.done").exists():
-        shutil.rmtree(directory, ignore_errors=True)
-        shutil.copytree(base / "data", directory / "data")
-        (directory / "cycle_0").mkdir(parents=True)
+    run, base_run = RunLayout(Path(directory)), RunLayout(Path(base))
+    if run.done("trial"):
+        return read_json(run.cycles_json)
+    if not run.warmup.done("evaluate"):
+        shutil.rmtree(run.root, ignore_errors=True)
+        shutil.copytree(base_run.data, run.data)
+        run.warmup.dir.mkdir(parents=True)
         for name in WARMUP_FILES:
-            shutil.copyfile(base / "cycle_0" / name, directory / "cycle_0" / name)
-        shutil.copytree(base / "cycle_0" / "_markers", directory / "cycle_0" / "_markers")
-    rows = run_cycles(config_from_dict(cfg_dict), directory, resume=True)
-    mark_done(directory / "_markers", "trial")
+            shutil.copyfile(base_run.warmup.dir / name, run.warmup.dir / name)
+        shutil.copytree(base_run.warmup.markers, run.warmup.markers)
+    rows = run_cycles(config_from_dict(cfg_dict), run.root, resume=True)
+    mark_done(run.markers, "trial")
     return rows
 
 
@@ -159,14 +165,10 @@ class Progress:
         self.cycles = exp.base.protocol.cycles
         self.expected: list[tuple[str, Path]] = []
         for base in sorted({t.base for t in trials}):
-            self.expected.append(("warm-up split", base / "data" / "_markers" / "split.done"))
-            self.expected += [(f"warm-up {s}", base / "cycle_0" / "_markers" / f"{s}.done")
-                              for s in ("dataset", "train", "evaluate")]
+            self.expected += RunLayout(base).expected_markers(0, test=False)
         for t in trials:
-            self.expected += [(s, t.directory / f"cycle_{c}" / "_markers" / f"{s}.done")
-                              for c in range(1, self.cycles + 1) for s in RUN_STAGES]
-            self.expected += [("test", t.directory / "_markers" / "test.done"),
-                              ("trial", t.directory / "_markers" / "trial.done")]
+            self.expected += t.run.expected_markers(self.cycles, warmup=False)
+            self.expected.append(("trial", t.run.marker("trial")))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -190,12 +192,12 @@ class Progress:
     def running(self) -> list[str]:
         where = []
         for i, t in enumerate(self.trials):
-            if not (t.directory / "cycle_0").exists() or is_done(t.directory / "_markers", "trial"):
+            if not t.run.warmup.dir.exists() or t.run.done("trial"):
                 continue
             for c in range(1, self.cycles + 1):
-                left = [s for s in RUN_STAGES if not is_done(t.directory / f"cycle_{c}" / "_markers", s)]
+                left = t.run.cycle(c).first_unfinished()
                 if left:
-                    where.append(f"trial {i + 1}/{len(self.trials)} {t.label} cycle {c} {left[0]}")
+                    where.append(f"trial {i + 1}/{len(self.trials)} {t.label} cycle {c} {left}")
                     break
         return where
 
@@ -223,14 +225,14 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     """Every trial to completion, then results.json, report.md and the plots (``command``: how
     the report says it was made)."""
     from taast_ray.experiment.report import collect_results, write_report
-    from taast_ray.pipeline.ray_env import ensure_ray
+    from taast_ray.ray_env import ensure_ray
 
     out = Path(out)
     if out.exists() and not resume and any(out.iterdir()):
         raise InputError(f"{out}: experiment directory is not empty (use --resume to continue it)")
     out.mkdir(parents=True, exist_ok=True)
     save_with_versions(exp.to_dict(), out / "experiment.yaml")
-    ensure_ray(exp.base.ray.address)
+    ensure_ray(exp.base.ray.address, worker_logs=exp.base.ray.worker_logs)
     trials = plan(exp, out)
     parallel = _parallelism(exp)
     say(f"experiment {exp.name}: {len(exp.variants)} dataset(s) × {len(exp.seeds)} seed(s) × "
@@ -242,10 +244,10 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     for t in trials:
         bases.setdefault(t.base, Job(run_base, (configs[t], str(t.base)), t.warmup_label))
     # a finished warm-up is not scheduled again; its trials' `needs` then points at no job
-    bases = {b: job for b, job in bases.items() if not is_done(b / "cycle_0" / "_markers", "evaluate")}
+    bases = {b: job for b, job in bases.items() if not RunLayout(b).warmup.done("evaluate")}
     todo = [Job(run_trial, (configs[t], str(t.directory), str(t.base)),
                 f"trial {trials.index(t) + 1}/{len(trials)} {t.label}", t.warmup_label)
-            for t in trials if not is_done(t.directory / "_markers", "trial")]
+            for t in trials if not t.run.done("trial")]
     with Progress(exp, trials, parallel, progress_interval) as progress:
         _run_jobs(list(bases.values()) + todo, parallel)
         say(progress.line())

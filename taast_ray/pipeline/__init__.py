@@ -1,1 +1,1 @@
-"""Ray orchestration: the live selection pass and its central aggregator."""
+"""The Ray adapter of one selection pass: the live pool through model actors to the central aggregator."""

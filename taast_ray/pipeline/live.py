@@ -24,8 +24,8 @@ from taast_ray.data.labels import load_labels
 from taast_ray.io import bare_paths, child, filesystem, is_uri, list_parquet, remove_tree
 from taast_ray.models.embedder_choice import DETECTOR, cache_key
 from taast_ray.pipeline.aggregator import CentralAggregator
-from taast_ray.pipeline.progress import say
-from taast_ray.pipeline.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
+from taast_ray.console import say
+from taast_ray.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
 from taast_ray.selection.run import check_budget
 from taast_ray.stages.detect import DetectStage, embeddings_from_detections
 from taast_ray.stages.embed import EmbedStage
@@ -107,7 +107,7 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
     if todo.num_rows:
         ds = through_model_pool(
             listing_dataset(todo), stage_cls,
-            {"weights": cfg.model.weights, "imgsz": cfg.model.imgsz, "conf": cfg.selection.det_conf,
+            {"weights": cfg.model.weights, "imgsz": cfg.model.input_size, "conf": cfg.selection.det_conf,
              "num_classes": num_classes, "device": cfg.model.device,
              **({"embed": True} if cfg.model.embedder == DETECTOR else {})},
             (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
@@ -158,7 +158,7 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     check_budget(cfg.selection.budget, listing.num_rows, str(pool))
     if not resume:
         remove_tree(detections)
-    ensure_ray(cfg.ray.address)
+    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     if not is_uri(out):
         out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, child(out, "config.yaml"))
@@ -171,8 +171,9 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     aggregator = ray.remote(CentralAggregator).options(
         num_cpus=0, **aggregator_placement(cfg.ray)).remote(cfg.to_dict(), str(labels_path))
     counts = remote_call(aggregator.load, str(detections))
-    say(f"scored {counts['scored']} images, {counts['errors']} unreadable, "
-        f"{counts['pseudo_labelled']} pseudo-labelled")
+    reasons = ", ".join(f"{k.removeprefix('dropped_')} {n}" for k, n in counts["errors_by_reason"].items())
+    say(f"scored {counts['scored']} images, {counts['errors']} unreadable"
+        + (f" ({reasons})" if reasons else "") + f", {counts['pseudo_labelled']} pseudo-labelled")
     wanted = remote_call(aggregator.to_embed)
     cache = embedding_cache_dir(embedding_cache or child(out, "embedding_cache"), cfg)
     start = time.perf_counter()

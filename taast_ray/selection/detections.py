@@ -84,7 +84,8 @@ def _without_failed(table: pa.Table, failed: list | None) -> pa.Table:
         return table
     bad = pc.is_valid(table.column("error"))
     if failed is not None and pc.any(bad).as_py():
-        failed.append(table.filter(bad).select(["image_id", "uri", "error"]))
+        keep = [c for c in ("image_id", "uri", "error", "error_stage") if c in table.column_names]
+        failed.append(table.filter(bad).select(keep))
     return table.filter(pc.invert(bad))
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from taast_ray.config import KMEANS_BACKENDS
 from taast_ray.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "torch-cuda", "torch-cpu", "numpy")
+BACKENDS = KMEANS_BACKENDS  # the configuration's names are these
 # k-means++ reads every seeding row once per centre (about 50 ms per centre at 200k×768 on 2 cores,
 # 13 s for k = 256); a seeded sample of 32 rows per centre keeps it near 1-2 s and moved the
 # inertia after 20 Lloyd iterations by under 0.3% in our runs (§8 allows 1% against sklearn).
@@ -60,16 +61,25 @@ def _torch_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def resolve_backend(name: str = "auto") -> str:
-    """Map a configured backend name to the one that will run; ConfigError if it can't."""
+def resolve_backend(name: str = "auto", gpu_allowed: bool = True) -> str:
+    """Map a configured backend name to the one that will run; ConfigError if it can't.
+
+    ``gpu_allowed`` False (a Ray actor granted no GPU: Ray does not hide the node's GPUs from it)
+    keeps "auto" and "torch" on the CPU and refuses the GPU backends.
+    """
     if name not in BACKENDS:
         raise ConfigError(f"selection.kmeans_backend: unknown backend {name!r}, "
                           f"expected one of {', '.join(BACKENDS)}")
-    gpus = _faiss_gpus()
+    if not gpu_allowed and name in ("faiss-gpu", "torch-cuda"):
+        raise ConfigError(f"selection.kmeans_backend: {name} asked for, but the central actor was "
+                          "granted no GPU (set ray.aggregator_gpus)")
+    gpus = _faiss_gpus()  # None: FAISS is not installed
+    if gpus is not None and not gpu_allowed:
+        gpus = 0
     if name == "auto":
         if gpus:
             chosen = "faiss-gpu"
-        elif _torch_cuda():  # a CUDA machine with faiss-cpu: the GPU still beats FAISS on CPU
+        elif gpu_allowed and _torch_cuda():  # a CUDA machine with faiss-cpu: the GPU still beats FAISS on CPU
             chosen = "torch-cuda"
         else:
             chosen = "faiss" if gpus is not None else "numpy"
@@ -82,7 +92,7 @@ def resolve_backend(name: str = "auto") -> str:
                               "GPU (is faiss-gpu-cu12 installed and a GPU visible?)")
         chosen = name
     elif name == "torch":
-        chosen = "torch-cuda" if _torch_cuda() else "torch-cpu"
+        chosen = "torch-cuda" if gpu_allowed and _torch_cuda() else "torch-cpu"
     elif name == "torch-cuda" and not _torch_cuda():
         raise ConfigError("selection.kmeans_backend: torch-cuda asked for, but torch sees no GPU")
     else:

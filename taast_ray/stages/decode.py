@@ -20,7 +20,6 @@ import sys
 import warnings
 
 import numpy as np
-import pyarrow as pa
 from PIL import Image, ImageOps
 
 MAX_PIXELS = 89_478_485  # Pillow's default Image.MAX_IMAGE_PIXELS
@@ -127,48 +126,3 @@ def _scale_deep(values: np.ndarray, mode: str) -> np.ndarray:
 
 def _span(values: np.ndarray) -> tuple[float, float]:
     return float(values.min()), float(values.max())
-
-
-def decode_batch(batch: dict[str, np.ndarray], *, max_pixels: int = MAX_PIXELS) -> dict:
-    """Decode a Ray-Data numpy batch (``image_id``, ``bytes``, optional ``uri`` / ``error``).
-
-    Returns ``image_id`` (and ``uri`` when given), ``image`` (object array of HxWx3 uint8 or
-    None), ``width``, ``height`` (0 on failure), ``error`` (reason or None) and ``converted``
-    (conversion note or None). An ``error`` already set upstream (the read stage) is kept.
-    """
-    n = len(batch["image_id"])
-    upstream = batch.get("error")
-    out = {k: np.empty(n, dtype=object) for k in ("image", "error", "converted")}
-    width, height = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int32)
-    for i, data in enumerate(batch["bytes"]):
-        prior = upstream[i] if upstream is not None else None
-        image, reason, note = (None, prior, "") if prior else decode_image_noted(
-            data, max_pixels=max_pixels)
-        out["image"][i], out["error"][i], out["converted"][i] = image, reason, note or None
-        if image is not None:
-            height[i], width[i] = image.shape[:2]
-    result = {"image_id": batch["image_id"]}
-    if "uri" in batch:
-        result["uri"] = batch["uri"]
-    return {**result, **out, "width": width, "height": height}
-
-
-def errors_table(rows, *, stage: str = "decode") -> pa.Table:
-    """Rows (mappings) with a reason, as the ``errors.parquet`` table.
-
-    Each row needs ``image_id`` and ``reason`` (or ``error``, as :func:`decode_batch` names it);
-    ``uri`` and ``stage`` are optional (``stage`` defaults to the argument). Rows without a
-    reason are skipped, so decoded rows can be passed straight through.
-    """
-    cols: dict[str, list] = {"image_id": [], "uri": [], "stage": [], "reason": []}
-    for row in rows:
-        reason = row.get("reason", row.get("error"))
-        if reason is None:
-            continue
-        cols["image_id"].append(str(row["image_id"]))
-        cols["uri"].append(None if row.get("uri") is None else str(row["uri"]))
-        cols["stage"].append(str(row.get("stage") or stage))
-        cols["reason"].append(str(reason))
-    schema = pa.schema([("image_id", pa.string()), ("uri", pa.string()),
-                        ("stage", pa.string()), ("reason", pa.string())])
-    return pa.table(cols, schema=schema)

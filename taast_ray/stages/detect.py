@@ -17,12 +17,14 @@ import pyarrow as pa
 from taast_ray.models.detector import BoxRows, Detector
 from taast_ray.stages.base import DecodingStage
 from taast_ray.stages.decode import MAX_PIXELS
+from taast_ray.stages.device import granted_device
 from taast_ray.stages.tensor_decode import DecodedBatch
 
 _F32_ROWS = pa.list_(pa.list_(pa.float32()))
 DETECTIONS_SCHEMA = pa.schema([
     ("image_id", pa.string()), ("uri", pa.string()), ("boxes", _F32_ROWS), ("scores", _F32_ROWS),
-    ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string()), ("converted", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string()), ("error_stage", pa.string()),
+    ("converted", pa.string()),
 ])
 EMBEDDING_COLUMN = "embedding"
 
@@ -44,8 +46,8 @@ class DetectResources:
 class DetectStage(DecodingStage):
     def __init__(self, weights: str, *, imgsz: int, conf: float, num_classes: int | None,
                  device: str = "auto", max_pixels: int = MAX_PIXELS, embed: bool = False):
-        self.detector = Detector(weights, imgsz=imgsz, conf=conf, device=device, num_classes=num_classes,
-                                 embed=embed)
+        self.detector = Detector(weights, imgsz=imgsz, conf=conf, device=granted_device(device),
+                                 num_classes=num_classes, embed=embed)
         super().__init__(self.detector.device, max_pixels)
 
     def __call__(self, batch: pa.Table | dict) -> pa.Table:
@@ -72,7 +74,8 @@ def detections_table(decoded: DecodedBatch, rows: BoxRows) -> pa.Table:
         "boxes": pa.ListArray.from_arrays(per_image, _rows(rows.boxes)),
         "scores": pa.ListArray.from_arrays(per_image, _rows(rows.scores)),
         "width": decoded.width, "height": decoded.height,
-        "error": pa.array(decoded.error, pa.string()), "converted": pa.array(decoded.converted, pa.string()),
+        "error": pa.array(decoded.error, pa.string()), "error_stage": pa.array(decoded.error_stage, pa.string()),
+        "converted": pa.array(decoded.converted, pa.string()),
     }
     if rows.embeddings is None:
         return pa.table(columns, schema=DETECTIONS_SCHEMA)

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from taast_ray.stages.base import DecodingStage
 from taast_ray.stages.decode import MAX_PIXELS
+from taast_ray.stages.device import granted_device
 
 
 class EmbedStage(DecodingStage):
@@ -19,7 +20,7 @@ class EmbedStage(DecodingStage):
                  image_size: int | None = None, max_pixels: int = MAX_PIXELS):
         from taast_ray.models.embedder import make_embedder
 
-        self.embedder = make_embedder(model_name, weights, device=device, image_size=image_size)
+        self.embedder = make_embedder(model_name, weights, device=granted_device(device), image_size=image_size)
         super().__init__(self.embedder.device, max_pixels)
 
     def __call__(self, batch: pa.Table | dict) -> pa.Table:

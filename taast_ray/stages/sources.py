@@ -153,7 +153,8 @@ def _manifest_file(fs, path: str, name: str, base: str, prefix: str) -> pa.Table
 
 
 def read_pool_bytes(ds, *, batch_size: int = 16, **map_kwargs):
-    """Add ``bytes`` (large_binary, null when unreadable) and ``error`` (reason or null).
+    """Add ``bytes`` (large_binary, null when unreadable), ``error`` (reason or null) and
+    ``error_stage`` ("read" where ``error`` is set; see :mod:`taast_ray.error_records`).
 
     Runs on Ray workers; ``map_kwargs`` go to ``map_batches`` (e.g. ``concurrency``).
     """
@@ -170,7 +171,8 @@ def _read_batch(table: pa.Table) -> pa.Table:
         results = list(pool.map(_read_one, uris))
     data = pa.array([r[0] for r in results], pa.large_binary())
     errors = pa.array([r[1] for r in results], pa.string())
-    return table.append_column("bytes", data).append_column("error", errors)
+    stages = pa.array(["read" if r[1] else None for r in results], pa.string())
+    return table.append_column("bytes", data).append_column("error", errors).append_column("error_stage", stages)
 
 
 def _read_one(uri: str | None):

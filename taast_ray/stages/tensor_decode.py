@@ -31,6 +31,11 @@ class DecodedBatch:
     height: np.ndarray
     error: list           # reason or None
     converted: list       # Pillow's conversion note or None
+    error_stage: list | None = None  # the step that set ``error``: "read" upstream, else "decode"
+
+    def __post_init__(self):
+        if self.error_stage is None:  # built by hand: its errors are its own, decoding's
+            self.error_stage = ["decode" if e else None for e in self.error]
 
     @property
     def ok(self) -> list[int]:
@@ -43,6 +48,7 @@ def decode_to_tensors(columns: dict, device: torch.device, *, max_pixels: int = 
     data, n = columns["bytes"], len(columns["image_id"])
     upstream = columns.get("error")
     error = [upstream[i] if upstream is not None and upstream[i] else None for i in range(n)]
+    error_stage = _upstream_stages(columns, error)
     images, converted = [None] * n, [None] * n
     plain = [i for i in range(n) if error[i] is None and plain_jpeg(data[i], max_pixels)]
     for i, image in zip(plain, decode_jpegs([data[i] for i in plain], device)):
@@ -50,12 +56,19 @@ def decode_to_tensors(columns: dict, device: torch.device, *, max_pixels: int = 
     for i in range(n):
         if images[i] is None and error[i] is None:
             array, error[i], note = decode_image_noted(data[i], max_pixels=max_pixels)
-            converted[i] = note or None
+            converted[i], error_stage[i] = note or None, "decode" if error[i] else None
             images[i] = None if array is None else host_to_device(torch.from_numpy(array), device)
     width = np.array([0 if im is None else im.shape[1] for im in images], np.int32)
     height = np.array([0 if im is None else im.shape[0] for im in images], np.int32)
     uri = list(columns["uri"]) if "uri" in columns else None
-    return DecodedBatch(list(columns["image_id"]), uri, images, width, height, error, converted)
+    return DecodedBatch(list(columns["image_id"]), uri, images, width, height, error, converted, error_stage)
+
+
+def _upstream_stages(columns: dict, error: list) -> list:
+    """The stage of each error set before decoding: as stamped, else the read stage's."""
+    stamped = columns.get("error_stage")
+    return [None if e is None else (stamped[i] if stamped is not None and stamped[i] else "read")
+            for i, e in enumerate(error)]
 
 
 def decode_jpegs(payloads: list[bytes], device: torch.device) -> list:
@@ -96,11 +109,12 @@ def decode_to_pixels(table: pa.Table, *, max_pixels: int = MAX_PIXELS) -> pa.Tab
     decoded = decode_to_tensors(columns, torch.device("cpu"), max_pixels=max_pixels)
     # tobytes() writes C order whatever the strides (decode_jpeg's HWC is a view of CHW): one copy
     pixels = pa.array([None if im is None else im.numpy().tobytes() for im in decoded.images], pa.large_binary())
-    kept = [name for name in table.column_names if name not in ("bytes", "error")]
+    kept = [name for name in table.column_names if name not in ("bytes", "error", "error_stage")]
     return table.select(kept).append_column("pixels", pixels).append_column(
         "width", pa.array(decoded.width, pa.int32())).append_column(
         "height", pa.array(decoded.height, pa.int32())).append_column(
         "error", pa.array(decoded.error, pa.string())).append_column(
+        "error_stage", pa.array(decoded.error_stage, pa.string())).append_column(
         "converted", pa.array(decoded.converted, pa.string()))
 
 
@@ -115,5 +129,6 @@ def pixels_to_decoded(columns: dict, device: torch.device) -> DecodedBatch:
             array = np.frombuffer(buffer, np.uint8).reshape(int(height[i]), int(width[i]), 3).copy()
             images[i] = host_to_device(torch.from_numpy(array), device)
     uri = list(columns["uri"]) if "uri" in columns else None
-    return DecodedBatch(list(columns["image_id"]), uri, images, width, height, list(columns["error"]),
-                        list(columns["converted"]))
+    error = list(columns["error"])
+    return DecodedBatch(list(columns["image_id"]), uri, images, width, height, error,
+                        list(columns["converted"]), _upstream_stages(columns, error))

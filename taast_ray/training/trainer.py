@@ -24,7 +24,7 @@ _PASSED_ENV = ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE")  # the user's
 def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path, *, epochs: int,
               imgsz: int, batch: int, workers: int = 2, lr0: float = 0.01, lrf: float = 0.1,
               momentum: float = 0.937, weight_decay: float = 5e-4, cos_lr: bool = True,
-              seed: int = 0, use_gpu: bool | None = None, num_classes: int | None = None,
+              seed: int = 0, use_gpu: str = "auto", num_classes: int | None = None,
               optimizer: str = "SGD", select_best_epoch: bool = False, extra: dict | None = None) -> dict:
     """Fine-tune ``weights`` on ``dataset_yaml`` with ``workers`` Ray Train workers (DDP).
 
@@ -37,14 +37,13 @@ def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from taast_ray.pipeline.ray_env import ensure_ray, wants_gpu
+    from taast_ray.ray_env import ensure_ray, wants_gpu
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     model = _check_inputs(Path(dataset_yaml), weights, num_classes, workers, batch)
     ensure_ray()
-    if use_gpu is None:  # the driver may be a CPU-only head: ask the cluster, not torch.cuda
-        use_gpu = wants_gpu("auto", needed=workers)
+    use_gpu = wants_gpu(use_gpu, needed=workers)  # from the cluster, not the driver's torch.cuda
     overrides = dict(model=model, data=str(Path(dataset_yaml).resolve()), epochs=epochs,
                      imgsz=imgsz, batch=batch, optimizer=optimizer, lr0=lr0, lrf=lrf,
                      momentum=momentum, weight_decay=weight_decay, cos_lr=cos_lr, seed=seed,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taast_ray.cli import make_parser
+from taast_ray.cli import parse_args
 from taast_ray.config import config_from_dict
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
@@ -58,7 +58,7 @@ def _parse_taast(command: str):
     argv = shlex.split(command)
     assert argv[0] == "taast", command
     try:
-        return make_parser().parse_args(argv[1:])
+        return parse_args(argv[1:])
     except SystemExit as exc:  # argparse reports unknown options / missing arguments this way
         pytest.fail(f"not a valid taast command ({exc.code}): {command}")
 

@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from taast_ray.io import list_parquet
-from taast_ray.pipeline.ray_env import free_port, node_agent_ports, worker_pool_env
+from taast_ray.bench.local_cluster import free_port, node_agent_ports
+from taast_ray.ray_env import worker_pool_env
 from tests.factories import write_labels
 
 pytestmark = pytest.mark.slow

@@ -69,6 +69,9 @@ def test_outputs_match_the_contract_and_bad_images_are_recorded(pool, baseline):
     assert scores.num_rows == n_files - len(BAD)  # every good image scored, odd modes converted
     assert {"gray_odd.png", "cmyk_odd.jpg"} <= set(scores.column("image_id").to_pylist())
     assert summary["converted"] >= 2 and summary["errors"] == len(BAD)
+    assert {e["stage"] for e in errors} == {"decode"}  # each stamped by the step that set it aside
+    assert sum(summary["errors_by_reason"].values()) == len(BAD)
+    assert summary["errors_by_reason"]["dropped_empty"] == 1
     sel = pq.read_table(out / "selection.parquet")
     assert sel.column_names == ["image_id", "rank", "score", "cluster", "fill", "uri"]
     assert sel.num_rows == 4 and len(set(selected(out))) == 4

@@ -142,3 +142,10 @@ def test_coreset_starts_from_labelled_embeddings():
     far = np.min(np.linalg.norm(z[:, None] - zl[None], axis=-1), axis=1)
     assert picks.rows[0] == int(np.argmax(far))  # the farthest from L comes first
     assert np.isfinite(picks.score[picks.rows]).all()
+
+
+def test_every_configured_strategy_has_a_function():
+    from taast_ray.config import STRATEGIES
+    from taast_ray.selection.strategies import STRATEGY_FUNCTIONS
+
+    assert set(STRATEGY_FUNCTIONS) == set(STRATEGIES)

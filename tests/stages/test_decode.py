@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image, ImageFile
 
-from taast_ray.stages.decode import PAD_GREY, decode_batch, decode_image, errors_table
+from taast_ray.bench.pillow_decode import decode_batch
+from taast_ray.stages.decode import PAD_GREY, decode_image
 
 
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -173,16 +174,3 @@ def test_decode_batch_keeps_upstream_errors_and_uri():
     assert list(out["converted"]) == [None, None, None, "gray->rgb"]
     assert list(out["width"]) == [64, 0, 0, 64] and list(out["uri"]) == list(batch["uri"])
     assert out["image"][1] is None and out["image"][0].shape == (48, 64, 3)
-
-
-def test_errors_table_schema_and_skipping():
-    rows = [{"image_id": 7, "uri": "/p/7.jpg", "error": "truncated"},
-            {"image_id": "ok", "error": None},
-            {"image_id": "m", "reason": "missing", "stage": "read"}]
-    table = errors_table(rows)
-    assert table.schema == pa.schema([("image_id", pa.string()), ("uri", pa.string()),
-                                      ("stage", pa.string()), ("reason", pa.string())])
-    assert table.to_pylist() == [
-        {"image_id": "7", "uri": "/p/7.jpg", "stage": "decode", "reason": "truncated"},
-        {"image_id": "m", "uri": None, "stage": "read", "reason": "missing"}]
-    assert errors_table([]).num_rows == 0

@@ -8,7 +8,7 @@ from PIL import Image
 
 import taast_ray  # noqa: F401  (before Ultralytics)
 from taast_ray.models.detector import BoxRows
-from taast_ray.stages.decode import decode_batch
+from taast_ray.bench.pillow_decode import decode_batch
 from taast_ray.stages.detect import DETECTIONS_SCHEMA, DetectStage, detections_schema, detections_table
 from taast_ray.stages.tensor_decode import DecodedBatch
 
@@ -24,7 +24,7 @@ def list_path_table(decoded: DecodedBatch, per_image: dict) -> pa.Table:
         "boxes": [per_image.get(i, empty)[0].tolist() for i in range(n)],
         "scores": [per_image.get(i, empty)[1].tolist() for i in range(n)],
         "width": decoded.width, "height": decoded.height, "error": decoded.error,
-        "converted": decoded.converted}, schema=DETECTIONS_SCHEMA)
+        "error_stage": decoded.error_stage, "converted": decoded.converted}, schema=DETECTIONS_SCHEMA)
 
 
 @pytest.mark.parametrize("with_uri", [True, False])

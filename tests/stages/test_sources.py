@@ -11,7 +11,7 @@ from PIL import Image
 
 from taast_ray.errors import ConfigError, InputError
 from taast_ray.stages import sources
-from taast_ray.stages.decode import decode_batch
+from taast_ray.bench.pillow_decode import decode_batch
 from taast_ray.stages.sources import list_pool, pool_image_id, read_pool_bytes
 
 
@@ -74,6 +74,8 @@ def test_manifest_casts_ids_resolves_uris_and_records_missing(tmp_path):
     assert got["30"]["bytes"][:2] == b"\xff\xd8" and got["30"]["error"] is None
     for missing in ("10", "20", "40"):
         assert got[missing]["bytes"] is None and got[missing]["error"] == "missing"
+        assert got[missing]["error_stage"] == "read"
+    assert got["30"]["error_stage"] is None
 
 
 def test_folder_of_parquet_files_is_one_manifest(tmp_path):

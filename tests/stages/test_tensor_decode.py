@@ -8,7 +8,7 @@ from PIL import Image
 
 from taast_ray.models.embedder import clip_preprocess
 from taast_ray.models.letterbox import as_image_tensors, letterbox_batch
-from taast_ray.stages.decode import decode_batch
+from taast_ray.bench.pillow_decode import decode_batch
 import pyarrow as pa
 
 from taast_ray.stages.tensor_decode import decode_jpegs, decode_to_pixels, decode_to_tensors, pixels_to_decoded
@@ -122,3 +122,15 @@ def test_nvjpeg_and_gpu_preprocessing_close_to_cpu(batch):
     assert (x_gpu.cpu() - x_cpu).abs().max() <= 1.5 / 255
     crop_gpu = clip_preprocess(views, 32, MEAN, STD).cpu()
     assert (crop_gpu - clip_preprocess([v.cpu() for v in views], 32, MEAN, STD)).abs().max() < 0.05
+
+
+def test_each_error_carries_the_stage_that_set_it(batch):
+    decoded = decode_to_tensors(batch, CPU)
+    stages = dict(zip(decoded.image_id, decoded.error_stage))
+    assert stages["late.jpg"] == "read"                         # failed upstream, kept as read
+    assert {stages[k] for k in ("cut.jpg", "huff.jpg", "empty.jpg", "gone.jpg")} == {"decode"}
+    assert all(stages[k] is None for k, e in zip(decoded.image_id, decoded.error) if e is None)
+    stamped = {**batch, "error_stage": [None] * (len(batch["image_id"]) - 1) + ["list"]}
+    assert decode_to_tensors(stamped, CPU).error_stage[-1] == "list"  # an upstream stamp wins
+    handed = pixels_to_decoded(decode_to_pixels(pa.table(batch)).to_pydict(), CPU)
+    assert handed.error_stage == decoded.error_stage

@@ -42,7 +42,7 @@ def test_fine_tune_two_workers_disjoint_shards_and_reloadable(tmp_path, ray_loca
 
     data = _tiny_yolo_set(tmp_path / "data")
     out = fine_tune(data, "yolov8n.yaml", tmp_path / "ft", epochs=1, imgsz=SIZE, batch=8,
-                    workers=2, use_gpu=False, num_classes=len(COLOURS), seed=0)
+                    workers=2, use_gpu="false", num_classes=len(COLOURS), seed=0)
 
     assert out["workers"] == 2 and out["metrics"]["epoch"] == 1
     seen = [set(json.loads((tmp_path / "ft" / f"seen_rank{r}.json").read_text())["epochs"]["0"])

@@ -1,15 +1,12 @@
-"""One line per stage on the driver, and the completion markers that make runs resumable."""
+"""Resumable stages: run a piece of work unless its completion marker says it finished."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 from typing import Callable
 
+from taast_ray.console import say
 from taast_ray.io import is_done, mark_done
-
-
-def say(message: str) -> None:
-    print(f"[taast] {message}", flush=True)
 
 
 def stage(directory: Path, name: str, resume: bool, work: Callable[[], None]) -> None:

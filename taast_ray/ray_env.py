@@ -21,19 +21,23 @@ def worker_pool_env() -> dict[str, str]:
     return {f"RAY_{k}": str(v) for k, v in WORKER_POOL_CONFIG.items()}
 
 
-def ensure_ray(address: str | None = None, *, worker_logs: bool | None = None) -> None:
-    """Join ``address`` / $RAY_ADDRESS when given, else start a local instance (once).
+def cluster_address(address: str | None = None) -> str | None:
+    """The Ray cluster to join: ``address`` (``--address``, ``ray.address``), else $RAY_ADDRESS,
+    else None for a local instance. The one place the environment variable is read."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def ensure_ray(address: str | None = None, *, worker_logs: bool = False) -> None:
+    """Join :func:`cluster_address` when there is one, else start a local instance (once).
 
     Worker logs (Ultralytics' per-batch lines, Ray Train's reports) stay in Ray's log files
-    unless ``worker_logs`` or TAAST_WORKER_LOGS=1: the driver prints one line per stage instead.
+    unless ``worker_logs`` (``ray.worker_logs``, ``-v``): the driver prints one line per stage.
     """
     import ray
 
     if ray.is_initialized():
         return
-    if worker_logs is None:
-        worker_logs = os.environ.get("TAAST_WORKER_LOGS", "0") == "1"
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = cluster_address(address)
     if not address:  # a local instance: its raylet reads these (as environment, not _system_config,
         for name, value in worker_pool_env().items():  # which prints an "unstable API" warning)
             os.environ.setdefault(name, value)
@@ -72,9 +76,10 @@ def aggregator_placement(ray_cfg) -> dict:
     """Actor options that place the central actor: on the node type advertising
     ``ray.aggregator_resource`` when set, else on the head with ``ray.aggregator_on_head`` (it
     outlives worker nodes), else anywhere."""
+    gpus = {"num_gpus": ray_cfg.aggregator_gpus} if ray_cfg.aggregator_gpus else {}
     if ray_cfg.aggregator_resource:
-        return {"resources": {ray_cfg.aggregator_resource: 0.001}}
-    return {"resources": {"node:__internal_head__": 0.001}} if ray_cfg.aggregator_on_head else {}
+        return {"resources": {ray_cfg.aggregator_resource: 0.001}, **gpus}
+    return {"resources": {"node:__internal_head__": 0.001}, **gpus} if ray_cfg.aggregator_on_head else gpus
 
 
 def remote_call(method, *args):
@@ -87,20 +92,3 @@ def remote_call(method, *args):
         if isinstance(exc.cause, TaastError):
             raise exc.cause from None
         raise
-
-
-def free_port() -> int:
-    """A TCP port free on this host right now (for local clusters started with ``ray start``)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def node_agent_ports() -> list[str]:
-    """``ray start`` options giving one node's agents free ports. Nodes on one host, or a node beside
-    another Ray instance (the test session's), would otherwise all want the defaults (52365, ...),
-    and a head whose job agent cannot bind never accepts ``ray job submit``."""
-    return [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                   "runtime-env-agent-port", "metrics-export-port")]

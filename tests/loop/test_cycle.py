@@ -13,7 +13,7 @@ import yaml
 
 from taast_ray.config import load_config
 from taast_ray.data.yolo import yolo_line
-from taast_ray.pipeline.cycle import METRIC_KEYS, run_cycles
+from taast_ray.loop.cycle import METRIC_KEYS, run_cycles
 
 pytestmark = pytest.mark.slow
 SETTINGS = {
@@ -105,7 +105,8 @@ def test_production_run_stops_for_annotators_then_ingests(baseline, tmp_path):
 
     from taast_ray.data.split import oracle_labels
     from taast_ray.errors import InputError
-    from taast_ray.pipeline.cycle import AwaitingAnnotation, ingest_labels
+    from taast_ray.loop.cycle import AwaitingAnnotation
+    from taast_ray.loop.ingest import ingest_labels
 
     base, _ = baseline
     run = tmp_path / "run"

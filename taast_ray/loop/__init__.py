@@ -1,0 +1,1 @@
+"""The active-learning loop above training and evaluation: cycles, the run layout, ingest."""

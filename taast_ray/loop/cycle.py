@@ -1,0 +1,197 @@
+"""``taast run``: T active-learning cycles (SPEC.md §1 steps 1–6, §6), resumable stage by stage.
+
+The run directory's layout and stage names are :mod:`taast_ray.loop.layout`'s. Every stage ends
+with a marker; ``resume`` skips marked stages, and each stage is deterministic given the ones
+before it, so a resumed run ends where an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from taast_ray.config import TaastConfig, save_config
+from taast_ray.data.split import merge_labels, oracle_labels, split_labelled_pool, subset_labels
+from taast_ray.data.yolo import export_yolo
+from taast_ray.console import say
+from taast_ray.errors import InputError
+from taast_ray.evaluation.metrics import METRIC_KEYS
+from taast_ray.io import read_json, write_json, write_parquet
+from taast_ray.loop.layout import SPLIT_STAGE, CycleLayout, RunLayout
+from taast_ray.loop.stages import stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dataset:
+    train: Path
+    val: Path
+    test: Path | None
+    images: Path
+
+
+class AwaitingAnnotation(Exception):
+    """Production mode: the run stops after a selection until `taast ingest` brings the labels."""
+
+
+def resolve_dataset(cfg: TaastConfig, layout: RunLayout) -> Dataset:
+    d = cfg.data
+    if d.train:
+        return Dataset(Path(d.train), Path(d.val), Path(d.test) if d.test else None, Path(d.images))
+    from taast_ray.data.synth import make_synthetic_dataset
+
+    root = layout.synthetic
+    if not (root / "stats.json").exists():
+        say(f"making a synthetic long-tailed dataset: {d.synthetic_images} images -> {root}")
+        make_synthetic_dataset(root, images=d.synthetic_images, classes=d.synthetic_classes,
+                               seed=cfg.selection.seed, image_size=d.synthetic_image_size)
+    ann = root / "annotations"
+    return Dataset(ann / "train.json", ann / "val.json", ann / "test.json", root / "images")
+
+
+def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: dict | None,
+                       init_weights: str, epochs: int, cycle: CycleLayout, resume: bool) -> None:
+    """L ∪ Q ∪ P in the YOLO layout, fine-tuned on Ray Train, evaluated on the fixed val split."""
+    def assemble():
+        train_set = combine_training_set(labels, pseudo)
+        write_json(cycle.train_set, train_set)
+        shutil.rmtree(cycle.yolo, ignore_errors=True)
+        export_yolo({"train": cycle.train_set, "val": data.val}, data.images, cycle.yolo,
+                    train_set["categories"])
+
+    def train():
+        from taast_ray.training.trainer import fine_tune
+
+        t = cfg.train
+        result = fine_tune(cycle.yolo / "dataset.yaml", init_weights, cycle.train,
+                           epochs=epochs, imgsz=t.imgsz, batch=t.batch, workers=t.workers, lr0=t.lr0,
+                           lrf=t.lrf, momentum=t.momentum, weight_decay=t.weight_decay, cos_lr=True,
+                           seed=cfg.selection.seed, num_classes=len(labels["categories"]),
+                           optimizer=t.optimizer, select_best_epoch=t.select_best_epoch,
+                           use_gpu=cfg.ray.use_gpu)
+        shutil.copyfile(result["checkpoint"], cycle.weights)
+        val = result["metrics"].get("metrics/mAP50(B)")
+        say(f"{cycle.dir.name}: trained {epochs} epochs on {len(read_json(cycle.train_set)['images'])} "
+            f"images with {t.workers} Ray Train workers" + (f", val mAP50 {val:.3f}" if val is not None else ""))
+
+    def evaluate():
+        metrics = evaluate_weights(cfg, cycle.weights, data.val, data.images, cycle.val_predictions)
+        write_json(cycle.metrics, metrics)
+        say(f"{cycle.dir.name}: " + "  ".join(f"{k} {metrics[k]:.3f}" for k in METRIC_KEYS))
+
+    say(f"{cycle.dir.name}: fine-tuning on {len(labels['images'])} labelled"
+        + (f" + {len(pseudo['images'])} pseudo-labelled" if pseudo else "") + " images")
+    stage(cycle.dir, "dataset", resume, assemble)
+    stage(cycle.dir, "train", resume, train)
+    stage(cycle.dir, "evaluate", resume, evaluate)
+
+
+def evaluate_weights(cfg: TaastConfig, weights: Path, gt: Path, images: Path, predictions: Path) -> dict:
+    from taast_ray.evaluation.metrics import evaluate_detections, write_predictions
+    from taast_ray.evaluation.predict import predict_split
+
+    write_predictions(predictions, predict_split(weights, gt, images, imgsz=cfg.train.imgsz,
+                                                 device=cfg.model.device))
+    return evaluate_detections(gt, predictions)
+
+
+def combine_training_set(labels: dict, pseudo: dict | None) -> dict:
+    """T_train = L_new ∪ P (eq. 13); an image in both keeps its manual labels (no image in Q ∩ P)."""
+    if not pseudo or not pseudo.get("images"):
+        return labels
+    manual = {img["id"] for img in labels["images"]}
+    keep = [img["id"] for img in pseudo["images"] if img["id"] not in manual]
+    extra = subset_labels(pseudo, keep)
+    extra["annotations"] = [{k: v for k, v in a.items() if k != "score"} for a in extra["annotations"]]
+    return merge_labels(labels, extra)
+
+
+def write_cycle_pool(pool: Path, labelled_ids: set[str], target: Path) -> None:
+    table = pq.read_table(pool)
+    keep = pc.invert(pc.is_in(table.column("image_id"), value_set=pa.array(sorted(labelled_ids))))
+    write_parquet(target, table.filter(keep))
+
+
+def select_stage(cfg: TaastConfig, cycle: CycleLayout, labels_path: Path, weights: Path,
+                 resume: bool, embedding_cache: Path) -> None:
+    from taast_ray.pipeline.live import select_live
+
+    # the detector scores the pool at the size it was trained at (validate_for_run)
+    live = replace(cfg, model=replace(cfg.model, weights=str(weights), imgsz=cfg.train.imgsz))
+    stage(cycle.dir, "select", resume, lambda: select_live(
+        live, str(cycle.pool), labels_path, cycle.select, resume=resume,
+        embedding_cache=embedding_cache))
+
+
+def annotate_stage(cfg: TaastConfig, cycle: CycleLayout, data: Dataset, resume: bool) -> None:
+    def annotate():
+        selected = pq.read_table(cycle.selection).column("image_id").to_pylist()
+        if cfg.protocol.simulate:
+            write_json(cycle.labels_new, oracle_labels(data.train, selected))
+        elif not cycle.labels_new.exists():
+            raise AwaitingAnnotation(
+                f"{len(selected)} images await annotation: send {cycle.label_studio_tasks} "
+                f"to the annotators, then `taast ingest --labels NEW.json --run {cycle.dir.parent}` "
+                f"and `taast run --resume`")
+    stage(cycle.dir, "annotate", resume, annotate)
+
+
+def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> list[dict]:
+    cfg.validate_for_run()
+    layout = RunLayout(Path(run))
+    run = layout.root
+    if run.exists() and not resume and any(run.iterdir()):
+        raise InputError(f"{run}: run directory is not empty (use --resume to continue it)")
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, layout.config)
+    data = resolve_dataset(cfg, layout)
+    stage(layout.data, SPLIT_STAGE, resume, lambda: split_labelled_pool(
+        data.train, data.images, layout.data, fraction=cfg.protocol.seed_fraction, seed=cfg.selection.seed))
+    labels_path = layout.labels_l0
+    warmup = layout.warmup
+    train_and_evaluate(cfg, data, read_json(labels_path), None, cfg.model.weights,
+                       cfg.train.warmup_epochs, warmup, resume)
+    rows = [cycle_row(warmup, read_json(labels_path))]
+    weights = warmup.weights
+    for t in range(1, cfg.protocol.cycles + 1):
+        cycle = layout.cycle(t)
+        labelled = {str(img["id"]) for img in read_json(labels_path)["images"]}
+        stage(cycle.dir, "pool", resume, lambda: write_cycle_pool(layout.pool, labelled, cycle.pool))
+        select_stage(cfg, cycle, labels_path, weights, resume, layout.embedding_cache)
+        annotate_stage(cfg, cycle, data, resume)
+        labels = merge_labels(read_json(labels_path), read_json(cycle.labels_new))
+        write_json(cycle.labels, labels)
+        pseudo = read_json(cycle.pseudo_labels) if cfg.protocol.pseudo_labels else None
+        train_and_evaluate(cfg, data, labels, pseudo, str(weights), cfg.train.epochs, cycle, resume)
+        rows.append(cycle_row(cycle, labels))
+        labels_path, weights = cycle.labels, cycle.weights
+    if data.test is not None:
+        stage(run, "test", resume, lambda: write_json(layout.test_metrics, evaluate_weights(
+            cfg, weights, data.test, data.images, layout.test_predictions)))
+    write_json(layout.cycles_json, rows)
+    return rows
+
+
+def cycle_row(cycle: CycleLayout, labels: dict) -> dict:
+    metrics = read_json(cycle.metrics)
+    train_set = read_json(cycle.train_set)
+    manual = len(labels["annotations"])
+    return {"cycle": cycle.index, **{k: metrics[k] for k in METRIC_KEYS}, "labelled_images": len(labels["images"]),
+            "manual_annotations": manual,
+            "pseudo_annotations": len(train_set["annotations"]) - manual,
+            "pseudo_share": round(1 - manual / max(len(train_set["annotations"]), 1), 4)}
+
+
+def format_table(rows: list[dict]) -> str:
+    header = f"{'cycle':>5} {'images':>7} {'AP':>6} {'APr':>6} {'APc':>6} {'APf':>6} {'mAP':>6} {'pseudo%':>8}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['cycle']:>5} {r['labelled_images']:>7} " + " ".join(
+            f"{r[k]:>6.3f}" for k in METRIC_KEYS) + f" {100 * r['pseudo_share']:>7.1f}%")
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""The run directory of ``taast run``: every path and stage name, in one place.
+
+    RUN/config.yaml          the configuration, with software versions
+    RUN/synthetic/           the synthetic dataset, when no data.train is given
+    RUN/data/                the split: labels_L0.json, pool.parquet (U)
+    RUN/cycle_0/             warm-up on L0: dataset, train, evaluate
+    RUN/cycle_<t>/           pool.parquet, select/, labels_new.json (Q's labels), labels.json
+                             (L ∪ Q), train_set.json + yolo/ (L ∪ Q ∪ P), weights.pt, metrics.json
+    RUN/embedding_cache/     embeddings by (image_id, model), shared by the cycles
+    RUN/test_metrics.json    the last model on the test split
+    RUN/cycles.json          one row per cycle
+
+Every stage ends with a marker ``<dir>/_markers/<stage>.done`` recording its seconds. The loop
+writes this layout; the experiment runner, its progress estimate and its report read it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from taast_ray.io import is_done
+
+SPLIT_STAGE = "split"
+TRAIN_STAGES = ("dataset", "train", "evaluate")      # a warm-up is these alone
+CYCLE_STAGES = ("pool", "select", "annotate") + TRAIN_STAGES
+RUN_STAGES = ("test", "trial")                       # on the run itself; "trial" in experiments
+# what a trial needs of a shared warm-up (its yolo/ and train/ folders are not reused)
+WARMUP_FILES = ("weights.pt", "metrics.json", "train_set.json")
+
+
+class _Under:
+    """A path under the layout's root: ``weights = _Under("weights.pt")``."""
+
+    def __init__(self, *parts: str):
+        self.parts = parts
+
+    def __get__(self, layout, owner=None) -> Path:
+        return self if layout is None else layout.root.joinpath(*self.parts)
+
+
+class _Markers:
+    """A directory whose stages leave ``_markers/<stage>.done``."""
+    markers = _Under("_markers")
+
+    def marker(self, stage: str) -> Path:
+        return self.markers / f"{stage}.done"
+
+    def done(self, stage: str) -> bool:
+        return is_done(self.markers, stage)
+
+
+@dataclass(frozen=True)
+class CycleLayout(_Markers):
+    dir: Path
+
+    @property
+    def index(self) -> int:
+        return int(self.dir.name.split("_")[1])
+
+    def first_unfinished(self) -> str | None:
+        stages = TRAIN_STAGES if self.index == 0 else CYCLE_STAGES
+        return next((s for s in stages if not self.done(s)), None)
+
+    pool = _Under("pool.parquet")
+    select = _Under("select")
+    selection = _Under("select", "selection.parquet")
+    scores = _Under("select", "scores.parquet")
+    pseudo_labels = _Under("select", "pseudo_labels.json")
+    select_summary = _Under("select", "summary.json")
+    label_studio_tasks = _Under("select", "label_studio_tasks.json")
+    labels_new = _Under("labels_new.json")
+    labels = _Under("labels.json")
+    train_set = _Under("train_set.json")
+    yolo = _Under("yolo")
+    train = _Under("train")
+    weights = _Under("weights.pt")
+    metrics = _Under("metrics.json")
+    val_predictions = _Under("val_predictions.json")
+
+    @property
+    def root(self) -> Path:
+        return self.dir
+
+
+@dataclass(frozen=True)
+class RunLayout(_Markers):
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = _Under("config.yaml")
+    synthetic = _Under("synthetic")
+    data = _Under("data")
+    labels_l0 = _Under("data", "labels_L0.json")
+    pool = _Under("data", "pool.parquet")
+    embedding_cache = _Under("embedding_cache")
+    test_metrics = _Under("test_metrics.json")
+    test_predictions = _Under("test_predictions.json")
+    cycles_json = _Under("cycles.json")
+
+    def split_marker(self) -> Path:
+        return self.data / "_markers" / f"{SPLIT_STAGE}.done"
+
+    @property
+    def warmup(self) -> CycleLayout:
+        return self.cycle(0)
+
+    def cycle(self, t: int) -> CycleLayout:
+        return CycleLayout(self.root / f"cycle_{t}")
+
+    def cycles(self) -> list[CycleLayout]:
+        """The cycle directories that exist, in order (cycle_0 first)."""
+        found = [p for p in self.root.glob("cycle_*") if p.name.split("_")[1].isdigit()]
+        return [CycleLayout(p) for p in sorted(found, key=lambda p: int(p.name.split("_")[1]))]
+
+    def expected_markers(self, cycles: int, *, warmup: bool = True, test: bool = True) -> list[tuple[str, Path]]:
+        """(kind, marker) of every stage a run of ``cycles`` cycles finishes, in order."""
+        out: list[tuple[str, Path]] = []
+        if warmup:
+            out.append(("warm-up split", self.split_marker()))
+            out += [(f"warm-up {s}", self.warmup.marker(s)) for s in TRAIN_STAGES]
+        out += [(s, self.cycle(c).marker(s)) for c in range(1, cycles + 1) for s in CYCLE_STAGES]
+        if test:
+            out.append(("test", self.marker("test")))
+        return out
