@@ -89,3 +89,40 @@ def test_embedding_column_beside_the_detections():
     # a batch with nothing decoded still carries the column, all null
     none = stage({"image_id": ["x"], "bytes": [b"nope"]})
     assert none.schema == table.schema and none.column("embedding").null_count == 1
+
+
+def _decoded(ids, ok):
+    n = len(ids)
+    return DecodedBatch(list(ids), None, [np.zeros((4, 4, 3), np.uint8) if i in ok else None for i in range(n)],
+                        np.full(n, 4, np.int32), np.full(n, 4, np.int32),
+                        [None if i in ok else "corrupt: bad" for i in range(n)], [None] * n)
+
+
+def test_embeddings_from_detections_reads_only_the_wanted_rows(tmp_path):
+    import pyarrow.parquet as pq
+
+    from taast_ray.errors import InputError
+    from taast_ray.stages.detect import embeddings_from_detections
+
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "detections"
+    folder.mkdir()
+    emb = {}
+    for part, ids in enumerate([["a", "b", "c"], ["d", "e"]]):
+        ok = [i for i, name in enumerate(ids) if name != "c"]  # c did not decode
+        rows = BoxRows.empty(len(ok), C, 6)
+        rows.embeddings = rng.random((len(ok), 6)).astype(np.float32)
+        emb.update({ids[i]: rows.embeddings[j] for j, i in enumerate(ok)})
+        pq.write_table(detections_table(_decoded(ids, ok), rows), folder / f"part{part}.parquet")
+    wanted = pa.table({"image_id": ["e", "a", "c", "zz"], "uri": [None] * 4})
+    assert embeddings_from_detections(folder, wanted, tmp_path / "emb") == 2  # c is null, zz absent
+    out = pq.read_table(tmp_path / "emb").sort_by("image_id")
+    assert out.column_names == ["image_id", "embedding"] and out.column("image_id").to_pylist() == ["a", "e"]
+    np.testing.assert_array_equal(np.array(out.column("embedding").to_pylist(), np.float32),
+                                  np.stack([emb["a"], emb["e"]]))
+    # detections written without the column (another model.embedder, then --resume): named, one line
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    pq.write_table(detections_table(_decoded(["a"], [0]), BoxRows.empty(1, C)), plain / "p.parquet")
+    with pytest.raises(InputError, match="no 'embedding' column"):
+        embeddings_from_detections(plain, wanted, tmp_path / "emb2")
