@@ -250,7 +250,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     select.add_argument("--weights", help="with --pool: Ultralytics weights name, local .pt, or a model "
                                           "YAML for random init (default yolov8s.pt)")
     select.add_argument("--imgsz", type=int, help="with --pool: detector input size (default 640)")
-    select.add_argument("--embedder", help="open_clip architecture (default ViT-L-14-quickgelu)")
+    select.add_argument("--embedder", help="open_clip architecture (default ViT-L-14-quickgelu), "
+                                           "mobilenetv2-imagenet or detector (offline)")
     select.add_argument("--embedder-weights", help="open_clip tag, local file, or none (random init)")
     select.add_argument("--embedding-cache", help="with --pool: embedding cache folder "
                                                   "(default OUT/embedding_cache)")

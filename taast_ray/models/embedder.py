@@ -1,5 +1,9 @@
 """open_clip image tower: one L2-normalised embedding per image (SPEC §2, eq. 9).
 
+:func:`make_embedder` builds whichever tower ``model.embedder`` names (see
+:mod:`taast_ray.models.embedder_choice`): open_clip here, the packaged ImageNet MobileNetV2 in
+:mod:`taast_ray.models.mobilenet`; both have ``embed``, ``dim``, ``device`` and ``cache_key``.
+
 Only the image tower is kept (the text tower is dropped after loading). Pre-processing is
 open_clip's eval transform (resize the shortest side, centre crop, normalise) redone in batched
 torch ops on the model's device, so a GPU decoder's tensors never go through PIL.
@@ -16,11 +20,11 @@ import torch.nn.functional as F
 from torchvision.transforms.v2.functional import InterpolationMode, center_crop_image, resize_image
 
 from taast_ray.errors import ConfigError
+from taast_ray.models.embedder_choice import DETECTOR, MOBILENET, TINY_MODEL
 from taast_ray.models.letterbox import as_image_tensors, group_by_shape, resolve_device
 from taast_ray.models.transfer import to_host
 
-# A 2-layer ViT (64 px, 32-d) for tests and the CPU demo; its config ships next to this module.
-TINY_MODEL = "taast-tiny-ViT"
+# TINY_MODEL: a 2-layer ViT (64 px, 32-d) for tests and the CPU demo; its config ships next to this module.
 _RANDOM_INIT_SEED = 0  # weights="none": every actor must build the same random tower
 _PRECISIONS = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 _SCHEMAS = ("hf-hub:", "local-dir:")
@@ -127,3 +131,19 @@ class Embedder:
         with self._autocast():
             features = self.visual(x)
         return to_host(F.normalize(features.float(), dim=-1))[0]
+
+
+def make_embedder(model_name: str, weights: str, *, device: str = "auto", image_size: int | None = None,
+                  precision: str = "auto"):
+    """The image tower ``model.embedder`` names: an open_clip architecture or ``mobilenetv2-imagenet``.
+
+    ``detector`` has no tower of its own: its rows are written by the detection pass.
+    """
+    if model_name == MOBILENET:
+        from taast_ray.models.mobilenet import MobileNetEmbedder
+
+        return MobileNetEmbedder(weights, device=device, image_size=image_size, precision=precision)
+    if model_name == DETECTOR:
+        raise ConfigError("model.embedder: 'detector' features come from the detection pass, "
+                          "not from an embedder actor")
+    return Embedder(model_name, weights, device=device, image_size=image_size, precision=precision)

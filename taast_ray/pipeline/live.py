@@ -4,7 +4,9 @@ The pool's listing (names only) streams through one Ray Data execution (read byt
 YOLOv8 on an autoscaling actor pool) that appends parquet files of ``rows_per_file`` rows to
 ``OUT/detections``; ``resume`` runs only the images no file holds yet, so a killed run or a lost
 node costs at most the files being written. Embeddings are cached by (image_id, model, weights)
-across runs the same way: the image tower is frozen.
+across runs the same way: the image tower is frozen. With ``model.embedder: detector`` the
+detector actors write each image's pooled neck features beside its boxes and the candidates'
+rows are read from there: no embedder actors, no second decode.
 """
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ from taast_ray.config import RayConfig, TaastConfig
 from taast_ray.data.labels import load_labels
 from taast_ray.errors import InputError
 from taast_ray.io import bare_paths, child, filesystem, is_uri, list_parquet, remove_tree
+from taast_ray.models.embedder_choice import DETECTOR, cache_key
 from taast_ray.pipeline.aggregator import CentralAggregator
 from taast_ray.console import say
 from taast_ray.models.checks import check_detector, check_embedder
 from taast_ray.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
 from taast_ray.selection.run import check_budget
-from taast_ray.stages.detect import DetectStage
+from taast_ray.stages.detect import DetectStage, embeddings_from_detections
 from taast_ray.stages.embed import EmbedStage
 from taast_ray.stages.parquet_sink import write_rows_per_file
 from taast_ray.stages.sources import list_pool_table, listing_dataset, read_pool_bytes
@@ -116,14 +119,15 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
         ds = through_model_pool(
             listing_dataset(todo), stage_cls,
             {"weights": cfg.model.weights, "imgsz": cfg.model.input_size, "conf": cfg.selection.det_conf,
-             "num_classes": num_classes, "device": cfg.model.device},
+             "num_classes": num_classes, "device": cfg.model.device,
+             **({"embed": True} if cfg.model.embedder == DETECTOR else {})},
             (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
         write_blocks(ds, folder, rows_per_file)
     return todo.num_rows
 
 
 def embedding_cache_dir(root, cfg: TaastConfig):
-    key = f"{cfg.model.embedder}|{cfg.model.embedder_weights}"
+    key = cache_key(cfg.model.embedder, cfg.model.embedder_weights)
     readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:60]
     return child(root, f"{readable}-{hashlib.sha1(key.encode()).hexdigest()[:10]}")
 
@@ -194,7 +198,10 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     wanted = remote_call(aggregator.to_embed)
     cache = embedding_cache_dir(embedding_cache or child(out, "embedding_cache"), cfg)
     start = time.perf_counter()
-    if wanted.num_rows:
+    if wanted.num_rows and cfg.model.embedder == DETECTOR:  # this pass's own features, never cached
+        cache = child(out, "detector_embeddings")
+        say(f"read the detector's features of {embeddings_from_detections(detections, wanted, cache)} images")
+    elif wanted.num_rows:
         new = embed_missing(cfg, wanted, cache, rows_per_file)
         say(f"embedded {new} images ({wanted.num_rows - new} from the cache)")
     timings["embed"] = round(time.perf_counter() - start, 3)

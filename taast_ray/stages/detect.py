@@ -3,6 +3,9 @@
 A Ray Data actor (one model per worker, loaded in ``__init__``); the class also runs in a plain
 loop, which is how the benchmarks' in-process baselines and the GPU measurements call it.
 Undecodable records come out with ``error`` set and no boxes; they never stop the batch.
+With ``embed=True`` (``model.embedder: detector``) each row also carries ``embedding``, the
+detector's pooled neck features (SPEC §3 lets detections carry extra columns); null where the
+image did not decode.
 """
 from __future__ import annotations
 
@@ -23,6 +26,14 @@ DETECTIONS_SCHEMA = pa.schema([
     ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string()), ("error_stage", pa.string()),
     ("converted", pa.string()),
 ])
+EMBEDDING_COLUMN = "embedding"
+
+
+def detections_schema(embed_dim: int | None = None) -> pa.Schema:
+    """The contract's columns, plus ``embedding`` fixed_size_list<float32>[D] when the pass embeds."""
+    if embed_dim is None:
+        return DETECTIONS_SCHEMA
+    return DETECTIONS_SCHEMA.append(pa.field(EMBEDDING_COLUMN, pa.list_(pa.float32(), embed_dim)))
 
 
 @dataclass
@@ -34,27 +45,30 @@ class DetectResources:
 
 class DetectStage(DecodingStage):
     def __init__(self, weights: str, *, imgsz: int, conf: float, num_classes: int | None,
-                 device: str = "auto", max_pixels: int = MAX_PIXELS):
+                 device: str = "auto", max_pixels: int = MAX_PIXELS, embed: bool = False):
         self.detector = Detector(weights, imgsz=imgsz, conf=conf, device=granted_device(device),
-                                 num_classes=num_classes)
+                                 num_classes=num_classes, embed=embed)
         super().__init__(self.detector.device, max_pixels)
 
     def __call__(self, batch: pa.Table | dict) -> pa.Table:
         decoded = self.decode(batch)
         rows = self.detector.predict_rows([decoded.images[i] for i in decoded.ok])
+        if rows.embeddings is None and self.detector.embed_dim is not None:  # nothing decoded
+            rows.embeddings = np.zeros((0, self.detector.embed_dim), np.float32)
         return detections_table(decoded, rows)
 
 
 def detections_table(decoded: DecodedBatch, rows: BoxRows) -> pa.Table:
     """The batch as the detections contract, built from flat arrays: no Python object per box.
 
-    ``rows`` holds the boxes of the decoded rows (``decoded.ok``), in that order.
+    ``rows`` holds the boxes of the decoded rows (``decoded.ok``), in that order; with
+    ``rows.embeddings`` set, their pooled features become the ``embedding`` column.
     """
     counts = np.zeros(len(decoded.images), np.int64)
     counts[decoded.ok] = np.diff(rows.offsets)
     per_image = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     n = len(decoded.image_id)
-    return pa.table({
+    columns = {
         "image_id": pa.array([str(v) for v in decoded.image_id], pa.string()),
         "uri": pa.array(decoded.uri if decoded.uri is not None else [None] * n, pa.string()),
         "boxes": pa.ListArray.from_arrays(per_image, _rows(rows.boxes)),
@@ -62,7 +76,17 @@ def detections_table(decoded: DecodedBatch, rows: BoxRows) -> pa.Table:
         "width": decoded.width, "height": decoded.height,
         "error": pa.array(decoded.error, pa.string()), "error_stage": pa.array(decoded.error_stage, pa.string()),
         "converted": pa.array(decoded.converted, pa.string()),
-    }, schema=DETECTIONS_SCHEMA)
+    }
+    if rows.embeddings is None:
+        return pa.table(columns, schema=DETECTIONS_SCHEMA)
+    dim = rows.embeddings.shape[1]
+    full = np.zeros((len(decoded.images), dim), np.float32)
+    full[decoded.ok] = rows.embeddings
+    failed = np.ones(len(decoded.images), bool)
+    failed[decoded.ok] = False
+    columns[EMBEDDING_COLUMN] = pa.FixedSizeListArray.from_arrays(
+        pa.array(full.reshape(-1)), dim, mask=pa.array(failed))
+    return pa.table(columns, schema=detections_schema(dim))
 
 
 def _rows(matrix: np.ndarray) -> pa.ListArray:
@@ -70,3 +94,30 @@ def _rows(matrix: np.ndarray) -> pa.ListArray:
     m, w = matrix.shape
     starts = pa.array(np.arange(0, m * w + 1, w, dtype=np.int32))
     return pa.ListArray.from_arrays(starts, pa.array(np.ascontiguousarray(matrix, np.float32).reshape(-1)))
+
+
+def embeddings_from_detections(detections, wanted: pa.Table, target) -> int:
+    """``embedder: detector``: the wanted images' ``embedding`` rows, read from the detections
+    files under ``detections``, written as one embeddings file (SPEC §3) into the folder ``target``.
+
+    Only the wanted rows are materialised (a filtered scan), not the whole pool's features.
+    Returns how many rows were written; a wanted image without a row is left for the selection
+    core to name.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    from taast_ray.errors import InputError
+    from taast_ray.io import bare_paths, child, list_parquet, remove_tree, write_parquet
+
+    fs, files = bare_paths(list_parquet(detections))
+    dataset = pads.dataset(files, format="parquet", filesystem=fs)
+    if EMBEDDING_COLUMN not in dataset.schema.names:
+        raise InputError(f"{detections}: detections have no {EMBEDDING_COLUMN!r} column (written with "
+                         f"another model.embedder?): run again without --resume")
+    ids = pc.cast(wanted.column("image_id"), pa.string())
+    table = dataset.to_table(columns=["image_id", EMBEDDING_COLUMN],
+                             filter=pc.field("image_id").isin(ids) & pc.field(EMBEDDING_COLUMN).is_valid())
+    remove_tree(target)
+    write_parquet(child(target, "embeddings.parquet"), table)
+    return table.num_rows

@@ -1,4 +1,8 @@
-"""Embedder stage: compressed bytes of candidates in, L2-normalised CLIP rows out (eq. 9)."""
+"""Embedder stage: compressed bytes of candidates in, L2-normalised rows out (eq. 9).
+
+The tower is whichever ``model.embedder`` names (:func:`taast_ray.models.embedder.make_embedder`):
+an open_clip image tower or the packaged ImageNet MobileNetV2.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -10,13 +14,13 @@ from taast_ray.stages.device import granted_device
 
 
 class EmbedStage(DecodingStage):
-    """Ray Data actor around :class:`taast_ray.models.embedder.Embedder` (frozen image tower)."""
+    """Ray Data actor around a frozen image tower (:func:`taast_ray.models.embedder.make_embedder`)."""
 
     def __init__(self, model_name: str, weights: str, *, device: str = "auto",
                  image_size: int | None = None, max_pixels: int = MAX_PIXELS):
-        from taast_ray.models.embedder import Embedder
+        from taast_ray.models.embedder import make_embedder
 
-        self.embedder = Embedder(model_name, weights, device=granted_device(device), image_size=image_size)
+        self.embedder = make_embedder(model_name, weights, device=granted_device(device), image_size=image_size)
         super().__init__(self.embedder.device, max_pixels)
 
     def __call__(self, batch: pa.Table | dict) -> pa.Table:

@@ -158,3 +158,49 @@ def test_letterbox_matches_ultralytics(shape):
     boxes = torch.tensor([[0.0, 0.0, 320.0, 320.0], [100.5, 120.25, 200.0, 250.0]])
     np.testing.assert_allclose(boxes_to_original(boxes, [g], torch.zeros(2, dtype=torch.long)).numpy(),
                                scale_boxes((320, 320), boxes.clone(), (h, w)).numpy(), atol=1e-4)
+
+
+def test_embed_rows_are_ultralytics_pooled_neck_features(saved):
+    """embed=True (model.embedder: detector): boxes and scores unchanged; each row is the Detect
+    head's inputs pooled as Ultralytics' own ``embed=`` path pools them (adaptive average), each
+    level L2-normalised, concatenated, L2-normalised; unit norm; padding is not pooled."""
+    from taast_ray.models.detector import neck_channels
+
+    model, path = saved
+    ims = [im for im in _images() if im.shape[:2] == (IMGSZ, IMGSZ)] + [_images(5)[0]]  # unpadded
+    det = Detector(path, imgsz=IMGSZ, conf=CONF, device="cpu", embed=True)
+    rows = det.predict_rows(ims)
+    plain = Detector(path, imgsz=IMGSZ, conf=CONF, device="cpu").predict_rows(ims)
+    np.testing.assert_array_equal(rows.boxes, plain.boxes)
+    np.testing.assert_array_equal(rows.scores, plain.scores)
+    assert plain.embeddings is None
+    channels = neck_channels(model)
+    assert channels == [64, 128, 256] and det.embed_dim == 448  # YOLOv8n's P3/P4/P5
+    assert rows.embeddings.shape == (len(ims), 448) and rows.embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(rows.embeddings, axis=1), 1.0, atol=1e-5)
+    x = torch.stack([torch.from_numpy(im).permute(2, 0, 1).float() / 255 for im in ims])
+    with torch.no_grad():
+        pooled = torch.stack(model.eval()._predict_once(x, embed=list(model.model[-1].f)))
+    levels = [torch.nn.functional.normalize(p, dim=1) for p in pooled.split(channels, dim=1)]
+    expected = torch.nn.functional.normalize(torch.cat(levels, 1), dim=1).numpy()
+    np.testing.assert_allclose(rows.embeddings, expected, atol=1e-4)  # fused vs unfused Conv+BN
+    assert det.predict_rows([]).embeddings.shape == (0, 448)
+
+
+def test_pooling_leaves_the_letterbox_padding_out():
+    """Hand-made maps: a 128 x 256 image letterboxed to 128 lies in input rows 32..96, i.e. rows
+    4..12 of a stride-8 map and 2..6 of a stride-16 map; the padding cells hold a large value
+    that must not reach the mean."""
+    from taast_ray.models.detector import pooled_features
+    from taast_ray.models.letterbox import letterbox_geometry
+
+    g = letterbox_geometry(128, 256, 128)
+    assert (g.top, g.new_h, g.left, g.new_w) == (32, 64, 0, 128)
+    maps = []
+    for side, first, last, values in [(16, 4, 12, [3.0, 4.0]), (8, 2, 6, [1.0, 0.0, 0.0])]:
+        fmap = torch.full((1, len(values), side, side), 1000.0)
+        fmap[0, :, first:last] = torch.tensor(values).view(-1, 1, 1)
+        maps.append(fmap)
+    got = pooled_features(maps, [g], 128)[0].numpy()
+    expected = np.array([0.6, 0.8, 1.0, 0.0, 0.0]) / np.sqrt(2)  # (3,4)/5 and (1,0,0), then / sqrt 2
+    np.testing.assert_allclose(got, expected, atol=1e-6)
