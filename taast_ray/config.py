@@ -212,7 +212,7 @@ def _validate(cfg: TaastConfig) -> None:
     for name, ok, rule in _checks(cfg):
         if not ok:
             raise ConfigError(f"{name}: {rule}, got {_lookup(cfg, name)!r}")
-    from taast_ray.models.embedder_choice import embedder_problem  # no torch: a file listing only
+    from taast_ray.embedder_names import embedder_problem  # no torch: a file listing only
 
     problem = embedder_problem(cfg.model.embedder, cfg.model.embedder_weights)
     if problem:

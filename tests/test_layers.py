@@ -12,7 +12,7 @@ import taast_ray
 ROOT = Path(taast_ray.__file__).parent
 # bottom to top; a module may import its own layer and the ones before it
 LAYERS = [
-    {"__init__", "_offline", "errors", "io", "versions", "console", "config", "error_records", "lock", "address"},
+    {"__init__", "_offline", "errors", "io", "versions", "console", "config", "error_records", "lock", "address", "embedder_names"},
     {"data", "models", "selection", "evaluation"},
     {"stages"},
     {"ray_env"},

@@ -1,7 +1,7 @@
 """open_clip image tower: one L2-normalised embedding per image (SPEC §2, eq. 9).
 
 :func:`make_embedder` builds whichever tower ``model.embedder`` names (see
-:mod:`taast_ray.models.embedder_choice`): open_clip here, the packaged ImageNet MobileNetV2 in
+:mod:`taast_ray.embedder_names`): open_clip here, the packaged ImageNet MobileNetV2 in
 :mod:`taast_ray.models.mobilenet`; both have ``embed``, ``dim``, ``device`` and ``cache_key``.
 
 Only the image tower is kept (the text tower is dropped after loading). Pre-processing is
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2.functional import InterpolationMode, center_crop_image, resize_image
 
 from taast_ray.errors import ConfigError
-from taast_ray.models.embedder_choice import DETECTOR, MOBILENET, TINY_MODEL
+from taast_ray.embedder_names import DETECTOR, MOBILENET, TINY_MODEL
 from taast_ray.models.letterbox import as_image_tensors, group_by_shape, resolve_device
 from taast_ray.models.transfer import to_host
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2.functional import InterpolationMode, resize_image
 
 from taast_ray.errors import ConfigError
-from taast_ray.models.embedder_choice import MOBILENET, MOBILENET_PACKAGED, cache_key
+from taast_ray.embedder_names import MOBILENET, MOBILENET_PACKAGED, cache_key
 from taast_ray.models.letterbox import as_image_tensors, group_by_shape, resolve_device
 from taast_ray.models.transfer import to_host
 

@@ -23,7 +23,7 @@ from taast_ray.config import RayConfig, TaastConfig
 from taast_ray.data.labels import load_labels
 from taast_ray.errors import InputError
 from taast_ray.io import bare_paths, child, filesystem, is_uri, list_parquet, remove_tree
-from taast_ray.models.embedder_choice import DETECTOR, cache_key
+from taast_ray.embedder_names import DETECTOR, cache_key
 from taast_ray.pipeline.aggregator import CentralAggregator
 from taast_ray.console import say
 from taast_ray.models.checks import check_detector, check_embedder

@@ -10,7 +10,7 @@ from taast_ray.config import load_config
 from taast_ray.data.synth import _render, class_names
 from taast_ray.errors import ConfigError
 from taast_ray.models.embedder import make_embedder
-from taast_ray.models.embedder_choice import MOBILENET
+from taast_ray.embedder_names import MOBILENET
 from taast_ray.models.letterbox import as_image_tensors
 from taast_ray.models.mobilenet import (DIM, IMAGENET_MEAN, IMAGENET_STD, MobileNetEmbedder, build_mobilenet,
                                         imagenet_preprocess, packaged_weights_path)
@@ -116,7 +116,7 @@ def test_the_configured_name_builds_it_and_is_validated_before_work():
     embedder = make_embedder(cfg.model.embedder, cfg.model.embedder_weights, device="cpu")
     assert isinstance(embedder, MobileNetEmbedder) and embedder.cache_key == f"{MOBILENET}|imagenet"
     assert make_embedder(MOBILENET, "imagenet", device="cpu").cache_key == embedder.cache_key
-    with pytest.raises(ConfigError, match="^model.embedder: unknown embedder 'mobilenet-v2'"):
+    with pytest.raises(ConfigError, match="^model.embedder: unknown open_clip architecture 'mobilenet-v2'"):
         load_config(None, {"model": {"embedder": "mobilenet-v2"}})
     with pytest.raises(ConfigError, match="^model.embedder_weights: '/no/such.pt' is neither"):
         load_config(None, {"model": {"embedder": MOBILENET, "embedder_weights": "/no/such.pt"}})

@@ -21,7 +21,7 @@ MOBILENET = "mobilenetv2-imagenet"
 DETECTOR = "detector"
 BUILT_IN = (MOBILENET, DETECTOR)
 OPEN_CLIP_SCHEMAS = ("hf-hub:", "local-dir:")
-TINY_MODEL = "taast-tiny-ViT"  # a 2-layer ViT for tests and the CPU demo; its JSON ships in this folder
+TINY_MODEL = "taast-tiny-ViT"  # a 2-layer ViT for tests and the CPU demo; its JSON ships in models/
 # the names model.embedder_weights may give for the wheel's weights (other values: "none" or a path)
 MOBILENET_PACKAGED = ("imagenet", "openai", "default", "")
 
@@ -54,8 +54,8 @@ def embedder_problem(name: str, weights: str) -> str | None:
         return None
     known = _open_clip_names()
     if known is not None and name not in known:
-        return (f"model.embedder: unknown embedder {name!r} (an open_clip architecture, "
-                f"{MOBILENET!r} or {DETECTOR!r})")
+        return (f"model.embedder: unknown open_clip architecture {name!r} (the built-in embedders are "
+                f"{MOBILENET!r} and {DETECTOR!r})")
     return None
 
 
