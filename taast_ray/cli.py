@@ -180,9 +180,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.config, list(args.overrides) + _ray_overrides(args, "base."))
     check_out_dir(args.out)
-    run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every,
-                   command=f"taast experiment --config {args.config} --out {args.out}"
-                           + "".join(f" --set {o}" for o in args.overrides))
+    with _locked(Path(args.out)):  # one experiment per directory: its trials share splits and warm-ups
+        run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every,
+                       command=f"taast experiment --config {args.config} --out {args.out}"
+                               + "".join(f" --set {o}" for o in args.overrides))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 

@@ -148,3 +148,16 @@ def test_ingest_waits_for_a_running_run(tmp_path, capsys):
     with run_lock(tmp_path / "run"):
         assert main(["ingest", "--labels", str(labels), "--run", str(tmp_path / "run")]) == 2
         assert "in use by taast pid" in one_line(capsys)
+
+
+def test_a_second_experiment_on_the_same_directory_is_refused(tmp_path, capsys):
+    spec = {"name": "locked", "seeds": [1], "strategies": ["random"],
+            "base": {"model": {"weights": "yolov8n.yaml", "embedder": "taast-tiny-ViT",
+                               "embedder_weights": "none"}}}
+    config = tmp_path / "exp.yaml"
+    config.write_text(json.dumps(spec))  # JSON is YAML
+    out = tmp_path / "exp"
+    with run_lock(out):  # a first experiment still going
+        assert main(["experiment", "--config", str(config), "--out", str(out)]) == 2
+        assert "in use by taast pid" in one_line(capsys)
+    assert not out.exists()  # nothing written; the lock's own folder went with it
