@@ -13,7 +13,7 @@ from taast_ray.selection.detections import read_detections
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.pool import stream_pool
 from taast_ray.selection.run import select_from_detections
-from taast_ray.selection.scoring import reduce_images, score_images
+from taast_ray.selection.scoring import rarity_rule, reduce_images, score_images
 from taast_ray.selection.strategies import SelectionContext, run_strategy
 from tests.factories import detections_table, write_embeddings, write_labels
 
@@ -36,7 +36,7 @@ def reference_selection(folder, strategy: str, budget: int):
     labels = load_labels(folder / "labels.json")
     det = read_detections(folder / "det.parquet", labels.num_classes)
     scored = score_images(det.scores, det.offsets, labels.class_counts("images"),
-                          use_rarity=strategy != "taast-no-rarity")
+                          use_rarity=strategy != "taast-no-rarity", rule=rarity_rule(strategy))
     emb = ParquetEmbeddings(folder / "emb.parquet")
     ctx = SelectionContext(image_ids=det.image_ids, tie_rank=id_rank(det.image_ids), scored=scored,
                            budget=budget, seed=5, embed=emb.get,
@@ -45,7 +45,8 @@ def reference_selection(folder, strategy: str, budget: int):
     return det, scored, picks
 
 
-@pytest.mark.parametrize("strategy", ["taast", "taast-no-rarity", "entropy", "random"])
+@pytest.mark.parametrize("strategy", ["taast", "taast-no-rarity", "entropy", "random",
+                                      "taast-expected", "taast-maxrare", "taast-balanced"])
 def test_streamed_selection_is_the_whole_table_selection(moderate, strategy, tmp_path):
     det, scored, picks = reference_selection(moderate, strategy, 48)
     cfg = config_from_dict({"selection": {"strategy": strategy, "budget": 48, "seed": 5}}).validate()
@@ -58,6 +59,11 @@ def test_streamed_selection_is_the_whole_table_selection(moderate, strategy, tmp
     order = np.argsort(det.image_ids.astype(str), kind="stable")
     assert scores.column("image_id").to_pylist() == det.image_ids[order].tolist()
     np.testing.assert_array_equal(scores.column("entropy").to_numpy(), scored.entropy[order])
+    has = scored.candidate_class[order] >= 0  # w_{c(x)}, or the variant's w(x), from the memory map
+    weight = scored.weights[np.maximum(scored.candidate_class, 0)] if scored.image_weight is None \
+        else scored.image_weight
+    np.testing.assert_array_equal(scores.column("weight").to_numpy(zero_copy_only=False)[has], weight[order][has])
+    np.testing.assert_array_equal(scores.column("score").to_numpy(zero_copy_only=False), picks.score[order])
     np.testing.assert_array_equal(scores.column("pseudo").to_numpy(zero_copy_only=False), scored.pseudo[order])
     np.testing.assert_array_equal(scores.column("candidate").to_numpy(zero_copy_only=False), picks.candidate[order])
     assert summary["pseudo_labelled"] == int(scored.pseudo.sum())
