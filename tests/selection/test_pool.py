@@ -165,3 +165,20 @@ def test_a_failed_run_leaves_no_spool(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="x2 < x1"):
         stream_pool(tmp_path / "d.parquet", 3, 0.8, batch_rows=16)
     assert not list(tmp_path.glob("taast-spool-*"))
+
+
+@pytest.mark.parametrize("rule", ["expected", "max"])
+def test_a_variants_score_rows_are_spooled_not_held(tmp_path, rule):
+    """The rarity rule's one C-row per image goes to the spool (a memory map), in stream order,
+    equal to the whole-table rows; the class rule spools none."""
+    t = detections_table(500, 7, seed=9, confident_share=0.2)
+    pq.write_table(t, tmp_path / "d.parquet", row_group_size=70)
+    whole = read_detections(tmp_path / "d.parquet", 7)
+    reduced = reduce_images(whole.scores, whole.offsets, 0.8, rule)
+    pool = stream_pool(tmp_path / "d.parquet", 7, 0.8, batch_rows=64, spool_dir=tmp_path, rule=rule)
+    assert isinstance(pool.image_vectors, np.memmap) and pool.image_vectors.shape == (500, 7)
+    np.testing.assert_array_equal(np.asarray(pool.image_vectors), reduced.image_vector)
+    plain = stream_pool(tmp_path / "d.parquet", 7, 0.8, batch_rows=64, spool_dir=tmp_path)
+    assert plain.image_vectors is None and reduce_images(whole.scores, whole.offsets, 0.8).image_vector is None
+    pool.close()
+    plain.close()
