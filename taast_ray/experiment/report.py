@@ -400,7 +400,8 @@ def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str |
         f"- Protocol: L0 = {b.protocol.seed_fraction:.0%} of train, B = {b.selection.budget}, T = {b.protocol.cycles} cycles, "
         f"warm-up {b.train.warmup_epochs} epochs, {b.train.epochs} epochs per cycle, {b.train.optimizer} lr0 {b.train.lr0}, "
         f"imgsz {b.train.imgsz}, detector {b.model.weights}, embedder {b.model.embedder} ({b.model.embedder_weights})",
-        f"- Curves are evaluated on the {exp.curve_split} split; ± is 1.96σ/√n over seeds (sample σ); "
+        f"- Curves are evaluated on the {exp.curve_split} split; ± is 1.96σ/√n over seeds (sample σ), "
+        "the paper's; (t ± …) is Student's t-interval t_{0.975, n−1}·σ/√n (4.303·σ/√n for 3 seeds); "
         f"label efficiency is against {exp.reference}'s final {METRIC_NAMES[exp.metric]}, per seed, "
         "counting manually labelled images including L0 (SPEC.md §6)",
         f"- Definitions: {DEFINITIONS}",
@@ -414,8 +415,9 @@ def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str |
             lines += [f"Object-free images {v.empty_fraction:.0%}, label shift {v.shift_level}"
                       + (f" (`{v.label_shift}` on the test split's class prior)" if v.label_shift else "") + ".", ""]
         lines += table2(exp, summary) + ["", "Paired over seeds:", ""] + verdict_lines(exp, summary) + [""]
-        lines += ["Paired differences of the final values (a − b, seeds in common; ± 1.96σ/√n, "
-                  "t-interval in brackets):", ""] + paired_table(exp, summary) + [""]
+        if comparison_pairs(exp, summary):
+            lines += ["Paired differences of the final values (a − b, seeds in common; ± 1.96σ/√n, "
+                      "t-interval in brackets):", ""] + paired_table(exp, summary) + [""]
         _plot_curves(exp, summary, plots / f"curves_{v.name}.png", title)
         _plot_classes(summary, results["classes"][v.name], plots / f"selected_classes_{v.name}.png", title)
         lines += [f"![curves](plots/curves_{v.name}.png)", "",
