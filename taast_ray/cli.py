@@ -47,7 +47,8 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, help="B: images to select (default 256)")
     parser.add_argument("--strategy", choices=STRATEGIES,
                         help="selection strategy (default taast); coreset needs embeddings of every "
-                             "eligible image, taast and taast-no-rarity of the candidates")
+                             "eligible image, taast, its variants and taast-no-rarity of the candidates "
+                             "(README: design decisions)")
     parser.add_argument("--seed", type=int, help="seed of k-means++, random and the fill (default 42)")
     parser.add_argument("--tau", type=float, help="pseudo-label threshold τ of eq. 1 (default 0.8)")
     parser.add_argument("--candidate-fraction", type=float, help="q of eq. 8 (default 0.2)")

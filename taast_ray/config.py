@@ -19,7 +19,8 @@ from taast_ray.errors import ConfigError
 from taast_ray.address import address_syntax_error
 
 # every strategy name and k-means backend the product knows; selection/ serves exactly these
-STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity")
+STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity",
+              "taast-expected", "taast-maxrare", "taast-balanced")
 DEFAULT_IMGSZ = 640
 KMEANS_BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "torch-cuda", "torch-cpu", "numpy")
 
@@ -39,6 +40,9 @@ class SelectionConfig:
     # FAISS's own default: Lloyd trains on ≤ 256·k points (65,536 for k = 256), every point is
     # assigned at the end; +0.3% inertia against 1024 at 200k × 768, for half the time
     kmeans_max_points_per_centroid: int = 256
+    # taast-balanced: at most this many of the B picks per predicted class c(x);
+    # 0: ⌈B / number of classes c(x) among the candidates⌉
+    class_cap: int = 0
 
 
 @dataclass
@@ -175,6 +179,7 @@ def _checks(cfg: TaastConfig):
         f"must be one of {', '.join(KMEANS_BACKENDS)}"
     yield "selection.kmeans_iters", s.kmeans_iters > 0, "must be > 0"
     yield "selection.kmeans_max_points_per_centroid", s.kmeans_max_points_per_centroid > 0, "must be > 0"
+    yield "selection.class_cap", s.class_cap >= 0, "must be >= 0 (0: ⌈B / classes among the candidates⌉)"
     yield "model.imgsz", m.imgsz is None or (m.imgsz >= 32 and m.imgsz % 32 == 0), "must be a multiple of 32, >= 32"
     yield "model.weights", bool(m.weights), "must not be empty"
     yield "train.epochs", t.epochs >= 0, "must be >= 0"

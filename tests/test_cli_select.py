@@ -109,3 +109,29 @@ def test_pseudo_labels_load_with_lvis_when_numeric_ids(tmp_path):
                "--strategy", "entropy", "--out", tmp_path / "o") == 0
     pseudo = json.loads((tmp_path / "o" / "pseudo_labels.json").read_text())
     assert {img["id"] for img in pseudo["images"]} <= {int(i) for i in ids}
+
+
+@pytest.mark.parametrize("strategy", ["taast-expected", "taast-maxrare", "taast-balanced"])
+def test_select_a_tail_aware_variant(inputs, strategy):
+    """The variants through `taast select --detections`: B picks, their own weight column."""
+    det, labels, emb, tmp = inputs
+    out = tmp / strategy
+    assert run("select", "--detections", det, "--embeddings", emb, "--labels", labels, "--budget", 12,
+               "--strategy", strategy, "--seed", 3, "--out", out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategy"] == strategy and summary["selected"] == 12 and summary["filled"] == 0
+    scores = pq.read_table(out / "scores.parquet").to_pydict()
+    taast = tmp / "taast"
+    assert run("select", "--detections", det, "--embeddings", emb, "--labels", labels, "--budget", 12,
+               "--strategy", "taast", "--seed", 3, "--out", taast) == 0
+    paper = pq.read_table(taast / "scores.parquet").to_pydict()
+    assert scores["entropy"] == paper["entropy"] and scores["pseudo"] == paper["pseudo"]
+    weighted = [(s, e * w) for s, e, w in zip(scores["score"], scores["entropy"], scores["weight"])
+                if w is not None]
+    assert all(s == pytest.approx(v, rel=1e-12) for s, v in weighted)  # score = φ = weight · E
+    if strategy == "taast-balanced":
+        assert scores["weight"] == paper["weight"] and summary["class_cap"] >= 1
+        classes = [c for c, s in zip(scores["candidate_class"], scores["selected"]) if s and c is not None]
+        assert max(classes.count(c) for c in set(classes)) <= summary["class_cap"] or summary["cap_relaxed"]
+    else:
+        assert scores["weight"] != paper["weight"]

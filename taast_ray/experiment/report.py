@@ -82,7 +82,8 @@ def _summary(exp: ExperimentConfig, records: list[dict], classes: dict) -> dict:
                           "tail_lift": vars(mean_ci([r.get("tail_lift") for r in at]))})
         final = {k: {s: r["rows"][-1].get(k) for s, r in seeds.items()} for k in REPORT_METRICS}
         start = {k: {s: r["rows"][0].get(k) for s, r in seeds.items()} for k in REPORT_METRICS}
-        lifts = [mean_ci([x.get("tail_lift") for x in r["rows"][1:]]).mean for r in seeds.values()]
+        lift_by_seed = {s: mean_ci([x.get("tail_lift") for x in r["rows"][1:]]).mean for s, r in seeds.items()}
+        lifts = list(lift_by_seed.values())
         efficiency = {}
         for s, r in seeds.items():
             if s in ref:
@@ -103,6 +104,7 @@ def _summary(exp: ExperimentConfig, records: list[dict], classes: dict) -> dict:
             "vs_reference": {k: vars(paired_difference(_defined(final[k]), _defined(
                 {s: r["rows"][-1].get(k) for s, r in ref.items()}))) for k in REPORT_METRICS},
             "tail_lift": vars(mean_ci(lifts)),
+            "tail_lift_by_seed": {s: (None if math.isnan(v) else v) for s, v in lift_by_seed.items()},
             "efficiency": {"per_seed": efficiency,
                            **vars(mean_ci([e["value"] for e in efficiency.values()]))},
             "pseudo_share": vars(mean_ci([r["rows"][-1]["pseudo_share"] for r in seeds.values()])),
@@ -131,15 +133,18 @@ def collect_results(exp: ExperimentConfig, out: Path, trials, data: dict[str, di
     return results
 
 
-def _ci(d: dict | None, digits: int = 3) -> str:
-    return MeanCI(**d).format(digits) if d else "n/a"
+def _ci(d: dict | None, digits: int = 3, with_t: bool = False) -> str:
+    return MeanCI(**d).format(digits, with_t) if d else "n/a"
 
 
-def _signed(d: dict, digits: int = 3) -> str:
+def _signed(d: dict, digits: int = 3, with_t: bool = False) -> str:
     m = MeanCI(**d)
     if m.n == 0:
         return "n/a"
-    return f"{m.mean:+.{digits}f}" + ("" if math.isnan(m.half_width) else f" ± {m.half_width:.{digits}f}")
+    cell = f"{m.mean:+.{digits}f}" + ("" if math.isnan(m.half_width) else f" ± {m.half_width:.{digits}f}")
+    if with_t and not math.isnan(m.t_half_width):
+        cell += f" (t ± {m.t_half_width:.{digits}f})"
+    return cell
 
 
 def _efficiency_cell(e: dict) -> str:
@@ -153,31 +158,97 @@ def _efficiency_cell(e: dict) -> str:
 
 
 def verdict(d: MeanCI, better: str) -> str:
+    """The claim the paper's 1.96σ/√n interval allows, and whether the t-interval agrees."""
     if d.n < 2:
         return "one seed: no interval, no claim"
+    t_excludes = abs(d.mean) > d.t_half_width if not math.isnan(d.t_half_width) else False
+    t_note = (f"; the t-interval (± {d.t_half_width:.3f}) " + ("excludes 0 too" if t_excludes else "includes 0")
+              if not math.isnan(d.t_half_width) else "")
     if d.mean - d.half_width > 0:
-        return f"{better} is better (the interval excludes 0)"
+        return f"{better} is better (the 1.96σ/√n interval excludes 0{t_note})"
     if d.mean + d.half_width < 0:
-        return f"{better} is worse (the interval excludes 0)"
-    return "no difference shown (the interval includes 0)"
+        return f"{better} is worse (the 1.96σ/√n interval excludes 0{t_note})"
+    return f"no difference shown (the interval includes 0{t_note})"
+
+
+def paper_arm(summary: dict) -> str | None:
+    """The arm that runs the paper's formula: selection taast with pseudo labels (named taast if any)."""
+    arms = [n for n, s in summary.items() if s["selection"] == "taast" and s["pseudo_labels"]]
+    return "taast" if "taast" in arms else (arms[0] if arms else None)
+
+
+def comparison_pairs(exp: ExperimentConfig, summary: dict) -> list[tuple[str, str]]:
+    """(a, b) for a − b: each TAAST-type arm against each baseline, then every other TAAST-type
+    arm (ablations, variants) against the paper's formula; with no TAAST, each against the reference."""
+    taasts = [n for n, s in summary.items() if s["selection"].startswith("taast")]
+    baselines = [n for n, s in summary.items() if not s["selection"].startswith("taast")]
+    if not taasts:
+        return [(n, exp.reference) for n in summary if n != exp.reference]
+    pairs = [(t, b) for t in taasts for b in baselines]
+    paper = paper_arm(summary)
+    return pairs + [(t, paper) for t in taasts if paper is not None and t != paper]
+
+
+def _by_seed(summary: dict, name: str, quantity: str) -> dict:
+    s = summary[name]
+    if quantity == "tail_lift":
+        values = s.get("tail_lift_by_seed", {})
+    elif quantity == "efficiency":
+        values = {k: v["value"] for k, v in s["efficiency"]["per_seed"].items()}
+    else:
+        values = s["final_by_seed"][quantity]
+    return _defined({int(k): v for k, v in values.items()})
+
+
+PAIRED_QUANTITIES = (("APr@L0", "APr@L0"), ("APr", "AP_rare"), ("mAP", "mAP"), ("tail_lift", "tail lift"),
+                     ("efficiency", "label efficiency"))
+
+
+def paired_table(exp: ExperimentConfig, summary: dict) -> list[str]:
+    """Paired differences a − b over the seeds both ran (same L0, U and warm-up), final values:
+    mean ± 1.96σ/√n with the t-interval beside it."""
+    quantities = list(dict.fromkeys([(exp.metric, METRIC_NAMES[exp.metric]), *PAIRED_QUANTITIES]))
+    rows = []
+    for a, b in comparison_pairs(exp, summary):
+        cells = []
+        for q, _ in quantities:
+            d = paired_difference(_by_seed(summary, a, q), _by_seed(summary, b, q))
+            cells.append(_signed(vars(d), 3, with_t=True))
+        rows.append([f"{a} − {b}"] + cells)
+    return _markdown_table(["pair"] + [name for _, name in quantities], rows)
+
+
+def ordering_line(exp: ExperimentConfig, summary: dict, metric: str) -> str | None:
+    """Whether the paper's claimed order TAAST > entropy > random holds in the means of ``metric``."""
+    paper = paper_arm(summary)
+    names = [paper, "entropy", "random"]
+    if paper is None or not all(n in summary for n in names):
+        return None
+    means = [summary[n]["final"][metric]["mean"] for n in names]
+    if any(math.isnan(m) for m in means):
+        return f"- TAAST > entropy > random on final {METRIC_NAMES[metric]}: undefined (no class in the group)."
+    holds = means[0] > means[1] > means[2]
+    shown = ", ".join(f"{n} {m:.3f}" for n, m in zip(names, means))
+    return (f"- TAAST > entropy > random on final {METRIC_NAMES[metric]} (means {shown}): "
+            f"{'holds in the means' if holds else 'does not hold'}; {paper} − entropy "
+            f"{means[0] - means[1]:+.3f}, entropy − random {means[1] - means[2]:+.3f} (intervals below).")
 
 
 def verdict_lines(exp: ExperimentConfig, summary: dict) -> list[str]:
     """Plain sentences, paired over seeds: each TAAST-type strategy against each baseline, or,
     with no TAAST in the study, each strategy against the reference."""
     lines = []
-    taasts = [n for n, s in summary.items() if s["selection"].startswith("taast")]
-    baselines = [n for n, s in summary.items() if not s["selection"].startswith("taast")]
-    if not taasts:
-        taasts, baselines = [n for n in summary if n != exp.reference], [exp.reference]
+    for metric in dict.fromkeys([exp.metric, "APr", "mAP"]):
+        line = ordering_line(exp, summary, metric)
+        if line:
+            lines.append(line)
     for metric in dict.fromkeys([exp.metric, "mAP"]):
-        for t in taasts:
-            for b in baselines:
-                d = paired_difference(_defined(summary[t]["final_by_seed"][metric]),
-                                      _defined(summary[b]["final_by_seed"][metric]))
-                if d.n:
-                    lines.append(f"- {t} − {b}, final {METRIC_NAMES[metric]}: {_signed(vars(d))} "
-                                 f"over {d.n} seeds: {verdict(d, t)}.")
+        for t, b in comparison_pairs(exp, summary):
+            d = paired_difference(_defined(summary[t]["final_by_seed"][metric]),
+                                  _defined(summary[b]["final_by_seed"][metric]))
+            if d.n:
+                lines.append(f"- {t} − {b}, final {METRIC_NAMES[metric]}: {_signed(vars(d))} "
+                             f"over {d.n} seeds: {verdict(d, t)}.")
     return lines
 
 
@@ -190,11 +261,13 @@ def table2(exp: ExperimentConfig, summary: dict) -> list[str]:
     m = METRIC_NAMES[exp.metric]
     also_map = exp.metric != "mAP"
     also_l0 = exp.metric != "APr@L0"
-    head = ["strategy", "pseudo labels", f"{m} start", f"{m} final", f"Δ{m}"] + ["APr@L0 final"] * also_l0 + [
-        "mAP final"] * also_map + [f"label efficiency ({m})", "rare objects selected", "tail lift",
-                                   "pseudo share of training boxes"]
-    rows = [[n, "yes" if s["pseudo_labels"] else "no", _ci(s["start"][exp.metric]), _ci(s["final"][exp.metric]),
-             _signed(s["delta"][exp.metric])] + [_ci(s["final"].get("APr@L0"))] * also_l0 + [
+    also_lvis_rare = exp.metric != "APr"
+    head = ["strategy", "pseudo labels", f"{m} start", f"{m} final (t-interval)", f"Δ{m}"] + [
+        "APr@L0 final"] * also_l0 + ["AP_rare final"] * also_lvis_rare + ["mAP final"] * also_map + [
+        f"label efficiency ({m})", "rare objects selected", "tail lift", "pseudo share of training boxes"]
+    rows = [[n, "yes" if s["pseudo_labels"] else "no", _ci(s["start"][exp.metric]),
+             _ci(s["final"][exp.metric], with_t=True), _signed(s["delta"][exp.metric])] + [
+             _ci(s["final"].get("APr@L0"))] * also_l0 + [_ci(s["final"].get("APr"))] * also_lvis_rare + [
              _ci(s["final"]["mAP"])] * also_map + [
              _efficiency_cell(s["efficiency"]), _ci(s["rare_objects_selected"], 1), _ci(s.get("tail_lift"), 2),
              _ci(s["pseudo_share"], 2)]
@@ -327,7 +400,8 @@ def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str |
         f"- Protocol: L0 = {b.protocol.seed_fraction:.0%} of train, B = {b.selection.budget}, T = {b.protocol.cycles} cycles, "
         f"warm-up {b.train.warmup_epochs} epochs, {b.train.epochs} epochs per cycle, {b.train.optimizer} lr0 {b.train.lr0}, "
         f"imgsz {b.train.imgsz}, detector {b.model.weights}, embedder {b.model.embedder} ({b.model.embedder_weights})",
-        f"- Curves are evaluated on the {exp.curve_split} split; ± is 1.96σ/√n over seeds (sample σ); "
+        f"- Curves are evaluated on the {exp.curve_split} split; ± is 1.96σ/√n over seeds (sample σ), "
+        "the paper's; (t ± …) is Student's t-interval t_{0.975, n−1}·σ/√n (4.303·σ/√n for 3 seeds); "
         f"label efficiency is against {exp.reference}'s final {METRIC_NAMES[exp.metric]}, per seed, "
         "counting manually labelled images including L0 (SPEC.md §6)",
         f"- Definitions: {DEFINITIONS}",
@@ -341,6 +415,9 @@ def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str |
             lines += [f"Object-free images {v.empty_fraction:.0%}, label shift {v.shift_level}"
                       + (f" (`{v.label_shift}` on the test split's class prior)" if v.label_shift else "") + ".", ""]
         lines += table2(exp, summary) + ["", "Paired over seeds:", ""] + verdict_lines(exp, summary) + [""]
+        if comparison_pairs(exp, summary):
+            lines += ["Paired differences of the final values (a − b, seeds in common; ± 1.96σ/√n, "
+                      "t-interval in brackets):", ""] + paired_table(exp, summary) + [""]
         _plot_curves(exp, summary, plots / f"curves_{v.name}.png", title)
         _plot_classes(summary, results["classes"][v.name], plots / f"selected_classes_{v.name}.png", title)
         lines += [f"![curves](plots/curves_{v.name}.png)", "",

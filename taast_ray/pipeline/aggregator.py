@@ -24,6 +24,7 @@ from taast_ray.selection.kmeans import resolve_backend
 from taast_ray.selection.outputs import write_failed_outputs, write_selection_outputs
 from taast_ray.selection.pool import stream_pool
 from taast_ray.selection.run import StageTimer, build_summary, make_context, score_detections
+from taast_ray.selection.scoring import rarity_rule
 from taast_ray.selection.strategies import rows_to_embed, run_strategy
 from taast_ray.stages.device import granted_gpus
 from taast_ray.versions import software_versions
@@ -50,7 +51,8 @@ class CentralAggregator:
             failed: list[pa.Table] = []
             fs, paths = bare_paths(files)
             try:
-                self.det = stream_pool(files, self.labels.num_classes, self.cfg.selection.tau, failed=failed)
+                self.det = stream_pool(files, self.labels.num_classes, self.cfg.selection.tau, failed=failed,
+                                       rule=rarity_rule(self.cfg.selection.strategy))
             except InputError:  # every record failed (all unreadable): not a bad file, a bad pool
                 rows = sum(pq.read_metadata(f, filesystem=fs).num_rows for f in paths)
                 if not failed or sum(t.num_rows for t in failed) != rows:

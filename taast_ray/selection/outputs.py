@@ -34,7 +34,9 @@ def scores_chunks(det: PoolScalars, scored: ImageScores, picks: Picks, labels: L
         cls = scored.candidate_class[rows]
         has_class = cls >= 0
         category = np.where(has_class, labels.category_ids[np.maximum(cls, 0)], 0)
-        weight = np.where(has_class, scored.weights[np.maximum(cls, 0)], 0.0)
+        # w_{c(x)}, or a tail-aware variant's w(x)
+        weight = np.where(has_class, scored.weights[np.maximum(cls, 0)] if scored.image_weight is None
+                          else scored.image_weight[rows], 0.0)
         score, cluster = picks.score[rows].astype(np.float64), picks.cluster[rows]
         yield pa.table({
             "image_id": det.image_ids.take(pa.array(rows)),

@@ -6,7 +6,9 @@ the boxes later (xyxy, conf_b, argmax class: the pseudo labels of P and the pre-
 the B selected) is spooled to flat files as it is found, 22 bytes a box, and read back by row.
 
 Memory: ~35 bytes per image (image_id, E, c, P, box count) plus a constant for the batch in
-flight; the spool is 22 bytes per box on disk (``TMPDIR``).
+flight; the spool is 22 bytes per box on disk (``TMPDIR``). A tail-aware variant's rarity rule
+(scoring.RARITY_RULES) spools one more C-row per image (4·C bytes: s_{b*} or max_b s_{k,b}),
+read back in chunks once the class counts are known.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import pyarrow.parquet as pq
 from taast_ray.errors import InputError
 from taast_ray.selection.detections import (BATCH_ROWS, DetectionsSource, check_score_range,
                                             flatten_detections, without_failed)
-from taast_ray.selection.scoring import ImageReduction, reduce_images
+from taast_ray.selection.scoring import RULE_VECTOR, ImageReduction, reduce_images
 
 
 @dataclass
@@ -45,14 +47,17 @@ class _Spool:
     COLUMNS = {"boxes": (np.float32, 4), "conf": (np.float32, 1), "cls": (np.int32, 1),
                "width": (np.float64, 1), "height": (np.float64, 1)}
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, vector_width: int = 0):
         self.folder = folder
-        self.files = {name: open(folder / f"{name}.bin", "wb") for name in self.COLUMNS}
+        self.columns = dict(self.COLUMNS)
+        if vector_width:
+            self.columns["vector"] = (np.float32, vector_width)
+        self.files = {name: open(folder / f"{name}.bin", "wb") for name in self.columns}
         self.uri_writer: pq.ParquetWriter | None = None
         self.uri_groups: list[int] = []
 
     def add(self, name: str, values: np.ndarray) -> None:
-        dtype, _ = self.COLUMNS[name]
+        dtype, _ = self.columns[name]
         self.files[name].write(np.ascontiguousarray(values, dtype=dtype).tobytes())
 
     def add_uri(self, uri: pa.Array) -> None:
@@ -69,12 +74,12 @@ class _Spool:
             self.uri_writer.close()
 
     def array(self, name: str) -> np.ndarray:
-        dtype, width = self.COLUMNS[name]
+        dtype, width = self.columns[name]
         path = self.folder / f"{name}.bin"
         if path.stat().st_size == 0:
-            return np.zeros((0, width) if width > 1 else 0, dtype)
+            return np.zeros((0, width) if width > 1 or name == "vector" else 0, dtype)
         a = np.memmap(path, dtype=dtype, mode="r")
-        return a.reshape(-1, width) if width > 1 else a
+        return a.reshape(-1, width) if width > 1 or name == "vector" else a
 
     def uri(self, rows: np.ndarray) -> np.ndarray:
         """URIs of these images (stream rows), reading only the row groups that hold them."""
@@ -140,6 +145,13 @@ class PoolScalars:
                        np.asarray(cls[box]).astype(np.int64), *size,
                        self.spool.uri(rows) if self.has_uri else None)
 
+    @property
+    def image_vectors(self) -> np.ndarray | None:
+        """The rarity rule's (n, C) rows (memory-mapped), or None when the pass kept none."""
+        if self.spool is None or "vector" not in self.spool.columns:
+            return None
+        return self.spool.array("vector")
+
     def uris(self, rows) -> np.ndarray | None:
         return self.spool.uri(np.asarray(rows, np.int64)) if self.has_uri else None
 
@@ -170,6 +182,8 @@ class _Accumulator:
         self.spool.add("boxes", det.boxes)
         self.spool.add("conf", reduced.confidence)
         self.spool.add("cls", reduced.box_class)
+        if reduced.image_vector is not None:
+            self.spool.add("vector", reduced.image_vector)
         self.size_columns.add(det.width is not None and det.height is not None)
         if det.width is not None and det.height is not None:
             self.spool.add("width", det.width)
@@ -199,14 +213,17 @@ class _Accumulator:
 
 
 def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = None,
-                batch_rows: int = BATCH_ROWS, spool_dir: str | Path | None = None) -> PoolScalars:
+                batch_rows: int = BATCH_ROWS, spool_dir: str | Path | None = None,
+                rule: str = "class") -> PoolScalars:
     """Read, validate and reduce a detections input batch by batch (eqs. 1–4 and P's counts).
 
     ``failed``: a list that receives the rows with an ``error`` (the live pass's undecodable
-    records) as tables; those rows are left out of the pool.
+    records) as tables; those rows are left out of the pool. ``rule``: the strategy's rarity
+    rule (scoring.rarity_rule); a variant's spools its per-image score row.
     """
     source = DetectionsSource(path)
-    spool = _Spool(Path(tempfile.mkdtemp(prefix="taast-spool-", dir=spool_dir)))
+    spool = _Spool(Path(tempfile.mkdtemp(prefix="taast-spool-", dir=spool_dir)),
+                   num_classes if rule in RULE_VECTOR else 0)
     acc = _Accumulator(num_classes, spool)
     try:
         for name, at, table in source.batches(batch_rows=batch_rows):
@@ -215,7 +232,7 @@ def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = Non
                 continue
             det = flatten_detections(table, num_classes, source=name, check_unique=False, first_record=at,
                                      check_scores=False)
-            reduced = reduce_images(det.scores, det.offsets, tau)
+            reduced = reduce_images(det.scores, det.offsets, tau, rule)
             check_score_range(reduced.box_min, reduced.confidence, det.where)
             acc.add(table, det, reduced)
             del det

@@ -14,7 +14,7 @@ from taast_ray.errors import InputError
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.outputs import write_selection_outputs
 from taast_ray.selection.pool import PoolScalars, stream_pool
-from taast_ray.selection.scoring import ImageScores, finish_scores
+from taast_ray.selection.scoring import ImageScores, finish_scores, rarity_rule
 from taast_ray.selection.strategies import NEEDS_EMBEDDINGS, Picks, SelectionContext, run_strategy
 from taast_ray.versions import software_versions
 
@@ -45,7 +45,8 @@ def score_detections(det: PoolScalars, labels: LabelSet, sel: SelectionConfig) -
     """Eqs. 5–7 from the streaming pass's per-image scalars."""
     return finish_scores(det.entropy, det.candidate_class, det.pseudo, det.pseudo_counts[sel.count_mode],
                          labels.class_counts(sel.count_mode), labels.num_classes, beta=sel.beta,
-                         use_rarity=sel.strategy != "taast-no-rarity")
+                         use_rarity=sel.strategy != "taast-no-rarity", rule=rarity_rule(sel.strategy),
+                         image_vectors=det.image_vectors)
 
 
 class PoolIds:
@@ -67,7 +68,7 @@ def make_context(det: PoolScalars, scored: ImageScores, sel: SelectionConfig,
         image_ids=PoolIds(det), tie_rank=det.tie_rank, scored=scored,
         budget=sel.budget, seed=sel.seed, candidate_fraction=sel.candidate_fraction,
         kmeans_backend=sel.kmeans_backend, kmeans_iters=sel.kmeans_iters,
-        kmeans_max_points_per_centroid=sel.kmeans_max_points_per_centroid,
+        kmeans_max_points_per_centroid=sel.kmeans_max_points_per_centroid, class_cap=sel.class_cap,
         embed=embeddings.get if embeddings is not None else None,
         labelled_embeddings=(lambda: embeddings.get_present(labels.image_id_strings()))
         if embeddings is not None else None)
@@ -103,7 +104,7 @@ def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path
             raise InputError(f"--embeddings: strategy {sel.strategy!r} needs an embeddings file")
         emb = ParquetEmbeddings(embeddings) if embeddings is not None else None
     with timer("read_score"):  # one streaming pass: read, validate, eqs. 1–4 batch by batch
-        det = stream_pool(detections, labels.num_classes, sel.tau)
+        det = stream_pool(detections, labels.num_classes, sel.tau, rule=rarity_rule(sel.strategy))
     try:
         check_budget(sel.budget, det.num_images, str(detections))
         with timer("score"):

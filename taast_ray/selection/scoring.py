@@ -142,6 +142,67 @@ def image_value(entropy: np.ndarray, cand_class: np.ndarray, weights: np.ndarray
     return phi
 
 
+# Tail-aware variants (README, design decisions): the image weight w(x) in φ = w(x) · E(x).
+# "class" is the paper's w_{c(x)} (eq. 7); "expected" the rarity expected under the least
+# confident box's distribution, Σ_k p_{k,b*} w_k; "max" the rarest plausible class,
+# max_{b,k} w_k · s_{k,b}. w depends on P's counts, known only once the pass is over, so the
+# reduction keeps one C-row per image (s_{b*}, or max_b s_{k,b}) and w(x) is taken afterwards.
+RARITY_RULES = {"taast-expected": "expected", "taast-maxrare": "max"}
+
+
+def rarity_rule(strategy: str) -> str:
+    return RARITY_RULES.get(strategy, "class")
+
+
+def weakest_box_scores(scores: np.ndarray, offsets: np.ndarray, least_confident: np.ndarray) -> np.ndarray:
+    """s_{b*} per image, (n, C) float32; a zero row for an image without boxes."""
+    rows = np.zeros((len(least_confident), scores.shape[1]), np.float32)
+    has = least_confident >= 0
+    rows[has] = scores[least_confident[has]]
+    return rows
+
+
+def image_class_max(scores: np.ndarray, offsets: np.ndarray, least_confident=None) -> np.ndarray:
+    """max_b s_{k,b} per image and class, (n, C) float32; a zero row for an image without boxes."""
+    counts = np.diff(offsets)
+    rows = np.zeros((len(counts), scores.shape[1]), np.float32)
+    has = counts > 0
+    if has.any():
+        rows[has] = np.maximum.reduceat(np.asarray(scores, np.float32), offsets[:-1][has], axis=0)
+    return rows
+
+
+RULE_VECTOR = {"expected": weakest_box_scores, "max": image_class_max}
+_RULE_CHUNK = 1 << 16  # image rows of a memory-mapped (n, C) file read at a time
+
+
+def image_rarity(vectors, weights: np.ndarray, rule: str, has_boxes: np.ndarray) -> np.ndarray:
+    """w(x) from the rule's (n, C) rows, chunk by chunk; 0 for an image without boxes.
+
+    "expected": Σ_k p_k w_k with p = s_{b*} / Σ_k s_{k,b*} (uniform where the sum is 0, as for
+    p_b in §2); "max": max_k w_k · max_b s_{k,b} = max_{b,k} w_k s_{k,b} (w_k > 0)."""
+    weights = np.asarray(weights, np.float64)
+    out = np.zeros(len(has_boxes), np.float64)
+    for start in range(0, len(out), _RULE_CHUNK):
+        v = np.asarray(vectors[start:start + _RULE_CHUNK], np.float64)
+        if rule == "expected":
+            total = v.sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w = np.where(total > 0, (v @ weights) / total, weights.mean())
+        elif rule == "max":
+            w = (v * weights).max(axis=1) if v.shape[1] else np.zeros(len(v))
+        else:
+            raise ValueError(f"unknown rarity rule {rule!r}")
+        out[start:start + len(v)] = w
+    out[~np.asarray(has_boxes, bool)] = 0.0
+    return out
+
+
+def variant_value(entropy: np.ndarray, image_weight: np.ndarray, has_boxes: np.ndarray) -> np.ndarray:
+    """φ(x) = w(x) · E(x); 0 when x has no boxes."""
+    return np.where(has_boxes, image_weight * entropy, 0.0)
+
+
 @dataclass
 class ImageScores:
     """Everything §2 defines per image, in the detections table's row order."""
@@ -153,6 +214,7 @@ class ImageScores:
     weights: np.ndarray          # w_c
     value: np.ndarray            # φ(x)
     confidence: np.ndarray | None  # conf_b per box (None when streamed: the rows are gone)
+    image_weight: np.ndarray | None = None  # a variant's w(x), 0 without boxes; None: w_{c(x)}
 
 
 @dataclass
@@ -168,13 +230,16 @@ class ImageReduction:
     least_confident: np.ndarray  # (n,) int64 box row of b* within the block, −1 for none
     box_class: np.ndarray        # (m,) int32 argmax_k s_{k,b}
     box_min: np.ndarray          # (m,) float32 min_k s_{k,b}
+    image_vector: np.ndarray | None = None  # (n, C) float32 the rarity rule's score row, or None
 
 
-def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8) -> ImageReduction:
+def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
+                  rule: str = "class") -> ImageReduction:
     """Eqs. 1–4 for a block of images whose boxes are rows offsets[i]:offsets[i + 1] of scores.
 
     Every quantity is per image, so reducing the pool block by block gives the same bits as
     reducing it whole (E's float64 sum runs over each image's boxes in order either way).
+    ``rule``: a variant's rarity rule adds the one score row per image it needs (RULE_VECTOR).
     """
     confidence, box_entropies, box_class, row_min = box_statistics(scores, with_class=True)
     b_star = least_confident_box(confidence, offsets)
@@ -188,27 +253,39 @@ def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8) -> 
     pairs = np.unique(box_image[in_p] * scores.shape[1] + classes)
     pseudo_counts = {"boxes": np.bincount(classes, minlength=scores.shape[1]).astype(np.int64),
                      "images": np.bincount(pairs % scores.shape[1], minlength=scores.shape[1]).astype(np.int64)}
+    vector = RULE_VECTOR[rule](scores, offsets, b_star) if rule in RULE_VECTOR else None
     return ImageReduction(image_entropy(box_entropies, offsets), cand_class, pseudo,
-                          counts.astype(np.int32), pseudo_counts, confidence, b_star, box_class, row_min)
+                          counts.astype(np.int32), pseudo_counts, confidence, b_star, box_class, row_min,
+                          vector)
 
 
 def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarray,
                   pseudo_counts: np.ndarray, labelled_counts: np.ndarray, num_classes: int, *,
                   beta: float = 1.0, use_rarity: bool = True, least_confident=None,
-                  confidence=None) -> ImageScores:
-    """Eqs. 5–7 from the per-image scalars: n_c = L's counts + P's, w_c, φ."""
+                  confidence=None, rule: str = "class", image_vectors=None) -> ImageScores:
+    """Eqs. 5–7 from the per-image scalars: n_c = L's counts + P's, w_c, φ.
+
+    ``rule`` "expected" or "max" (a variant, RARITY_RULES) replaces w_{c(x)} by w(x) read from
+    ``image_vectors``, the (n, C) rows the reduction kept (a memory map when streamed)."""
     counts = np.asarray(labelled_counts, dtype=np.int64) + np.asarray(pseudo_counts, dtype=np.int64)
     weights = rarity_weight(counts, beta) if use_rarity else np.ones(num_classes)
+    if rule == "class":
+        return ImageScores(entropy, cand_class, least_confident, pseudo, counts, weights,
+                           image_value(entropy, cand_class, weights), confidence)
+    if image_vectors is None:
+        raise ValueError(f"rarity rule {rule!r} needs the per-image score rows of the reduction")
+    has_boxes = np.asarray(cand_class) >= 0
+    image_weight = image_rarity(image_vectors, weights, rule, has_boxes)
     return ImageScores(entropy, cand_class, least_confident, pseudo, counts, weights,
-                       image_value(entropy, cand_class, weights), confidence)
+                       variant_value(entropy, image_weight, has_boxes), confidence, image_weight)
 
 
 def score_images(scores: np.ndarray, offsets: np.ndarray, labelled_counts: np.ndarray, *,
                  tau: float = 0.8, beta: float = 1.0, count_mode: str = "images",
-                 use_rarity: bool = True) -> ImageScores:
+                 use_rarity: bool = True, rule: str = "class") -> ImageScores:
     """Eqs. 1–7 in one pass. ``labelled_counts`` is n_c over L (same count mode)."""
-    r = reduce_images(scores, offsets, tau)
+    r = reduce_images(scores, offsets, tau, rule)
     return finish_scores(r.entropy, r.candidate_class.astype(np.int64), r.pseudo,
                          r.pseudo_counts[count_mode], labelled_counts, scores.shape[1], beta=beta,
                          use_rarity=use_rarity, least_confident=r.least_confident,
-                         confidence=r.confidence)
+                         confidence=r.confidence, rule=rule, image_vectors=r.image_vector)

@@ -33,6 +33,7 @@ class SelectionContext:
     kmeans_backend: str = "auto"
     kmeans_iters: int = 20
     kmeans_max_points_per_centroid: int = 256
+    class_cap: int = 0             # taast-balanced; 0: ⌈B / classes c(x) among the candidates⌉
     embed: EmbedFn | None = None
     labelled_embeddings: Callable[[], np.ndarray | None] | None = None
 
@@ -105,8 +106,11 @@ def _embed_rows(ctx: SelectionContext, rows: np.ndarray) -> np.ndarray:
     return normalise_rows(ctx.embed(list(ctx.image_ids[rows])), in_place=True)  # a fresh array
 
 
-def _diverse(ctx: SelectionContext, value: np.ndarray) -> Picks:
-    """Top-q candidates by value, k-means with k = B on their z, member nearest each mean."""
+def _diverse(ctx: SelectionContext, value: np.ndarray, finish=None) -> Picks:
+    """Top-q candidates by value, k-means with k = B on their z, member nearest each mean.
+
+    ``finish(ctx, value, candidates, chosen) -> (rows, info)`` may revise the chosen rows
+    (taast-balanced's class cap) before the fill rule."""
     eligible = ~ctx.scored.pseudo
     picks = _empty_picks(ctx, value)
     candidates = top_candidates(value, eligible, ctx.tie_rank, ctx.candidate_fraction, ctx.budget)
@@ -124,16 +128,65 @@ def _diverse(ctx: SelectionContext, value: np.ndarray) -> Picks:
     picks.cluster[candidates] = result.assignment
     chosen = candidates[pick_nearest_to_means(z, result.assignment, ctx.budget,
                                               ctx.tie_rank[candidates])]
+    empty_clusters = int(ctx.budget - len(chosen))
+    if finish is not None:
+        chosen, info = finish(ctx, value, candidates, chosen)
+        picks.info.update(info)
     picks.rows = rank_by_value(value, ctx.tie_rank, chosen)
     picks.fill = np.zeros(len(picks.rows), bool)
     picks.info.update(kmeans_backend=result.backend, kmeans_inertia=float(result.inertia),
                       kmeans_iterations=int(result.iterations),
-                      empty_clusters=int(ctx.budget - len(chosen)))
+                      empty_clusters=empty_clusters)
     return _with_fill(ctx, picks, eligible)
 
 
-# The value each diverse strategy ranks candidates by: φ, or φ with w ≡ 1, which is E(x).
-DIVERSE_VALUE = {"taast": lambda scored: scored.value, "taast-no-rarity": lambda scored: scored.entropy}
+def occurrence_index(labels: np.ndarray) -> np.ndarray:
+    """For each position, how many earlier positions hold the same label (0 for the first)."""
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(labels) else np.zeros(0, np.int64)
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
+    index = np.empty(len(labels), np.int64)
+    index[order] = np.arange(len(labels)) - group_start
+    return index
+
+
+def class_cap(budget: int, classes: np.ndarray, setting: int = 0) -> int:
+    """The most picks one predicted class may take: ``setting``, or ⌈B / K⌉ with K the number of
+    distinct classes c(x) among ``classes`` (at least 1)."""
+    if setting > 0:
+        return int(setting)
+    present = len(np.unique(classes[classes >= 0]))
+    return -(-budget // max(present, 1))
+
+
+def capped_take(priority: np.ndarray, classes: np.ndarray, cap: int, budget: int) -> tuple[np.ndarray, int]:
+    """The first ``budget`` rows of ``priority`` whose class has not yet filled ``cap`` slots;
+    when those run out, the next best over-cap rows in priority order. Rows without a class
+    (c(x) = −1, no boxes) are never capped. Returns (rows, how many over-cap rows were taken)."""
+    cls = classes[priority]
+    within = (cls < 0) | (occurrence_index(cls) < cap)
+    rows = np.concatenate([priority[within], priority[~within]])[:budget]
+    return rows, int(max(0, len(rows) - int(within.sum())))
+
+
+def _balance(ctx: SelectionContext, value: np.ndarray, candidates: np.ndarray, chosen: np.ndarray):
+    """taast-balanced: the cluster picks by φ, then the other candidates by φ, under the cap."""
+    classes = np.asarray(ctx.scored.candidate_class)
+    cap = class_cap(ctx.budget, classes[candidates], ctx.class_cap)
+    rest = np.setdiff1d(candidates, chosen)
+    priority = np.concatenate([rank_by_value(value, ctx.tie_rank, chosen),
+                               rank_by_value(value, ctx.tie_rank, rest)])
+    rows, relaxed = capped_take(priority, classes, cap, ctx.budget)
+    kept = int(np.isin(chosen, rows).sum())
+    return rows, {"class_cap": cap, "cap_replaced": int(len(chosen) - kept), "cap_relaxed": relaxed}
+
+
+# The value each diverse strategy ranks candidates by: φ (the variants' φ = w(x)·E(x) where their
+# rarity rule applies, scoring.RARITY_RULES), or φ with w ≡ 1, which is E(x).
+DIVERSE_VALUE = {"taast": lambda scored: scored.value, "taast-no-rarity": lambda scored: scored.entropy,
+                 "taast-expected": lambda scored: scored.value, "taast-maxrare": lambda scored: scored.value,
+                 "taast-balanced": lambda scored: scored.value}
 
 
 def select_taast(ctx: SelectionContext) -> Picks:
@@ -142,6 +195,17 @@ def select_taast(ctx: SelectionContext) -> Picks:
 
 def select_taast_no_rarity(ctx: SelectionContext) -> Picks:
     return _diverse(ctx, DIVERSE_VALUE["taast-no-rarity"](ctx.scored))
+
+
+def select_taast_variant(ctx: SelectionContext) -> Picks:
+    """taast-expected / taast-maxrare: TAAST's steps on their φ = w(x)·E(x) (in scored.value)."""
+    if ctx.scored.image_weight is None:
+        raise ValueError("a tail-aware variant needs scores made with its rarity rule (scoring.rarity_rule)")
+    return _diverse(ctx, ctx.scored.value)
+
+
+def select_taast_balanced(ctx: SelectionContext) -> Picks:
+    return _diverse(ctx, ctx.scored.value, finish=_balance)
 
 
 def select_taast_no_diversity(ctx: SelectionContext) -> Picks:
@@ -196,8 +260,11 @@ STRATEGY_FUNCTIONS = {
     "entropy": select_entropy,
     "random": select_random,
     "coreset": select_coreset,
+    "taast-expected": select_taast_variant,
+    "taast-maxrare": select_taast_variant,
+    "taast-balanced": select_taast_balanced,
 }
-NEEDS_EMBEDDINGS = {"taast", "taast-no-rarity", "coreset"}
+NEEDS_EMBEDDINGS = {"taast", "taast-no-rarity", "coreset", "taast-expected", "taast-maxrare", "taast-balanced"}
 
 
 def run_strategy(name: str, ctx: SelectionContext) -> Picks:

@@ -74,3 +74,21 @@ def test_overrides_reach_nested_fields(tmp_path):
 def test_committed_study_configs_load(path):
     exp = load_experiment(path)
     assert exp.reference in {s.name for s in exp.strategies}
+
+
+def test_study_a_has_every_arm_of_issue_15():
+    from pathlib import Path
+
+    from taast_ray.experiment.config import load_experiment
+
+    study = load_experiment(Path(__file__).parents[2] / "benchmarks" / "experiments" / "study_a_taast_comparison.yaml")
+    arms = {(s.name, s.strategy, s.pseudo_labels) for s in study.strategies}
+    assert arms == {("random", "random", False), ("entropy", "entropy", False), ("coreset", "coreset", False),
+                    ("taast", "taast", True), ("taast-no-rarity", "taast-no-rarity", True),
+                    ("taast-no-diversity", "taast-no-diversity", True), ("taast-no-pseudo", "taast", False),
+                    ("taast-expected", "taast-expected", True), ("taast-maxrare", "taast-maxrare", True),
+                    ("taast-balanced", "taast-balanced", True)}
+    b = study.base
+    assert (study.seeds, b.protocol.cycles, b.model.embedder) == ([21, 42, 63], 3, "mobilenetv2-imagenet")
+    assert (b.data.synthetic_images, b.data.synthetic_classes, study.zipf,
+            b.data.synthetic_eval_min_instances) == (2000, 16, 0.8, 25)

@@ -44,3 +44,37 @@ def test_l0_metric_and_tail_lift_in_the_summary_and_tables():
     cycles = cycle_table(summary)
     assert "APr@L0" in cycles[0] and "tail lift" in cycles[0]
     assert cycles[2].split(" | ")[-1].startswith("n/a")  # cycle 0 selects nothing: no lift
+
+
+def test_paired_table_ordering_and_the_variants_against_the_papers_formula():
+    from taast_ray.experiment.report import comparison_pairs, paired_table, verdict_lines
+
+    exp = experiment_from_dict({**EXP, "seeds": [1, 2, 3],
+                                "strategies": ["random", "entropy", "taast", "taast-expected"]})
+    finals = {"random": [0.01, 0.02, 0.03], "entropy": [0.03, 0.02, 0.04], "taast": [0.04, 0.05, 0.06],
+              "taast-expected": [0.06, 0.06, 0.09]}
+    records = [_record(name, seed, [0.0, 0.0, a], [None, 1.0 + a, 1.0])
+               for name, values in finals.items() for seed, a in zip((1, 2, 3), values)]
+    for r in records:
+        r["pseudo_labels"] = r["strategy"].startswith("taast")
+    summary = _summary(exp, records, CLASSES)
+    assert comparison_pairs(exp, summary) == [
+        ("taast", "random"), ("taast", "entropy"), ("taast-expected", "random"),
+        ("taast-expected", "entropy"), ("taast-expected", "taast")]
+    table = paired_table(exp, summary)
+    assert table[0].startswith("| pair | APr@L0 | AP_rare | mAP | tail lift | label efficiency |")
+    # taast-expected − taast on APr@L0: 0.02, 0.01, 0.03 → +0.020, σ = 0.01, σ/√3 = 0.005774:
+    # ± 1.96 · 0.005774 = 0.011, t ± 4.303 · 0.005774 = 0.025
+    row = next(r for r in table if r.startswith("| taast-expected − taast |"))
+    assert "| +0.020 ± 0.011 (t ± 0.025) |" in row
+    # tail lift per seed is the mean over cycles 1..T: (1 + a + 1) / 2, so the difference is half of APr@L0's
+    assert "| +0.010 ± 0.006 (t ± 0.012) |" in row
+    lines = verdict_lines(exp, summary)
+    assert lines[0].startswith("- TAAST > entropy > random on final APr@L0 (means taast 0.050, "
+                               "entropy 0.030, random 0.020): holds in the means")
+    sentence = next(x for x in lines if x.startswith("- taast-expected − taast, final APr@L0"))
+    # +0.020 clears the paper's ± 0.011 but not the t-interval's ± 0.025 (3 seeds)
+    assert "is better (the 1.96σ/√n interval excludes 0; the t-interval (± 0.025) includes 0)" in sentence
+    steady = next(x for x in lines if x.startswith("- taast − random, final APr@L0"))
+    assert "excludes 0 too" in steady  # 0.03 on every seed: σ = 0
+    assert "| 0.050 ± 0.011 (t ± 0.025) |" in table2(exp, summary)[4]  # taast's final, t beside it

@@ -47,7 +47,8 @@ def test_every_trial_reported(finished):
     saved = json.loads((out / "results.json").read_text())
     assert saved["summary"]["default"].keys() == {"random", "taast"}
     report = (out / "report.md").read_text()
-    assert "| strategy | pseudo labels | AP_rare start | AP_rare final |" in report
+    assert "| strategy | pseudo labels | AP_rare start | AP_rare final (t-interval) |" in report
+    assert "Paired differences of the final values" in report and "| taast − random |" in report
     assert "taast − random, final AP_rare" in report
     for name in ("curves_default.png", "selected_classes_default.png"):
         assert (out / "plots" / name).stat().st_size > 1000

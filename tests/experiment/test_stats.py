@@ -75,3 +75,19 @@ def test_paired_difference_uses_common_seeds():
     d = paired_difference({21: 0.5, 42: 0.6, 63: 0.9}, {21: 0.4, 42: 0.3})
     assert (d.mean, d.n) == (pytest.approx(0.2), 2)
     assert d.half_width == pytest.approx(0.196)
+
+
+def test_t_interval_beside_the_papers():
+    # [1, 2, 3]: σ/√n = 1/√3; t_{0.975, 2} = 4.303 → 2.484; the paper's 1.96 → 1.132
+    from taast_ray.experiment.stats import t_quantile_975
+
+    m = mean_ci([1.0, 2.0, 3.0])
+    assert m.t_half_width == pytest.approx(4.303 / math.sqrt(3))
+    assert m.format(with_t=True) == "2.000 ± 1.132 (t ± 2.484)"
+    assert m.format() == "2.000 ± 1.132"
+    assert math.isnan(mean_ci([0.5]).t_half_width) and mean_ci([0.5]).format(with_t=True) == "0.500"
+    assert t_quantile_975(1) == 12.706 and t_quantile_975(30) == 2.042
+    assert t_quantile_975(60) == pytest.approx(2.000, abs=1e-3)  # the series beyond the table
+    assert t_quantile_975(10_000) == pytest.approx(1.96, abs=1e-3) and math.isnan(t_quantile_975(0))
+    d = paired_difference({21: 0.5, 42: 0.6}, {21: 0.4, 42: 0.3})
+    assert d.t_half_width == pytest.approx(12.706 * 0.141421356 / math.sqrt(2))

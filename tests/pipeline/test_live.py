@@ -171,3 +171,24 @@ def test_a_killed_detector_actor_is_restarted_and_nothing_is_lost(pool, baseline
     det = pq.read_table(out / "detections").column("image_id").to_pylist()
     assert len(det) == len(set(det)) == len(pq.read_table(baseline[0] / "detections"))
     assert selected(out) == selected(baseline[0])
+
+
+def test_a_tail_aware_variant_live_is_the_core_on_its_own_detections(pool, tmp_path, ray_local):
+    """taast-maxrare through the live pool (its per-image score rows spooled in the aggregator)
+    selects what the selection core selects from the detections and embeddings it wrote."""
+    from dataclasses import replace
+
+    from taast_ray.pipeline.live import embedding_cache_dir
+    from taast_ray.selection.run import select_from_detections
+
+    images, labels = pool
+    cfg = config(detector_actors_min=1, detector_actors_max=1)
+    cfg = replace(cfg, selection=replace(cfg.selection, strategy="taast-maxrare"))
+    out = tmp_path / "live"
+    summary = select_live(cfg, str(images), labels, out, rows_per_file=20)
+    assert summary["strategy"] == "taast-maxrare" and summary["selected"] == 4
+    core = select_from_detections(cfg, out / "detections", labels, tmp_path / "core",
+                                  embedding_cache_dir(out / "embedding_cache", cfg))
+    assert selected(out) == selected(tmp_path / "core") and core["candidates"] == summary["candidates"]
+    live_scores = pq.read_table(out / "scores.parquet").to_pydict()
+    assert live_scores == pq.read_table(tmp_path / "core" / "scores.parquet").to_pydict()

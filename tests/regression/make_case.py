@@ -2,6 +2,7 @@
 selection is intended and explained in its commit):
 
     .venv/bin/python -m tests.regression.make_case
+    .venv/bin/python -m tests.regression.make_case --add   # only the strategies not stored yet
 
 Inputs are seeded factories' files; the expected outputs are what ``taast select --detections``
 wrote for each strategy. tests/regression/test_stored_selection.py compares against them.
@@ -17,7 +18,8 @@ import pyarrow.parquet as pq
 from tests.factories import write_detections, write_embeddings, write_labels
 
 CASE = Path(__file__).parent / "case"
-STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-rarity", "taast-no-diversity")
+STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-rarity", "taast-no-diversity",
+              "taast-expected", "taast-maxrare", "taast-balanced")
 ARGS = ("--budget", "12", "--seed", "5", "--tau", "0.8")
 
 
@@ -37,11 +39,16 @@ def select(folder: Path, strategy: str, out: Path) -> int:
                  "--strategy", strategy, *ARGS, "--out", str(out)])
 
 
-def main() -> None:
-    shutil.rmtree(CASE, ignore_errors=True)
-    write_inputs(CASE)
+def main(add_only: bool = False) -> None:
+    """Everything anew, or with ``add_only`` the stored inputs kept and only the strategies
+    without stored outputs run (the others' files are not touched)."""
+    if not add_only:
+        shutil.rmtree(CASE, ignore_errors=True)
+        write_inputs(CASE)
     with tempfile.TemporaryDirectory() as tmp:
         for strategy in STRATEGIES:
+            if add_only and (CASE / strategy).exists():
+                continue
             out = Path(tmp) / strategy
             assert select(CASE, strategy, out) == 0
             for name in ("selection.parquet", "scores.parquet"):
@@ -50,4 +57,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(add_only="--add" in sys.argv[1:])

@@ -13,7 +13,7 @@ from taast_ray.selection.detections import read_detections
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.pool import stream_pool
 from taast_ray.selection.run import select_from_detections
-from taast_ray.selection.scoring import reduce_images, score_images
+from taast_ray.selection.scoring import rarity_rule, reduce_images, score_images
 from taast_ray.selection.strategies import SelectionContext, run_strategy
 from tests.factories import detections_table, write_embeddings, write_labels
 
@@ -36,7 +36,7 @@ def reference_selection(folder, strategy: str, budget: int):
     labels = load_labels(folder / "labels.json")
     det = read_detections(folder / "det.parquet", labels.num_classes)
     scored = score_images(det.scores, det.offsets, labels.class_counts("images"),
-                          use_rarity=strategy != "taast-no-rarity")
+                          use_rarity=strategy != "taast-no-rarity", rule=rarity_rule(strategy))
     emb = ParquetEmbeddings(folder / "emb.parquet")
     ctx = SelectionContext(image_ids=det.image_ids, tie_rank=id_rank(det.image_ids), scored=scored,
                            budget=budget, seed=5, embed=emb.get,
@@ -45,7 +45,8 @@ def reference_selection(folder, strategy: str, budget: int):
     return det, scored, picks
 
 
-@pytest.mark.parametrize("strategy", ["taast", "taast-no-rarity", "entropy", "random"])
+@pytest.mark.parametrize("strategy", ["taast", "taast-no-rarity", "entropy", "random",
+                                      "taast-expected", "taast-maxrare", "taast-balanced"])
 def test_streamed_selection_is_the_whole_table_selection(moderate, strategy, tmp_path):
     det, scored, picks = reference_selection(moderate, strategy, 48)
     cfg = config_from_dict({"selection": {"strategy": strategy, "budget": 48, "seed": 5}}).validate()
@@ -58,6 +59,11 @@ def test_streamed_selection_is_the_whole_table_selection(moderate, strategy, tmp
     order = np.argsort(det.image_ids.astype(str), kind="stable")
     assert scores.column("image_id").to_pylist() == det.image_ids[order].tolist()
     np.testing.assert_array_equal(scores.column("entropy").to_numpy(), scored.entropy[order])
+    has = scored.candidate_class[order] >= 0  # w_{c(x)}, or the variant's w(x), from the memory map
+    weight = scored.weights[np.maximum(scored.candidate_class, 0)] if scored.image_weight is None \
+        else scored.image_weight
+    np.testing.assert_array_equal(scores.column("weight").to_numpy(zero_copy_only=False)[has], weight[order][has])
+    np.testing.assert_array_equal(scores.column("score").to_numpy(zero_copy_only=False), picks.score[order])
     np.testing.assert_array_equal(scores.column("pseudo").to_numpy(zero_copy_only=False), scored.pseudo[order])
     np.testing.assert_array_equal(scores.column("candidate").to_numpy(zero_copy_only=False), picks.candidate[order])
     assert summary["pseudo_labelled"] == int(scored.pseudo.sum())
@@ -159,3 +165,20 @@ def test_a_failed_run_leaves_no_spool(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="x2 < x1"):
         stream_pool(tmp_path / "d.parquet", 3, 0.8, batch_rows=16)
     assert not list(tmp_path.glob("taast-spool-*"))
+
+
+@pytest.mark.parametrize("rule", ["expected", "max"])
+def test_a_variants_score_rows_are_spooled_not_held(tmp_path, rule):
+    """The rarity rule's one C-row per image goes to the spool (a memory map), in stream order,
+    equal to the whole-table rows; the class rule spools none."""
+    t = detections_table(500, 7, seed=9, confident_share=0.2)
+    pq.write_table(t, tmp_path / "d.parquet", row_group_size=70)
+    whole = read_detections(tmp_path / "d.parquet", 7)
+    reduced = reduce_images(whole.scores, whole.offsets, 0.8, rule)
+    pool = stream_pool(tmp_path / "d.parquet", 7, 0.8, batch_rows=64, spool_dir=tmp_path, rule=rule)
+    assert isinstance(pool.image_vectors, np.memmap) and pool.image_vectors.shape == (500, 7)
+    np.testing.assert_array_equal(np.asarray(pool.image_vectors), reduced.image_vector)
+    plain = stream_pool(tmp_path / "d.parquet", 7, 0.8, batch_rows=64, spool_dir=tmp_path)
+    assert plain.image_vectors is None and reduce_images(whole.scores, whole.offsets, 0.8).image_vector is None
+    pool.close()
+    plain.close()

@@ -72,12 +72,12 @@ def test_taast_pick_is_one_per_cluster_nearest_the_mean():
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(12, 70), budget=st.integers(1, 8), seed=st.integers(0, 10_000),
        strategy=st.sampled_from(["taast", "taast-no-rarity", "taast-no-diversity", "entropy",
-                                 "random", "coreset"]))
+                                 "random", "coreset", "taast-balanced"]))
 def test_properties_any_strategy(n, budget, seed, strategy):
     ctx, emb = context(n=n, budget=budget, seed=seed, pseudo_share=0.3)
     picks = run_strategy(strategy, ctx)
     assert len(picks.rows) == budget == len(set(picks.rows.tolist()))
-    if strategy.startswith("taast") and strategy != "taast-no-diversity":
+    if strategy.startswith("taast") and strategy not in ("taast-no-diversity", "taast-balanced"):
         check_diverse_pick(ctx, emb, picks)
     again = run_strategy(strategy, context(n=n, budget=budget, seed=seed, pseudo_share=0.3)[0])
     assert again.rows.tolist() == picks.rows.tolist()  # same seed, same selection
