@@ -68,7 +68,7 @@ def _add_box(doc: dict, image_id: int, category_id: int, bbox: list[float], widt
                                "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
 
 
-def _finish(doc: dict, order: list[str], selected: dict, found: dict, size_of) -> tuple[dict, list[str]]:
+def _finish(doc: dict, order: list[str], found: dict) -> tuple[dict, list[str]]:
     """Images in selection order, ids 1..n; the selected images nobody labelled."""
     rank = {k: n for n, k in enumerate(order)}
     keys = sorted(found, key=lambda k: rank[k])
@@ -138,7 +138,7 @@ def label_studio_to_coco(tasks, selected: dict[str, dict], categories: list[dict
                 raise InputError(f"{where}: rectangle without numeric x, y, width, height") from None
             _add_box(doc, image_id, by_name[labels[0]],
                      [x / 100 * width, y / 100 * height, w / 100 * width, h / 100 * height], width, height, where)
-    return _finish(doc, list(selected), selected, found, size_of)
+    return _finish(doc, list(selected), found)
 
 
 def _category_map(theirs: list[dict], ours: list[dict], source: str) -> dict:
@@ -180,4 +180,4 @@ def coco_to_selected(labels, selected: dict[str, dict], categories: list[dict], 
                  img["height"], f"{source}: annotation {a.get('id')}")
     for v in found.values():
         v.pop("source_id")
-    return _finish(doc, list(selected), selected, found, size_of)
+    return _finish(doc, list(selected), found)

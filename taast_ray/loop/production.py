@@ -185,8 +185,7 @@ def await_labels(cycle: CycleLayout, run: Path, resume: bool) -> None:
 
 def run_production(cfg: TaastConfig, layout: RunLayout, resume: bool) -> list[dict]:
     from taast_ray.evaluation.tail import format_own_class_table
-    from taast_ray.loop.cycle import (Dataset, cycle_row, evaluate_weights, select_stage,
-                                      train_and_evaluate, write_cycle_pool)
+    from taast_ray.loop.cycle import Dataset, cycle_row, select_stage, train_and_evaluate, write_cycle_pool
 
     paths = own_paths(cfg, layout, resume)
     stage(layout.data, PREPARE_STAGE, resume, lambda: prepare(paths, layout))
