@@ -55,7 +55,7 @@ def own_paths(cfg: TaastConfig, layout: RunLayout, resume: bool) -> dict:
     """data.labelled / pool / val / images, from data.yolo imported into the run when given."""
     d = cfg.data
     if not d.yolo:
-        return {"labelled": d.labelled, "pool": d.pool, "val": d.val, "images": d.images}
+        return {"labelled": d.labelled, "pool": d.pool, "val": d.val, "test": d.test, "images": d.images}
     from taast_ray.data.yolo_import import import_yolo
 
     imported = layout.data / "imported"
@@ -63,12 +63,12 @@ def own_paths(cfg: TaastConfig, layout: RunLayout, resume: bool) -> dict:
         f"imported {d.yolo}: {import_yolo(d.yolo, imported)['pool']} pool images -> {imported}"))
     import yaml
 
-    return yaml.safe_load((imported / "taast.yaml").read_text())["data"] | {"val": d.val or
-                                                                          _imported_val(imported)}
+    return yaml.safe_load((imported / "taast.yaml").read_text())["data"] | {
+        "val": d.val or _imported(imported, "val"), "test": d.test or _imported(imported, "test")}
 
 
-def _imported_val(imported: Path) -> str | None:
-    return str(imported / "val.json") if (imported / "val.json").exists() else None
+def _imported(imported: Path, split: str) -> str | None:
+    return str(imported / f"{split}.json") if (imported / f"{split}.json").exists() else None
 
 
 def prepare(paths: dict, layout: RunLayout) -> None:
@@ -185,12 +185,14 @@ def await_labels(cycle: CycleLayout, run: Path, resume: bool) -> None:
 
 def run_production(cfg: TaastConfig, layout: RunLayout, resume: bool) -> list[dict]:
     from taast_ray.evaluation.tail import format_own_class_table
-    from taast_ray.loop.cycle import Dataset, cycle_row, select_stage, train_and_evaluate, write_cycle_pool
+    from taast_ray.loop.cycle import (Dataset, cycle_row, evaluate_weights, select_stage, train_and_evaluate,
+                                      write_cycle_pool)
 
     paths = own_paths(cfg, layout, resume)
     stage(layout.data, PREPARE_STAGE, resume, lambda: prepare(paths, layout))
     images = Path(paths["images"])
-    data = Dataset(Path(paths["labelled"]), Path(paths["val"]) if paths.get("val") else None, None, images,
+    optional = {k: Path(paths[k]) if paths.get(k) else None for k in ("val", "test")}
+    data = Dataset(Path(paths["labelled"]), optional["val"], optional["test"], images,
                    frequency_from=layout.labels_l0)
     labels_l0 = read_json(layout.labels_l0)
     say("classes of L (tag: the r/c/f group of APr/APc/APf, from L; L0 tag: < 10 images is rare):\n"
@@ -225,4 +227,7 @@ def run_production(cfg: TaastConfig, layout: RunLayout, resume: bool) -> list[di
         train_and_evaluate(cfg, data, labels, pseudo, str(weights), cfg.train.epochs, cycle, resume)
         rows.append(cycle_row(cycle, labels))
         labels_path, weights = cycle.labels, cycle.weights
+    if data.test is not None:  # once, after the last cycle, on L's groups
+        stage(layout.root, "test", resume, lambda: write_json(layout.test_metrics, evaluate_weights(
+            cfg, weights, data.test, images, layout.test_predictions, layout.labels_l0, layout.labels_l0)))
     return rows

@@ -83,3 +83,18 @@ def test_labels_of_an_image_not_selected(tmp_path):
                                   "categories": CATS}))
     with pytest.raises(InputError, match="'pool/d.jpg'.*is not one of the selected images"):
         ingest_labels(layout.root, labels, partial=True)
+
+
+def test_resume_ingests_labels_left_in_the_cycle_folder(tmp_path):
+    from taast_ray.loop.cycle import AwaitingAnnotation
+    from taast_ray.loop.production import DROPPED_LABELS, await_labels
+
+    layout, keys = waiting_run(tmp_path)
+    cycle = layout.cycle(1)
+    with pytest.raises(AwaitingAnnotation) as stop:
+        await_labels(cycle, layout.root, resume=True)
+    assert f"taast ingest --run {layout.root} --labels" in str(stop.value)
+    assert f"taast run --config {layout.config} --out {layout.root} --resume" in str(stop.value)
+    (cycle.dir / DROPPED_LABELS).write_text(json.dumps(export(keys)))
+    await_labels(cycle, layout.root, resume=True)
+    assert cycle.done("annotate") and len(json.loads(cycle.labels_new.read_text())["images"]) == 3
