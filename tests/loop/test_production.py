@@ -132,5 +132,7 @@ def test_yolo_folder_to_two_production_cycles(tmp_path, ray_local, capsys):
         true = sorted(tuple(round(float(v), 3) for v in a["bbox"])
                       for a in truth["boxes"].get(truth["images"][key]["id"], []))
         assert got == true
+    test = json.loads((run / "test_metrics.json").read_text())  # the imported test split, once
+    assert test["frequency_source"] == "labelled training set"
     rows = json.loads((run / "cycles.json").read_text())
     assert [r["labelled_images"] for r in rows] == [LABELLED, LABELLED + 6, LABELLED + 12]
