@@ -13,7 +13,8 @@ an image without one is unlabelled. Unlabelled images of ``train``, of a ``pool`
 ``val``/``test`` images are left out and counted.
 
 Written under ``out``: ``train.json`` (L), ``val.json`` / ``test.json`` when those splits exist,
-``pool.parquet`` (image_id, uri), ``taast.yaml`` (the ``data:`` section of a production run).
+``pool.parquet`` (image_id, uri), ``taast.yaml`` (the ``data:`` section of a production run;
+val and test are evaluated there when written).
 COCO category ids are the YOLO class index + 1, names kept; ``file_name`` and the pool's
 ``image_id`` are the image's path relative to the dataset root (the run's ``data.images``).
 """
@@ -183,7 +184,8 @@ def import_yolo(data_yaml: str | Path, out: str | Path, extra_pool: list[str] = 
                                                   "uri": pa.array([pool[i] for i in ids], pa.string())}))
     data = {"labelled": str(written["train"].resolve()), "pool": str((out / "pool.parquet").resolve()),
             "images": str(root)}
-    if "val" in written:
-        data["val"] = str(written["val"].resolve())
+    for split in ("val", "test"):
+        if split in written:
+            data[split] = str(written[split].resolve())
     write_text(out / "taast.yaml", yaml.safe_dump({"data": data}, sort_keys=False))
     return {"root": str(root), "classes": names, "splits": counts, "pool": len(ids), "data": data}
