@@ -164,13 +164,66 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from taast_ray.io import read_json
     from taast_ray.loop.ingest import ingest_labels
 
     with _locked(Path(args.run)):  # never beside a `taast run --resume` still writing there
-        path = ingest_labels(args.run, args.labels)
-    print(f"labels stored in {path}; continue with: taast run --config {Path(args.run) / 'config.yaml'} "
-          f"--out {args.run} --resume")
+        path = ingest_labels(args.run, args.labels, partial=args.partial)
+    report = read_json(path.parent / "ingest.json")
+    back = f", {report['returned_to_pool']} returned to the pool" if report["returned_to_pool"] else ""
+    print(f"{report['labelled']} images ({report['boxes']} boxes) stored in {path}{back}; continue with: "
+          f"taast run --config {Path(args.run) / 'config.yaml'} --out {args.run} --resume")
     return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from taast_ray.data.yolo_import import import_yolo
+    from taast_ray.io import check_out_dir
+
+    check_out_dir(args.out)
+    result = import_yolo(args.source, Path(args.out), extra_pool=args.pool or [])
+    for split, c in result["splits"].items():
+        skipped = f" ({c['unlabelled_skipped']} without labels left out)" if c["unlabelled_skipped"] else ""
+        print(f"{split}: {c['images']} labelled images, {c['boxes']} boxes{skipped}")
+    print(f"pool: {result['pool']} unlabelled images; {len(result['classes'])} classes "
+          f"(category ids 1..{len(result['classes'])})")
+    print(f"wrote {args.out}; a production run takes {Path(args.out) / 'taast.yaml'}: "
+          f"taast run --config {Path(args.out) / 'taast.yaml'} --out RUN")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from taast_ray.data.export import export_selection
+
+    result = export_selection(args.selection, args.format, args.out, image_url=args.image_url)
+    print(f"{result['images']} images, {result['pre_annotations']} pre-annotated boxes -> {result['out']}")
+    return 0
+
+
+def _import_export_parsers(sub) -> None:
+    imp = sub.add_parser("import", help="an Ultralytics YOLO dataset to COCO JSON and a pool manifest",
+                         description="Reads data.yaml as Ultralytics does. Images with a label file "
+                                     "are labelled (train.json = L, val.json, test.json; category id = "
+                                     "class index + 1, names kept); train images without one, and the "
+                                     "YAML's pool/unlabelled entry, form pool.parquet (image_id = path "
+                                     "relative to the dataset root, uri). Writes taast.yaml, the data "
+                                     "section of a production `taast run`.")
+    imp.add_argument("format", choices=("yolo",), help="source format")
+    imp.add_argument("source", help="the dataset's data.yaml")
+    imp.add_argument("--out", required=True, help="output folder")
+    imp.add_argument("--pool", action="append", metavar="DIR",
+                     help="an extra folder of unlabelled images for the pool (repeatable)")
+    imp.set_defaults(func=cmd_import)
+    exp = sub.add_parser("export", help="a selection for annotation: COCO, YOLO or Label Studio tasks",
+                         description="The selected images with the detector's boxes as pre-annotations: "
+                                     "labelstudio (tasks, rectanglelabels in percent), coco (a JSON "
+                                     "file), yolo (a folder: images/, labels/, dataset.yaml).")
+    exp.add_argument("selection", help="a selection folder (taast select --out, or RUN/cycle_T/select)")
+    exp.add_argument("--format", required=True, choices=("coco", "yolo", "labelstudio"))
+    exp.add_argument("--out", required=True, help="output file (a folder for yolo)")
+    exp.add_argument("--image-url", help="labelstudio: data.image = this prefix + image_id "
+                                         "(e.g. /data/local-files/?d=images/)")
+    exp.set_defaults(func=cmd_export)
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -289,9 +342,13 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", help="bring annotators' labels back into a waiting run",
                             description="Validates the labels (selected images only, known categories, "
                                         "sane boxes) and stores them for the waiting cycle.")
-    ingest.add_argument("--labels", required=True, help="COCO/LVIS JSON of the selected images")
+    ingest.add_argument("--labels", required=True,
+                        help="a Label Studio JSON export of the tasks, or COCO/LVIS JSON of the selected images")
     ingest.add_argument("--run", required=True, help="run directory")
+    ingest.add_argument("--partial", action="store_true",
+                        help="accept labels for some of the selected images; the rest go back to the pool")
     ingest.set_defaults(func=cmd_ingest)
+    _import_export_parsers(sub)
 
     experiment = sub.add_parser(
         "experiment", help="strategies × seeds × cycles, with a report",

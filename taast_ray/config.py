@@ -128,6 +128,12 @@ class DataConfig:
     val: str | None = None            # fixed validation split, evaluated every cycle
     test: str | None = None           # evaluated once, after the last cycle
     images: str | None = None         # folder the label files' file_name entries are relative to
+    # production (the team's own data): L is `labelled`, U is `pool` (a folder, a parquet
+    # manifest or an s3:// / gs:// prefix); `val` optional; or `yolo` (an Ultralytics data.yaml,
+    # imported into the run directory). image_id = the path relative to `images`.
+    labelled: str | None = None
+    pool: str | None = None
+    yolo: str | None = None
     synthetic_images: int = 1500      # no train file given: make a synthetic set of this size
     synthetic_classes: int = 12
     synthetic_image_size: int = 160
@@ -148,6 +154,11 @@ class TaastConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def production(self) -> bool:
+        """The team's own L and pool (data.labelled or data.yolo): annotators, no oracle."""
+        return bool(self.data.labelled or self.data.yolo)
+
     def validate(self) -> "TaastConfig":
         _validate(self)
         return self
@@ -164,6 +175,12 @@ class TaastConfig:
 def _checks(cfg: TaastConfig):
     s, m, t, p, r, d = cfg.selection, cfg.model, cfg.train, cfg.protocol, cfg.ray, cfg.data
     yield "data.val", d.train is None or d.val is not None, "is needed when data.train is given"
+    yield "data.labelled", not (d.labelled and d.train), "and data.train exclude each other (own L, or a simulation)"
+    yield "data.yolo", not (d.yolo and (d.labelled or d.train or d.pool)), \
+        "is a shortcut for data.labelled/pool/val/images: give one or the other"
+    yield "data.pool", not d.labelled or bool(d.pool), "is needed when data.labelled is given"
+    yield "data.images", not d.labelled or bool(d.images), "is needed when data.labelled is given"
+    yield "data.pool", not d.pool or bool(d.labelled), "needs data.labelled (the labelled set L)"
     yield "data.images", d.train is None or d.images is not None, "is needed when data.train is given"
     yield "data.synthetic_images", d.synthetic_images >= 50, "must be >= 50"
     yield "data.synthetic_zipf", d.synthetic_zipf >= 0, "must be >= 0"

@@ -71,6 +71,11 @@ def load_labels(path: str | Path) -> LabelSet:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
+    return labels_from_dict(raw, path)
+
+
+def labels_from_dict(raw, path: str | Path) -> LabelSet:
+    """Validate a parsed COCO / LVIS document; ``path`` names it in the errors."""
     if not isinstance(raw, dict) or not isinstance(raw.get("categories"), list):
         raise InputError(f"{path}: missing the 'categories' list of a COCO/LVIS file")
     _check_categories(path, raw["categories"])

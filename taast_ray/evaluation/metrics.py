@@ -42,13 +42,20 @@ DEFINITIONS = {
 
 
 def evaluate_detections(gt_json: str | Path, predictions_json: str | Path,
-                        verbose: bool = False, l0_frequency: dict[int, str] | None = None) -> dict:
+                        verbose: bool = False, l0_frequency: dict[int, str] | None = None,
+                        frequency: dict[int, str] | None = None) -> dict:
     """Evaluate a COCO-results list against LVIS-format (or plain COCO) ground truth.
 
-    ``l0_frequency`` (category id → r/c/f counted on L0) adds ``APr@L0``/``APc@L0``/``APf@L0``."""
+    ``l0_frequency`` (category id → r/c/f counted on L0) adds ``APr@L0``/``APc@L0``/``APf@L0``;
+    ``frequency`` (category id → r/c/f of the labelled training set) replaces the ground truth's
+    own groups for ``APr``/``APc``/``APf`` (a team's data: tags from L, evaluation/tail.py)."""
     gt = _read_json(gt_json)
     rows = _read_predictions(predictions_json, gt)
+    if frequency is not None:
+        gt = _with_frequency(gt, frequency)
     changed, frequency_source = _complete_gt(gt)
+    if frequency is not None:
+        changed, frequency_source = True, "labelled training set"
     l0_gt = _with_frequency(gt, l0_frequency) if l0_frequency is not None else None
     with tempfile.TemporaryDirectory(prefix="taast-eval-") as tmp:
         gt_path = str(gt_json)

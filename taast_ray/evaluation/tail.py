@@ -129,3 +129,35 @@ def degenerate_warning(coverage: dict, where: str) -> str | None:
             f"{coverage['images']} {coverage['over']} ({share:.0%} < {DEGENERATE_COVERAGE:.0%}); "
             f"uncertainty and rarity have little to rank, so this selection is close to arbitrary "
             f"(a degenerate start model: train the warm-up longer or start from better weights)")
+
+
+LVIS_RARE_MAX = 10       # LVIS tags: r <= 10 training images, c 11-100, f > 100
+LVIS_COMMON_MAX = 100
+
+
+def lvis_tag(image_count: int) -> str:
+    return "r" if image_count <= LVIS_RARE_MAX else "c" if image_count <= LVIS_COMMON_MAX else "f"
+
+
+def training_frequency(labels: dict) -> dict[int, str]:
+    """The r/c/f groups of APr/APc/APf for a team's own data: the labelled training set's LVIS
+    tags when every category carries one, else counted on its images by LVIS's rule (never on
+    the validation split, whose counts say nothing about what the model learnt from)."""
+    tags = {c["id"]: c.get("frequency") for c in labels["categories"]}
+    if all(t in ("r", "c", "f") for t in tags.values()):
+        return tags
+    return {cat: lvis_tag(n) for cat, n in image_counts(labels).items()}
+
+
+def format_own_class_table(labels: dict, val: dict | None = None) -> str:
+    """The demo's class table for a team's data: images per class in L (and val), the group
+    APr/APc/APf use (``tag``) and the group counted on L0 (``L0 tag``, the paper's rare)."""
+    counts, tags = image_counts(labels), training_frequency(labels)
+    val_counts = image_counts(val) if val is not None else None
+    head = f"{'id':>3}  {'class':<20}{'tag':<5}{'L':>8}" + (f"{'val':>8}" if val_counts else "") + "  L0 tag"
+    rows = [head]
+    for c in sorted(labels["categories"], key=lambda c: c["id"]):
+        cells = f"{counts[c['id']]:>8}" + (f"{val_counts.get(c['id'], 0):>8}" if val_counts else "")
+        rows.append(f"{c['id']:>3}  {str(c.get('name', c['id']))[:19]:<20}{tags[c['id']]:<5}{cells}  "
+                    f"{l0_tag(counts[c['id']])}")
+    return "\n".join(rows)

@@ -35,9 +35,10 @@ TAIL_KEYS = ("tail_lift", "rare_images_selected", "rare_images_random", "candida
 @dataclass
 class Dataset:
     train: Path
-    val: Path
+    val: Path | None           # None (production without a validation set): no evaluation
     test: Path | None
     images: Path
+    frequency_from: Path | None = None  # labels whose r/c/f groups APr/APc/APf use (production: L)
 
 
 class AwaitingAnnotation(Exception):
@@ -67,7 +68,8 @@ def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: di
         train_set = combine_training_set(labels, pseudo)
         write_json(cycle.train_set, train_set)
         shutil.rmtree(cycle.yolo, ignore_errors=True)
-        export_yolo({"train": cycle.train_set, "val": data.val}, data.images, cycle.yolo,
+        # Ultralytics needs a val split; without one the training set stands in (never reported)
+        export_yolo({"train": cycle.train_set, "val": data.val or cycle.train_set}, data.images, cycle.yolo,
                     train_set["categories"])
 
     def train():
@@ -87,7 +89,7 @@ def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: di
 
     def evaluate():
         metrics = evaluate_weights(cfg, cycle.weights, data.val, data.images, cycle.val_predictions,
-                                   RunLayout(cycle.dir.parent).labels_l0)
+                                   RunLayout(cycle.dir.parent).labels_l0, data.frequency_from)
         write_json(cycle.metrics, metrics)
         say(f"{cycle.dir.name}: " + "  ".join(f"{k} {_num(metrics.get(k))}"
                                               for k in (*METRIC_KEYS, *L0_METRIC_KEYS, "AP50f")))
@@ -96,20 +98,23 @@ def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: di
         + (f" + {len(pseudo['images'])} pseudo-labelled" if pseudo else "") + " images")
     stage(cycle.dir, "dataset", resume, assemble)
     stage(cycle.dir, "train", resume, train)
-    stage(cycle.dir, "evaluate", resume, evaluate)
+    if data.val is not None:
+        stage(cycle.dir, "evaluate", resume, evaluate)
 
 
 def evaluate_weights(cfg: TaastConfig, weights: Path, gt: Path, images: Path, predictions: Path,
-                     l0_labels: Path | None = None) -> dict:
-    """LVIS/COCO metrics; with L0's labels also the groups counted on L0 (``APr@L0`` ...)."""
+                     l0_labels: Path | None = None, frequency_from: Path | None = None) -> dict:
+    """LVIS/COCO metrics; with L0's labels also the groups counted on L0 (``APr@L0`` ...); with
+    ``frequency_from`` APr/APc/APf on that training set's groups (tail.training_frequency)."""
     from taast_ray.evaluation.metrics import evaluate_detections, write_predictions
     from taast_ray.evaluation.predict import predict_split
-    from taast_ray.evaluation.tail import l0_frequency
+    from taast_ray.evaluation.tail import l0_frequency, training_frequency
 
     write_predictions(predictions, predict_split(weights, gt, images, imgsz=cfg.train.imgsz,
                                                  device=cfg.model.device))
     l0 = l0_frequency(read_json(l0_labels)) if l0_labels is not None and l0_labels.exists() else None
-    return evaluate_detections(gt, predictions, l0_frequency=l0)
+    groups = training_frequency(read_json(frequency_from)) if frequency_from is not None else None
+    return evaluate_detections(gt, predictions, l0_frequency=l0, frequency=groups)
 
 
 def combine_training_set(labels: dict, pseudo: dict | None) -> dict:
@@ -206,6 +211,12 @@ def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> li
         raise InputError(f"{run}: run directory is not empty (use --resume to continue it)")
     run.mkdir(parents=True, exist_ok=True)
     save_config(cfg, layout.config)
+    if cfg.production:
+        from taast_ray.loop.production import run_production
+
+        rows = run_production(cfg, layout, resume)
+        write_json(layout.cycles_json, rows)
+        return rows
     data = resolve_dataset(cfg, layout)
     stage(layout.data, SPLIT_STAGE, resume, lambda: split_labelled_pool(
         data.train, data.images, layout.data, fraction=cfg.protocol.seed_fraction, seed=cfg.selection.seed))
@@ -238,12 +249,12 @@ def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> li
 
 
 def cycle_row(cycle: CycleLayout, labels: dict) -> dict:
-    metrics = read_json(cycle.metrics)
+    metrics = read_json(cycle.metrics) if cycle.metrics.exists() else {}  # no val: no metrics
     train_set = read_json(cycle.train_set)
     manual = len(labels["annotations"])
     tail = read_json(cycle.tail) if cycle.tail.exists() else {}
     coverage = read_json(cycle.coverage) if cycle.coverage.exists() else {}
-    return {"cycle": cycle.index, **{k: metrics[k] for k in METRIC_KEYS},
+    return {"cycle": cycle.index, **{k: metrics.get(k) for k in METRIC_KEYS},
             **{k: metrics.get(k) for k in (*L0_METRIC_KEYS, "AP50f")},
             "labelled_images": len(labels["images"]),
             "manual_annotations": manual,

@@ -1,0 +1,21 @@
+"""Image facts the label formats need: the displayed size (EXIF orientation applied)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from taast_ray.errors import InputError
+
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) as the image is shown and trained on, reading the header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError(f"{path}: cannot read the image ({' '.join(str(exc).split())[:80]})") from None
+    return (height, width) if orientation in _ROTATED else (width, height)

@@ -1,0 +1,64 @@
+"""`taast export`: a selection's images with the detector's boxes, as COCO, YOLO and Label Studio."""
+import json
+
+import pytest
+import yaml
+from PIL import Image
+
+from taast_ray.cli import main
+from taast_ray.data.export import export_selection
+from taast_ray.errors import InputError
+
+CATS = [{"id": 1, "name": "car"}, {"id": 2, "name": "person"}]
+
+
+def selection(tmp_path):
+    """What a selection publishes: tasks in rank order (boxes in percent), and the categories."""
+    folder = tmp_path / "select"
+    folder.mkdir()
+    tasks = []
+    for n, (key, size) in enumerate((("cam/a.jpg", (200, 100)), ("cam/b.jpg", (50, 40)))):
+        uri = tmp_path / "images" / key
+        uri.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size).save(uri)
+        result = [{"type": "rectanglelabels", "from_name": "label", "to_name": "image", "score": 0.4,
+                   "original_width": size[0], "original_height": size[1],
+                   "value": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0, "rectanglelabels": ["person"]}}]
+        tasks.append({"data": {"image": str(uri), "image_id": key, "rank": n},
+                      "predictions": [{"model_version": "taast-ray", "result": result if n == 0 else []}]})
+    (folder / "label_studio_tasks.json").write_text(json.dumps(tasks))
+    (folder / "pseudo_labels.json").write_text(json.dumps({"images": [], "annotations": [], "categories": CATS}))
+    return folder
+
+
+def test_coco_export_has_pixel_pre_annotations(tmp_path):
+    export_selection(selection(tmp_path), "coco", tmp_path / "q.json")
+    doc = json.loads((tmp_path / "q.json").read_text())
+    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in doc["images"]] == \
+        [(1, "cam/a.jpg", 200, 100), (2, "cam/b.jpg", 50, 40)]
+    assert [(a["image_id"], a["category_id"], a["bbox"], a["score"]) for a in doc["annotations"]] == \
+        [(1, 2, [20.0, 20.0, 60.0, 40.0], 0.4)]
+    assert doc["categories"] == CATS
+
+
+def test_yolo_export_is_a_dataset_folder(tmp_path):
+    export_selection(selection(tmp_path), "yolo", tmp_path / "y")
+    assert (tmp_path / "y" / "labels" / "cam__a.txt").read_text() == "1 0.250000 0.400000 0.300000 0.400000\n"
+    assert (tmp_path / "y" / "labels" / "cam__b.txt").read_text() == ""
+    assert (tmp_path / "y" / "images" / "cam__a.jpg").is_file()
+    assert yaml.safe_load((tmp_path / "y" / "dataset.yaml").read_text())["names"] == {0: "car", 1: "person"}
+
+
+def test_label_studio_export_with_an_image_url(tmp_path):
+    folder = selection(tmp_path)
+    assert main(["export", str(folder), "--format", "labelstudio", "--out", str(tmp_path / "t.json"),
+                 "--image-url", "/data/local-files/?d=images/"]) == 0
+    tasks = json.loads((tmp_path / "t.json").read_text())
+    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=images/cam/a.jpg",
+                                                    "/data/local-files/?d=images/cam/b.jpg"]
+    assert tasks[0]["predictions"][0]["result"][0]["value"]["rectanglelabels"] == ["person"]
+
+
+def test_not_a_selection(tmp_path):
+    with pytest.raises(InputError, match="not a selection output folder"):
+        export_selection(tmp_path, "coco", tmp_path / "x.json")

@@ -1,0 +1,138 @@
+"""A team's own data, end to end (issue 16): a YOLO-layout dataset → `taast import yolo` →
+`taast run` in production mode for 2 cycles on a local Ray, a Label Studio export ingested at the
+first stop and a COCO file at the second. Both cycles train on exactly L ∪ Q (∪ P), and the
+second cycle never reselects an image of the first."""
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from taast_ray.cli import main
+from taast_ray.data.synth import make_synthetic_dataset
+
+pytestmark = pytest.mark.slow
+LABELLED = 40
+MODEL = {"selection": {"budget": 6, "seed": 5, "det_conf": 0.01},
+         "model": {"weights": "yolov8n.yaml", "embedder": "taast-tiny-ViT", "embedder_weights": "none"},
+         "train": {"imgsz": 64, "batch": 8, "workers": 1, "warmup_epochs": 1, "epochs": 1,
+                   "optimizer": "AdamW", "lr0": 0.002},
+         "protocol": {"cycles": 2},
+         "ray": {"detector_actors_max": 1, "embedder_actors_max": 1, "batch_size": 16}}
+
+
+def yolo_dataset(root: Path) -> tuple[Path, dict]:
+    """~40 labelled train images, the other ~60 without label files (the pool), a labelled val;
+    returns data.yaml and the truth of every train image by its path under the YOLO root."""
+    make_synthetic_dataset(root, images=150, classes=3, seed=3, image_size=64, zipf=0.3,
+                           eval_min_instances=0)
+    truth = json.loads((root / "annotations" / "train.json").read_text())
+    labels = sorted((root / "yolo" / "labels" / "train").glob("*.txt"))
+    for f in labels[LABELLED:]:
+        f.unlink()
+    by_path = {f"images/train/{Path(i['file_name']).name}": i for i in truth["images"]}
+    boxes = {}
+    for a in truth["annotations"]:
+        boxes.setdefault(a["image_id"], []).append(a)
+    names = {c["id"]: c["name"] for c in truth["categories"]}
+    return root / "yolo" / "dataset.yaml", {"images": by_path, "boxes": boxes, "names": names,
+                                            "pool": len(labels) - LABELLED}
+
+
+def label_studio_export(tasks: list[dict], truth: dict) -> list[dict]:
+    """What Label Studio's JSON export gives for our tasks, annotated with the true boxes."""
+    out = []
+    for n, task in enumerate(tasks):
+        img = truth["images"][task["data"]["image_id"]]
+        w, h = img["width"], img["height"]
+        result = [{"id": f"r{a['id']}", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
+                   "original_width": w, "original_height": h, "image_rotation": 0,
+                   "value": {"x": 100 * a["bbox"][0] / w, "y": 100 * a["bbox"][1] / h,
+                             "width": 100 * a["bbox"][2] / w, "height": 100 * a["bbox"][3] / h,
+                             "rotation": 0, "rectanglelabels": [truth["names"][a["category_id"]]]}}
+                  for a in truth["boxes"].get(img["id"], [])]
+        out.append({"id": 1000 + n, "data": task["data"], "predictions": task.get("predictions", []),
+                    "annotations": [{"id": n, "result": result, "was_cancelled": False,
+                                     "created_at": "2026-12-02T10:00:00Z"}]})
+    return out
+
+
+def coco_export(selection: Path, truth: dict, categories: list[dict]) -> dict:
+    """A COCO file of the selected images named by their URI (absolute path), its own image ids."""
+    table = pq.read_table(selection)
+    images, annotations = [], []
+    for key, uri in zip(table.column("image_id").to_pylist(), table.column("uri").to_pylist()):
+        img = truth["images"][key]
+        images.append({"id": 5000 + img["id"], "file_name": uri, "width": img["width"], "height": img["height"]})
+        for a in truth["boxes"].get(img["id"], []):
+            annotations.append({**a, "id": len(annotations) + 1, "image_id": 5000 + img["id"]})
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def keys(doc: dict) -> set[str]:
+    return {i["taast_image_id"] for i in doc["images"]}
+
+
+def selected(run: Path, t: int) -> set[str]:
+    return set(pq.read_table(run / f"cycle_{t}" / "select" / "selection.parquet").column("image_id").to_pylist())
+
+
+def test_yolo_folder_to_two_production_cycles(tmp_path, ray_local, capsys):
+    data_yaml, truth = yolo_dataset(tmp_path / "synth")
+    imported = tmp_path / "imported"
+    assert main(["import", "yolo", str(data_yaml), "--out", str(imported)]) == 0
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load((imported / "taast.yaml").read_text()), **MODEL}))
+    run = tmp_path / "run"
+    argv = ["run", "--config", str(config), "--out", str(run)]
+
+    assert main(argv) == 3  # cycle 1 waits for annotators and says how to go on
+    out = capsys.readouterr().out
+    assert f"taast ingest --run {run}" in out and f"--out {run} --resume" in out
+    l0 = json.loads((run / "data" / "labels_L0.json").read_text())
+    assert len(l0["images"]) == LABELLED
+    pool = pq.read_table(run / "data" / "pool.parquet").column("image_id").to_pylist()
+    assert len(pool) == truth["pool"] and not set(pool) & keys(l0)
+    q1 = selected(run, 1)
+    assert len(q1) == 6 and q1 <= set(pool)
+
+    tasks = json.loads((run / "cycle_1" / "select" / "label_studio_tasks.json").read_text())
+    export = tmp_path / "label_studio_export.json"
+    export.write_text(json.dumps(label_studio_export(tasks, truth)))
+    assert main(["ingest", "--run", str(run), "--labels", str(export)]) == 0
+    new = json.loads((run / "cycle_1" / "labels_new.json").read_text())
+    want = sum(len(truth["boxes"].get(truth["images"][k]["id"], [])) for k in q1)
+    assert keys(new) == q1 and len(new["annotations"]) == want
+
+    assert main(argv + ["--resume"]) == 3  # cycle 1 trained; cycle 2 waits
+    q2 = selected(run, 2)
+    assert len(q2) == 6 and not q2 & q1 and not q2 & keys(l0)
+    coco = tmp_path / "coco_export.json"
+    coco.write_text(json.dumps(coco_export(run / "cycle_2" / "select" / "selection.parquet", truth,
+                                           l0["categories"])))
+    assert main(["ingest", "--run", str(run), "--labels", str(coco)]) == 0
+    assert main(argv + ["--resume"]) == 0
+
+    for t, manual in ((1, keys(l0) | q1), (2, keys(l0) | q1 | q2)):
+        cycle = run / f"cycle_{t}"
+        labels = json.loads((cycle / "labels.json").read_text())
+        assert keys(labels) == manual and len({i["id"] for i in labels["images"]}) == len(manual)
+        train_set = json.loads((cycle / "train_set.json").read_text())
+        pseudo = keys(json.loads((cycle / "select" / "pseudo_labels.json").read_text()))
+        assert keys(train_set) - manual <= pseudo and manual <= keys(train_set)
+        assert len(list((cycle / "yolo" / "labels" / "train").glob("*.txt"))) == len(train_set["images"])
+        metrics = json.loads((cycle / "metrics.json").read_text())
+        assert metrics["frequency_source"] == "labelled training set"
+    # the second cycle's annotators' boxes are the truth, in pixels of the training images
+    by_key = {i["taast_image_id"]: i["id"] for i in labels["images"]}
+    for key in q2:
+        got = sorted(tuple(round(v, 3) for v in a["bbox"]) for a in labels["annotations"]
+                     if a["image_id"] == by_key[key])
+        true = sorted(tuple(round(float(v), 3) for v in a["bbox"])
+                      for a in truth["boxes"].get(truth["images"][key]["id"], []))
+        assert got == true
+    test = json.loads((run / "test_metrics.json").read_text())  # the imported test split, once
+    assert test["frequency_source"] == "labelled training set"
+    rows = json.loads((run / "cycles.json").read_text())
+    assert [r["labelled_images"] for r in rows] == [LABELLED, LABELLED + 6, LABELLED + 12]
