@@ -105,7 +105,16 @@ def cmd_select(args: argparse.Namespace) -> int:
     print(f"selected {summary['selected']} of {summary['pool_size']} images "
           f"({summary['pseudo_labelled']} pseudo-labelled, {summary['candidates']} candidates, "
           f"{summary['filled']} filled) -> {out}")
+    _warn_degenerate(summary)
     return 0
+
+
+def _warn_degenerate(summary: dict) -> None:
+    """A degenerate selection (no boxes, all values equal) is loud: its summary's warnings on stderr."""
+    from taast_ray.console import warn
+
+    for line in summary.get("warnings", []):
+        warn(line)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

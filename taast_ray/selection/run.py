@@ -16,6 +16,7 @@ from taast_ray.selection.outputs import write_selection_outputs
 from taast_ray.selection.pool import PoolScalars, stream_pool
 from taast_ray.selection.scoring import ImageScores, finish_scores
 from taast_ray.selection.strategies import NEEDS_EMBEDDINGS, Picks, SelectionContext, run_strategy
+from taast_ray.selection.warnings import selection_warnings
 from taast_ray.versions import software_versions
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class PoolIds:
 def make_context(det: PoolScalars, scored: ImageScores, sel: SelectionConfig,
                  embeddings: ParquetEmbeddings | None, labels: LabelSet) -> SelectionContext:
     return SelectionContext(
-        image_ids=PoolIds(det), tie_rank=det.tie_rank, scored=scored,
+        image_ids=PoolIds(det), tie_rank=det.seeded_tie_rank(sel.seed), id_order=det.tie_rank, scored=scored,
         budget=sel.budget, seed=sel.seed, candidate_fraction=sel.candidate_fraction,
         kmeans_backend=sel.kmeans_backend, kmeans_iters=sel.kmeans_iters,
         kmeans_max_points_per_centroid=sel.kmeans_max_points_per_centroid,
@@ -88,6 +89,7 @@ def build_summary(cfg: TaastConfig, det: PoolScalars, scored: ImageScores, picks
         "labelled_class_counts": {names[k]: int(n)
                                   for k, n in enumerate(labels.class_counts(sel.count_mode))},
         **picks.info, **(extra or {}),
+        "warnings": selection_warnings(det.box_count, picks.score, ~scored.pseudo, sel.strategy, sel.seed),
         "timings_s": timings, "versions": software_versions(), "config": cfg.to_dict(),
     }
 
