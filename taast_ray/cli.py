@@ -153,16 +153,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from taast_ray.io import check_out_dir, is_uri
 
     cfg = build_config(args)  # before the imports of torch and Ultralytics: bad input fails in a second
-    from taast_ray.loop.cycle import AwaitingAnnotation, format_table, run_cycles
-    from taast_ray.ray_env import ensure_ray
-
     if is_uri(args.out):
         raise ConfigError(f"--out: {args.out} is a URI; `taast run` trains in its run directory and needs "
                           f"a path (on a cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
     check_out_dir(args.out)
+    from taast_ray.loop.cycle import AwaitingAnnotation, format_table, run_cycles
+    from taast_ray.loop.preflight import check_run_inputs, undo_failed_first_start
+    from taast_ray.ray_env import ensure_ray
+
+    check_run_inputs(cfg, Path(args.out), args.resume)  # data, models, directory: before Ray, no file
     ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     try:
-        with _locked(Path(args.out)):
+        with _locked(Path(args.out)), undo_failed_first_start(Path(args.out), args.resume,
+                                                             keep=(AwaitingAnnotation,)):
             rows = run_cycles(cfg, Path(args.out), resume=args.resume)
     except AwaitingAnnotation as exc:
         print(f"[taast] {exc}")
@@ -359,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"taast: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the machine's fault (a full disk, a lost mount), still one line
-        if verbose:
+        if getattr(args, "verbose", False):  # the traceback, for a bug report
             raise
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"taast: error: {exc.strerror or ' '.join(str(exc).split())}{where}", file=sys.stderr)
