@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from taast_ray.config import KMEANS_BACKENDS, STRATEGIES, TaastConfig, load_config
+from taast_ray.config import KMEANS_BACKENDS, PRESET_NAMES, STRATEGIES, TaastConfig, load_config, preset_settings
 from taast_ray.errors import ConfigError, TaastError
 
 
@@ -30,6 +30,17 @@ def _config_flags(parser: argparse.ArgumentParser, *, required: bool = False,
 def _common(parser: argparse.ArgumentParser) -> None:
     _config_flags(parser)
     _ray_flags(parser)
+
+
+def _preset_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=PRESET_NAMES,
+                        help="cpu: tiny models and sizes that run on a laptop CPU, offline (YOLOv8n from "
+                             "yolov8n.yaml, the ImageNet MobileNetV2 embedder, 320-px inputs, AdamW); "
+                             "the config file, --set and flags override it")
+
+
+def _preset(args: argparse.Namespace) -> dict:
+    return preset_settings(getattr(args, "preset", None), args.command)
 
 
 def _ray_overrides(args: argparse.Namespace, prefix: str = "") -> list[str]:
@@ -69,7 +80,7 @@ def build_config(args: argparse.Namespace) -> TaastConfig:
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field_name}={value}")
-    return load_config(args.config, overrides + _ray_overrides(args))
+    return load_config(args.config, overrides + _ray_overrides(args), base=_preset(args))
 
 
 def _locked(out):
@@ -190,7 +201,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     from taast_ray.io import check_out_dir
 
-    exp = load_experiment(args.config, list(args.overrides) + _ray_overrides(args, "base."))
+    exp = load_experiment(args.config, list(args.overrides) + _ray_overrides(args, "base."), base=_preset(args))
     check_out_dir(args.out)
     run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every,
                    command=f"taast experiment --config {args.config} --out {args.out}"
@@ -276,6 +287,7 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     select.add_argument("--out", required=True, help="output folder (with --pool also s3:// or gs://)")
     _selection_flags(select)
     _common(select)
+    _preset_flag(select)
     select.set_defaults(func=cmd_select)
 
     synth = sub.add_parser("synth", help="make a synthetic long-tailed detection dataset",
@@ -294,6 +306,7 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
         run.add_argument("--out", required=True, help="run directory")
         run.add_argument("--resume", action="store_true", help="skip the stages that finished")
         _common(run)
+        _preset_flag(run)
         run.set_defaults(func=cmd_run)
 
     ingest = sub.add_parser("ingest", help="bring annotators' labels back into a waiting run",
@@ -315,6 +328,7 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     experiment.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
                             help="seconds between progress lines (default 60)")
     _ray_flags(experiment)
+    _preset_flag(experiment)
     experiment.set_defaults(func=cmd_experiment)
 
     nuimages = sub.add_parser("nuimages", help="convert a nuImages split to LVIS-style COCO JSON",
@@ -382,6 +396,9 @@ def entry() -> None:
     local multi-node cluster. So: collect garbage while Ray is up, shut Ray down, and leave
     without the interpreter's teardown. Tests call :func:`main`, which returns normally.
     """
+    from taast_ray.ray_env import allow_stderr_filter
+
+    allow_stderr_filter()  # Ray's C++ start-up notices, dropped unless -v (ray_env.RAY_NOISE)
     code = main()
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
@@ -392,6 +409,9 @@ def entry() -> None:
     ray.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+    from taast_ray.ray_env import flush_stderr_filter
+
+    flush_stderr_filter()  # the lines still in the Ray-noise filter's pipe, before os._exit
     os._exit(code)
 
 
