@@ -107,12 +107,14 @@ def cmd_select(args: argparse.Namespace) -> int:
 
         with _locked(out):
             summary = select_live(cfg, args.pool, args.labels, out, resume=args.resume, limit=args.limit,
-                                  embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file)
+                                  embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file,
+                                  truth_path=args.ground_truth)
     else:
         from taast_ray.selection.run import select_from_detections
 
         with _locked(out):  # config.yaml is part of the published set (selection/outputs.py)
-            summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings)
+            summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings,
+                                             truth_path=args.ground_truth)
     print(f"selected {summary['selected']} of {summary['pool_size']} images "
           f"({summary['pseudo_labelled']} pseudo-labelled, {summary['candidates']} candidates, "
           f"{summary['filled']} filled) -> {out}")
@@ -285,6 +287,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
                         help="with --pool: keep the detections an earlier run wrote, run only the rest")
     select.add_argument("--labels", required=True, help="labelled set L, COCO or LVIS JSON")
     select.add_argument("--out", required=True, help="output folder (with --pool also s3:// or gs://)")
+    select.add_argument("--ground-truth", help="COCO/LVIS labels of the pool's images, where known (simulation): "
+                                               "report.html then shows their class mix too")
     _selection_flags(select)
     _common(select)
     _preset_flag(select)

@@ -141,7 +141,7 @@ def select_stage(cfg: TaastConfig, cycle: CycleLayout, labels_path: Path, weight
     def select():
         check_coverage(live, cycle.dir, cycle.pool, labels_path, truth)
         summary = select_live(live, str(cycle.pool), labels_path, cycle.select, resume=True,
-                              embedding_cache=embedding_cache)
+                              embedding_cache=embedding_cache, truth_path=truth)
         for line in summary.get("warnings", []):
             warn(f"{cycle.dir.name}: {line}")
     stage(cycle.dir, "select", resume, select)

@@ -153,7 +153,8 @@ def _embedded_rows(batch: pa.Table) -> pa.Table:
 
 def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str | Path, *,
                 resume: bool = False, rows_per_file: int = 1000, limit: int | None = None,
-                embedding_cache: str | Path | None = None, detect_stage_cls=DetectStage) -> dict:
+                embedding_cache: str | Path | None = None, detect_stage_cls=DetectStage,
+                truth_path: str | Path | None = None) -> dict:
     """``taast select --pool``: every input is checked before the first actor starts.
 
     ``out`` is a local folder or an object-store URI (``s3://bucket/run``); detections and
@@ -208,6 +209,7 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     timings["embed"] = round(time.perf_counter() - start, 3)
     summary = remote_call(aggregator.select, str(cache) if wanted.num_rows else None, str(out),
                           {"pool": str(pool), "labels": str(labels_path), "live_timings_s": timings,
-                           "converted": counts["converted"], "embedded": int(wanted.num_rows)})
+                           "converted": counts["converted"], "embedded": int(wanted.num_rows)},
+                          str(truth_path) if truth_path else None)
     ray.kill(aggregator)
     return summary

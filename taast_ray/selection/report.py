@@ -50,13 +50,18 @@ def images_per_class(image_index: np.ndarray, classes: np.ndarray, num_images: i
 
 
 def truth_class_counts(truth: dict, pool_ids, selected_ids, category_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ground truth (a COCO dict): images per class among the pool's and the selection's image_ids."""
+    """Ground truth (a COCO dict): images per class among the pool's and the selection's image_ids,
+    which match an image's ``id`` (a run's pools) or its ``file_name`` (a folder's relative paths)."""
     index = {int(c): k for k, c in enumerate(category_ids)}
-    per_image: dict[str, set] = {}
+    by_id: dict[str, set] = {}
     for a in truth.get("annotations", []):
         k = index.get(int(a["category_id"]))
         if k is not None:
-            per_image.setdefault(str(a["image_id"]), set()).add(k)
+            by_id.setdefault(str(a["image_id"]), set()).add(k)
+    per_image = dict(by_id)
+    for img in truth.get("images", []):
+        if img.get("file_name") is not None:
+            per_image.setdefault(str(img["file_name"]), by_id.get(str(img["id"]), set()))
 
     def count(ids) -> np.ndarray:
         out = np.zeros(len(category_ids), np.int64)

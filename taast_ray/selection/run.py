@@ -11,6 +11,7 @@ import numpy as np
 from taast_ray.config import SelectionConfig, TaastConfig
 from taast_ray.data.labels import LabelSet, load_labels
 from taast_ray.errors import InputError
+from taast_ray.io import read_json
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.outputs import write_selection_outputs
 from taast_ray.selection.pool import PoolScalars, stream_pool
@@ -95,7 +96,8 @@ def build_summary(cfg: TaastConfig, det: PoolScalars, scored: ImageScores, picks
 
 
 def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path: str | Path,
-                           out: str | Path, embeddings: str | Path | None = None) -> dict:
+                           out: str | Path, embeddings: str | Path | None = None,
+                           truth_path: str | Path | None = None) -> dict:
     """Read, validate, score, select, write. Every input problem surfaces before any write."""
     sel = cfg.selection
     timer = StageTimer()
@@ -116,7 +118,8 @@ def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path
                                 {"detections": str(detections), "labels": str(labels_path),
                                  "embeddings": str(embeddings) if embeddings else None})
         with timer("write"):
-            write_selection_outputs(Path(out), det, scored, picks, labels, summary)
+            write_selection_outputs(Path(out), det, scored, picks, labels, summary,
+                                    truth=read_json(truth_path) if truth_path else None)
     finally:
         det.close()
     log.info("selected %d of %d images (%d filled) in %s", len(picks.rows), det.num_images,
