@@ -57,6 +57,12 @@ def ensure_ray(address: str | None = None, *, worker_logs: bool = False) -> None
     except (ConnectionError, TimeoutError) as exc:
         raise TaastError(f"ray.address: cannot join the Ray cluster at {address!r}: "
                          f"{' '.join(str(exc).split())[:200]}") from None
+    except Exception as exc:  # Ray raises a bare Exception when its raylet misses its 30 s start window
+        if "timed out during startup" not in str(exc):
+            raise
+        raise TaastError("ray: the local Ray instance did not start within Ray's 30 s (its raylet timed out; "
+                         "an overloaded machine?); run the command again, or start one with `ray start "
+                         "--head` and pass --address") from None
     if not worker_logs:
         quiet_ray_data_console()
         quiet_ray_noise()
