@@ -105,6 +105,8 @@ def class_mix_svg(names: list[str], series: list[tuple[str, str, np.ndarray, int
     series' count, the top MAX_PLOT_CLASSES, the rest summed as "other"."""
     counts = [np.asarray(s[2], np.int64) for s in series]
     order = np.argsort(-counts[0], kind="stable")
+    empty = int((sum(counts) == 0).sum())
+    order = order[sum(counts)[order] > 0]  # classes no series holds: counted in the caption only
     shown = order[:MAX_PLOT_CLASSES]
     labels = [names[k] for k in shown]
     rows = [[int(c[k]) for k in shown] for c in counts]
@@ -114,16 +116,16 @@ def class_mix_svg(names: list[str], series: list[tuple[str, str, np.ndarray, int
             r.append(int(c[order[MAX_PLOT_CLASSES:]].sum()))
     shares = [[n / max(total, 1) for n in r] for r, (_, _, _, total) in zip(rows, series)]
     top = max([max(s, default=0) for s in shares] + [1e-9])
-    bar_h, gap, left, width = 9, 6, 170, 360
+    bar_h, gap, left, width = 9, 6, 120, 280
     group = bar_h * len(series) + gap
-    height = 28 + group * len(labels) + 10
+    height = 28 + group * len(labels) + (22 if empty else 10)
     parts = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {left + width + 60} {height}" '
              f'width="{left + width + 60}" height="{height}" role="img" aria-label="{html.escape(title)}">']
     x_legend = left
     for label, colour, _, total in series:
         parts.append(f'<rect x="{x_legend}" y="4" width="10" height="10" fill="{colour}"/>'
                      f'<text x="{x_legend + 14}" y="13" class="legend">{html.escape(label)} ({total} images)</text>')
-        x_legend += 180
+        x_legend += 170
     for i, name in enumerate(labels):
         y0 = 24 + i * group
         parts.append(f'<text x="{left - 6}" y="{y0 + group / 2}" text-anchor="end" class="cls">{html.escape(name)}</text>')
@@ -135,6 +137,9 @@ def class_mix_svg(names: list[str], series: list[tuple[str, str, np.ndarray, int
                          f'<title>{html.escape(name)}, {html.escape(label)}: {rows[j][i]} images '
                          f'({100 * share:.1f}%)</title></rect>'
                          f'<text x="{left + w + 3:.1f}" y="{y + bar_h - 1}" class="val">{100 * share:.0f}%</text>')
+    if empty:
+        parts.append(f'<text x="{left}" y="{height - 6}" class="legend">{empty} classes in no image of either '
+                     f'are left out</text>')
     parts.append("</svg>")
     return "".join(parts)
 
