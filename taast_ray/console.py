@@ -38,6 +38,8 @@ class Progress:
         self.start = self.last = self.clock()
         self.done = 0
         self.finished = False
+        self.first: tuple[float, int] | None = None  # (time, done) at the first report: the rate
+        # and time left are measured from there, leaving out start-up (actors, the first batch)
 
     def add(self, n: int) -> None:
         self.update(self.done + n)
@@ -47,15 +49,21 @@ class Progress:
         now = self.clock()
         if self.done >= self.total:
             self.finish()
-        elif now - self.last >= self.every_s and self.done:
+        elif self.first is None:
+            if self.done:
+                self.first = (now, self.done)
+        elif now - self.last >= self.every_s and self.done > self.first[1]:
             self.last = now
             print(f"[taast] {self.line(now)}", file=sys.stderr, flush=True)
 
     def line(self, now: float | None = None) -> str:
-        elapsed = max((now if now is not None else self.clock()) - self.start, 1e-9)
-        rate = self.done / elapsed
+        now = now if now is not None else self.clock()
+        elapsed = max(now - self.start, 1e-9)
         if self.done >= self.total:
-            return f"{self.what}: {self.total} {self.unit} in {_duration(elapsed)} ({_rate(rate, self.unit)})"
+            return (f"{self.what}: {self.total} {self.unit} in {_duration(elapsed)} "
+                    f"({_rate(self.done / elapsed, self.unit)})")
+        t0, d0 = self.first or (self.start, 0)
+        rate = (self.done - d0) / max(now - t0, 1e-9)
         left = (self.total - self.done) / rate if rate > 0 else float("inf")
         return (f"{self.what}: {self.done}/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%), "
                 f"{_rate(rate, self.unit)}, {_duration(left) if left != float('inf') else '?'} left")
