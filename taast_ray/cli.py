@@ -205,11 +205,21 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.config, list(args.overrides) + _ray_overrides(args, "base."), base=_preset(args))
     check_out_dir(args.out)
+    _check_experiment_models(exp)
     run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every,
                    command=f"taast experiment --config {args.config} --out {args.out}"
                            + "".join(f" --set {o}" for o in args.overrides))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def _check_experiment_models(exp) -> None:
+    """The base's data files, detector and embedder, before Ray starts and before any file."""
+    from taast_ray.loop.preflight import check_data_files
+    from taast_ray.models.checks import check_detector, check_embedder
+
+    check_detector(exp.base.model.weights, check_data_files(exp.base))
+    check_embedder(exp.base.model.embedder, exp.base.model.embedder_weights)
 
 
 def cmd_nuimages(args: argparse.Namespace) -> int:

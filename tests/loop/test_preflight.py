@@ -127,3 +127,12 @@ def test_a_file_as_run_directory(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(Exception, match="--out: .* is a file"):
         check_run_directory(tmp_path / "f", resume=False)
+
+
+def test_experiment_checks_its_models_before_work(tmp_path, capsys):
+    (tmp_path / "e.yaml").write_text("name: t\nbase: {model: {weights: nosuch.yaml}}\nseeds: [1]\n"
+                                     "strategies: [random]\n")
+    out = tmp_path / "exp"
+    assert main(["experiment", "--config", str(tmp_path / "e.yaml"), "--out", str(out)]) == 2
+    assert one_line(capsys).startswith("taast: error: model.weights: cannot build 'nosuch.yaml'")
+    assert not out.exists()
