@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from taast_ray.config import KMEANS_BACKENDS, STRATEGIES, TaastConfig, load_config
+from taast_ray.config import KMEANS_BACKENDS, PRESET_NAMES, STRATEGIES, TaastConfig, load_config, preset_settings
 from taast_ray.errors import ConfigError, TaastError
 
 
@@ -30,6 +30,17 @@ def _config_flags(parser: argparse.ArgumentParser, *, required: bool = False,
 def _common(parser: argparse.ArgumentParser) -> None:
     _config_flags(parser)
     _ray_flags(parser)
+
+
+def _preset_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=PRESET_NAMES,
+                        help="cpu: tiny models and sizes that run on a laptop CPU, offline (YOLOv8n from "
+                             "yolov8n.yaml, the ImageNet MobileNetV2 embedder, 320-px inputs, AdamW); "
+                             "the config file, --set and flags override it")
+
+
+def _preset(args: argparse.Namespace) -> dict:
+    return preset_settings(getattr(args, "preset", None), args.command)
 
 
 def _ray_overrides(args: argparse.Namespace, prefix: str = "") -> list[str]:
@@ -70,7 +81,7 @@ def build_config(args: argparse.Namespace) -> TaastConfig:
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field_name}={value}")
-    return load_config(args.config, overrides + _ray_overrides(args))
+    return load_config(args.config, overrides + _ray_overrides(args), base=_preset(args))
 
 
 def _locked(out):
@@ -97,16 +108,27 @@ def cmd_select(args: argparse.Namespace) -> int:
 
         with _locked(out):
             summary = select_live(cfg, args.pool, args.labels, out, resume=args.resume, limit=args.limit,
-                                  embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file)
+                                  embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file,
+                                  truth_path=args.ground_truth)
     else:
         from taast_ray.selection.run import select_from_detections
 
         with _locked(out):  # config.yaml is part of the published set (selection/outputs.py)
-            summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings)
+            summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings,
+                                             truth_path=args.ground_truth)
     print(f"selected {summary['selected']} of {summary['pool_size']} images "
           f"({summary['pseudo_labelled']} pseudo-labelled, {summary['candidates']} candidates, "
           f"{summary['filled']} filled) -> {out}")
+    _warn_degenerate(summary)
     return 0
+
+
+def _warn_degenerate(summary: dict) -> None:
+    """A degenerate selection (no boxes, all values equal) is loud: its summary's warnings on stderr."""
+    from taast_ray.console import warn
+
+    for line in summary.get("warnings", []):
+        warn(line)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -145,16 +167,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from taast_ray.io import check_out_dir, is_uri
 
     cfg = build_config(args)  # before the imports of torch and Ultralytics: bad input fails in a second
-    from taast_ray.loop.cycle import AwaitingAnnotation, format_table, run_cycles
-    from taast_ray.ray_env import ensure_ray
-
     if is_uri(args.out):
         raise ConfigError(f"--out: {args.out} is a URI; `taast run` trains in its run directory and needs "
                           f"a path (on a cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
     check_out_dir(args.out)
+    from taast_ray.loop.cycle import AwaitingAnnotation, format_table, run_cycles
+    from taast_ray.loop.preflight import check_run_inputs, undo_failed_first_start
+    from taast_ray.ray_env import ensure_ray
+
+    check_run_inputs(cfg, Path(args.out), args.resume)  # data, models, directory: before Ray, no file
     ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     try:
-        with _locked(Path(args.out)):
+        with _locked(Path(args.out)), undo_failed_first_start(Path(args.out), args.resume,
+                                                             keep=(AwaitingAnnotation,)):
             rows = run_cycles(cfg, Path(args.out), resume=args.resume)
     except AwaitingAnnotation as exc:
         print(f"[taast] {exc}")
@@ -232,14 +257,24 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     from taast_ray.io import check_out_dir
 
-    exp = load_experiment(args.config, list(args.overrides) + _ray_overrides(args, "base."))
+    exp = load_experiment(args.config, list(args.overrides) + _ray_overrides(args, "base."), base=_preset(args))
     check_out_dir(args.out)
+    _check_experiment_models(exp)
     with _locked(Path(args.out)):  # one experiment per directory: its trials share splits and warm-ups
         run_experiment(exp, Path(args.out), resume=args.resume, progress_interval=args.progress_every,
                        command=f"taast experiment --config {args.config} --out {args.out}"
                                + "".join(f" --set {o}" for o in args.overrides))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def _check_experiment_models(exp) -> None:
+    """The base's data files, detector and embedder, before Ray starts and before any file."""
+    from taast_ray.loop.preflight import check_data_files
+    from taast_ray.models.checks import check_detector, check_embedder
+
+    check_detector(exp.base.model.weights, check_data_files(exp.base))
+    check_embedder(exp.base.model.embedder, exp.base.model.embedder_weights)
 
 
 def cmd_nuimages(args: argparse.Namespace) -> int:
@@ -317,8 +352,11 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
                         help="with --pool: keep the detections an earlier run wrote, run only the rest")
     select.add_argument("--labels", required=True, help="labelled set L, COCO or LVIS JSON")
     select.add_argument("--out", required=True, help="output folder (with --pool also s3:// or gs://)")
+    select.add_argument("--ground-truth", help="COCO/LVIS labels of the pool's images, where known (simulation): "
+                                               "report.html then shows their class mix too")
     _selection_flags(select)
     _common(select)
+    _preset_flag(select)
     select.set_defaults(func=cmd_select)
 
     synth = sub.add_parser("synth", help="make a synthetic long-tailed detection dataset",
@@ -337,6 +375,7 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
         run.add_argument("--out", required=True, help="run directory")
         run.add_argument("--resume", action="store_true", help="skip the stages that finished")
         _common(run)
+        _preset_flag(run)
         run.set_defaults(func=cmd_run)
 
     ingest = sub.add_parser("ingest", help="bring annotators' labels back into a waiting run",
@@ -362,6 +401,7 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     experiment.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
                             help="seconds between progress lines (default 60)")
     _ray_flags(experiment)
+    _preset_flag(experiment)
     experiment.set_defaults(func=cmd_experiment)
 
     nuimages = sub.add_parser("nuimages", help="convert a nuImages split to LVIS-style COCO JSON",
@@ -409,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"taast: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the machine's fault (a full disk, a lost mount), still one line
-        if verbose:
+        if getattr(args, "verbose", False):  # the traceback, for a bug report
             raise
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"taast: error: {exc.strerror or ' '.join(str(exc).split())}{where}", file=sys.stderr)
@@ -429,6 +469,9 @@ def entry() -> None:
     local multi-node cluster. So: collect garbage while Ray is up, shut Ray down, and leave
     without the interpreter's teardown. Tests call :func:`main`, which returns normally.
     """
+    from taast_ray.ray_env import allow_stderr_filter
+
+    allow_stderr_filter()  # Ray's C++ start-up notices, dropped unless -v (ray_env.RAY_NOISE)
     code = main()
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
@@ -439,6 +482,9 @@ def entry() -> None:
     ray.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+    from taast_ray.ray_env import flush_stderr_filter
+
+    flush_stderr_filter()  # the lines still in the Ray-noise filter's pipe, before os._exit
     os._exit(code)
 
 

@@ -50,10 +50,13 @@ def run_demo(cfg: TaastConfig, out: Path) -> int:
     from taast_ray.ray_env import ensure_ray
 
     start = time.perf_counter()
+    from taast_ray.loop.preflight import check_run_inputs
+
     cfg = demo_config(cfg)
-    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     layout = RunLayout(out)
     resume = layout.config.exists()
+    check_run_inputs(cfg, out, resume)  # models and directory, before Ray starts
+    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     rows = run_cycles(cfg, out, resume=resume)
     l0 = image_counts(read_json(layout.labels_l0))
     print("\nsynthetic set, images per class: LVIS tag from the training split (r <= 10 images), "

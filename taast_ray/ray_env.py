@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 
 from taast_ray.errors import TaastError
 from taast_ray.address import check_address, split_address
@@ -49,15 +50,22 @@ def ensure_ray(address: str | None = None, *, worker_logs: bool = False) -> None
     if address:  # the driver's GCS client logs every failed retry on stderr; the failure is one line
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
-        with loopback_only(on_loopback):
+        with loopback_only(on_loopback), quiet_ray_start(not worker_logs):
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                      configure_logging=False, log_to_driver=worker_logs,
                      **({"_node_ip_address": LOOPBACK} if on_loopback else {}))
     except (ConnectionError, TimeoutError) as exc:
         raise TaastError(f"ray.address: cannot join the Ray cluster at {address!r}: "
                          f"{' '.join(str(exc).split())[:200]}") from None
+    except Exception as exc:  # Ray raises a bare Exception when its raylet misses its 30 s start window
+        if "timed out during startup" not in str(exc):
+            raise
+        raise TaastError("ray: the local Ray instance did not start within Ray's 30 s (its raylet timed out; "
+                         "an overloaded machine?); run the command again, or start one with `ray start "
+                         "--head` and pass --address") from None
     if not worker_logs:
         quiet_ray_data_console()
+        quiet_ray_noise()
 
 
 LOOPBACK = "127.0.0.1"
@@ -112,6 +120,109 @@ def quiet_ray_data_console() -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if handler.get_name() == "console":
             handler.setLevel(logging.WARNING)
+
+
+# Ray's start-up and scheduling notices, which say nothing a taast user can act on (issue 16);
+# `-v` (ray.worker_logs) shows them. The C++ core worker writes some straight to file descriptor 2.
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"  # the token-auth notice
+RAY_NOISE = tuple(re.compile(p) for p in (
+    r"Token authentication is (enabled|disabled) for this Ray cluster",
+    r"has constructor arguments in the object store and max_restarts > 0",
+    r"have not registered within the timeout",           # worker processes slow to start
+    r"does not have any available CPUs",
+    r"resource request cannot be scheduled right now",
+    r"The maximum number of concurrent tasks for .* is set to",
+))
+
+
+@contextlib.contextmanager
+def quiet_ray_start(enabled: bool = True):
+    """ray.init without the token-authentication notice (a logger warning) unless verbose."""
+    if not enabled:
+        yield
+        return
+    auth = logging.getLogger(_AUTH_LOGGER)
+    saved = auth.level
+    auth.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        auth.setLevel(saved)
+
+
+def quiet_ray_noise() -> None:
+    """Ray Data's concurrency UserWarning, and the driver's own stderr lines matching RAY_NOISE
+    (the C++ core worker's constructor-arguments line), dropped for the rest of the process."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"The maximum number of concurrent tasks", category=UserWarning)
+    if _StderrFilter.allowed:
+        _StderrFilter.install(RAY_NOISE)
+
+
+class _StderrFilter:
+    """File descriptor 2 through a pipe; a thread copies every line that matches no pattern to
+    the real stderr. Installed after ray.init, so Ray's own processes keep the real stderr;
+    :func:`flush_stderr_filter` (the CLI's exit) puts it back and drains the pipe."""
+    active: "_StderrFilter | None" = None
+    allowed = False  # the `taast` command's process only (cli.entry), never a library user's or pytest's
+
+    def __init__(self, patterns):
+        import threading
+
+        self.patterns = patterns
+        self.real = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self.read = read
+        self.thread = threading.Thread(target=self._copy, name="taast-stderr-filter", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def install(cls, patterns) -> None:
+        if cls.active is None:
+            import atexit
+            import sys
+
+            sys.stderr.flush()
+            cls.active = cls(patterns)
+            atexit.register(flush_stderr_filter)
+
+    def _copy(self) -> None:
+        with os.fdopen(self.read, "rb", buffering=0) as pipe:
+            pending = b""
+            while chunk := pipe.read(65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._emit(line + b"\n")
+            if pending:
+                self._emit(pending)
+
+    def _emit(self, line: bytes) -> None:
+        text = line.decode(errors="replace")
+        if not any(p.search(text) for p in self.patterns):
+            os.write(self.real, line)
+
+    def close(self) -> None:
+        import sys
+
+        sys.stderr.flush()
+        os.dup2(self.real, 2)  # the pipe's last writer gone: the thread reads to its end
+        self.thread.join(timeout=5)
+
+
+def allow_stderr_filter() -> None:
+    """Let :func:`quiet_ray_noise` take over file descriptor 2 in this process (the CLI's)."""
+    _StderrFilter.allowed = True
+
+
+def flush_stderr_filter() -> None:
+    """Restore file descriptor 2 and copy out what the filter still holds (before os._exit)."""
+    if _StderrFilter.active is not None:
+        _StderrFilter.active.close()
+        _StderrFilter.active = None
 
 
 def wants_gpu(use_gpu: str = "auto", needed: int = 1) -> bool:

@@ -13,7 +13,7 @@ from taast_ray.lock import run_lock
 from tests.factories import write_detections, write_labels
 from tests.test_io import disk_full_at
 
-SET = {"scores.parquet", "selection.parquet", "pseudo_labels.json", "label_studio_tasks.json",
+SET = {"scores.parquet", "selection.parquet", "pseudo_labels.json", "label_studio_tasks.json", "report.html",
        "summary.json", "config.yaml", MANIFEST}
 
 
@@ -53,7 +53,7 @@ def test_out_naming_an_existing_file(inputs, capsys):
     assert "--out:" in one_line(capsys) and (tmp / "taken").read_text() == "mine"
 
 
-@pytest.mark.parametrize("failing_write", range(1, 8))  # 6 files, then the manifest
+@pytest.mark.parametrize("failing_write", range(1, 9))  # 7 files, then the manifest
 def test_a_full_disk_at_any_write_leaves_the_previous_set(inputs, capsys, monkeypatch, failing_write):
     det, labels, tmp = inputs
     out = tmp / "out"

@@ -135,3 +135,48 @@ def test_select_a_tail_aware_variant(inputs, strategy):
         assert max(classes.count(c) for c in set(classes)) <= summary["class_cap"] or summary["cap_relaxed"]
     else:
         assert scores["weight"] != paper["weight"]
+
+
+def _zero_box_pool(tmp_path, n=120):
+    import pyarrow as pa
+
+    f32 = pa.list_(pa.list_(pa.float32()))
+    ids = [f"img_{i:05d}" for i in range(n)]
+    table = pa.table({"image_id": ids, "boxes": pa.array([[]] * n, f32), "scores": pa.array([[]] * n, f32),
+                      "width": pa.array([160] * n, pa.int32()), "height": pa.array([120] * n, pa.int32())})
+    pq.write_table(table, tmp_path / "empty.parquet")
+    emb = write_embeddings(tmp_path / "emb0.parquet", ids + [str(i) for i in range(1, 41)], seed=2)
+    return tmp_path / "empty.parquet", emb, ids
+
+
+@pytest.mark.parametrize("strategy", ["taast-no-diversity", "taast"])
+def test_a_zero_box_pool_warns_and_ties_go_by_a_seeded_hash(tmp_path, capsys, strategy):
+    """Issue 16: no boxes anywhere → every φ is 0; loud on stderr and in summary.json, and the
+    pick is a seeded order of image_ids (same seed, same pick; another seed, another), never the
+    first B by file name."""
+    det, emb, ids = _zero_box_pool(tmp_path)
+    labels = write_labels(tmp_path / "labels.json", [40, 20, 8, 3, 1, 0])
+    picked = {}
+    for seed, name in ((5, "a"), (5, "b"), (6, "c")):
+        assert run("select", "--detections", det, "--embeddings", emb, "--labels", labels, "--budget", 10,
+                   "--strategy", strategy, "--seed", seed, "--out", tmp_path / name) == 0
+        picked[name] = pq.read_table(tmp_path / name / "selection.parquet").column("image_id").to_pylist()
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert len(summary["warnings"]) == 2
+        assert "no boxes on 120 of 120 pool images" in summary["warnings"][0]
+        assert "same φ(x) (0)" in summary["warnings"][1]
+    err = capsys.readouterr().err
+    assert err.count("WARNING: the detector found no boxes on 120 of 120") == 3
+    assert picked["a"] == picked["b"] and set(picked["a"]) != set(picked["c"])
+    assert picked["a"] != sorted(ids)[:10] and picked["a"] != sorted(picked["a"])
+    if strategy == "taast-no-diversity":  # the top B by φ, all tied: the seeded hash order itself
+        from taast_ray.selection.candidates import seeded_tie_rank
+
+        assert picked["a"] == [ids[i] for i in np.argsort(seeded_tie_rank(ids, 5))[:10]]
+
+
+def test_a_normal_selection_has_no_warnings(inputs):
+    det, labels, emb, tmp = inputs
+    assert run("select", "--detections", det, "--labels", labels, "--budget", 8,
+               "--strategy", "entropy", "--out", tmp / "q") == 0
+    assert json.loads((tmp / "q" / "summary.json").read_text())["warnings"] == []

@@ -44,3 +44,49 @@ def test_a_local_instance_listens_on_loopback_only():
     sockets = listening_sockets("taast")
     assert len(sockets) >= 4  # GCS, raylet, a worker, the agents: the count is real
     assert [s for s in sockets if not s.startswith(LOOPBACK)] == []
+
+
+def test_the_token_auth_notice_is_hidden_unless_verbose():
+    """Ray's own notice (authentication_token_setup), silenced around ray.init unless -v. The
+    "ray" logger does not propagate, so the records are caught on the notice's own logger."""
+    import logging
+
+    from ray._private.authentication import authentication_token_setup as auth
+
+    from taast_ray.ray_env import quiet_ray_start
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    auth.logger.addHandler(handler)
+    try:
+        with quiet_ray_start(True):
+            auth._warn_token_auth_enabled()
+        assert seen == []
+        with quiet_ray_start(False):
+            auth._warn_token_auth_enabled()
+        assert len(seen) == 1 and seen[0].startswith("Token authentication is enabled")
+    finally:
+        auth.logger.removeHandler(handler)
+
+
+def test_the_stderr_filter_drops_ray_noise_lines_only(tmp_path):
+    """File descriptor 2 through the filter, in a fresh process (as the `taast` command)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from taast_ray import ray_env\n"
+        "ray_env.allow_stderr_filter()\n"
+        "ray_env._StderrFilter.install(ray_env.RAY_NOISE)\n"
+        "os.write(2, b'[2026 E 1 1] core_worker.cc:2465: Actor with class name: X has constructor arguments "
+        "in the object store and max_restarts > 0. If ...\\n')\n"
+        "os.write(2, b'kept line one\\n')\n"
+        "print('Token authentication is enabled for this Ray cluster. Set ...', file=sys.stderr)\n"
+        "sys.stderr.write('kept line two, no newline')\n"
+        "ray_env.flush_stderr_filter()\n"
+        "os._exit(0)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stderr == "kept line one\nkept line two, no newline"

@@ -24,7 +24,8 @@ import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from taast_ray.config import STRATEGIES, TaastConfig, apply_overrides, config_from_dict, fill, read_yaml_mapping
+from taast_ray.config import (STRATEGIES, TaastConfig, apply_overrides, config_from_dict, fill, merge_settings,
+                              read_yaml_mapping)
 from taast_ray.errors import ConfigError
 from taast_ray.evaluation.metrics import L0_KEYS, METRIC_KEYS
 
@@ -178,10 +179,15 @@ def _check(exp: ExperimentConfig) -> None:
             raise ConfigError(f"{name}: {rule}" + (f", got {value!r}" if value is not None else ""))
 
 
-def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_experiment(path: str | Path, overrides: list[str] | None = None,
+                    base: dict | None = None) -> ExperimentConfig:
     """YAML → ExperimentConfig; ``overrides`` are ``--set`` items as for `taast run`
-    (``field=value`` or ``base.section.field=value``)."""
-    return experiment_from_dict(apply_overrides(read_yaml_mapping(path), overrides))
+    (``field=value`` or ``base.section.field=value``); ``base``: run settings under the file's
+    ``base:`` (a preset)."""
+    values = read_yaml_mapping(path)
+    if base:
+        values["base"] = merge_settings(base, values.get("base") or {})
+    return experiment_from_dict(apply_overrides(values, overrides))
 
 
 def trial_config(exp: ExperimentConfig, variant_data: dict, spec: StrategySpec, seed: int) -> TaastConfig:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from taast_ray.config import TaastConfig, save_config
 from taast_ray.data.split import merge_labels, oracle_labels, split_labelled_pool, subset_labels
 from taast_ray.data.yolo import export_yolo
-from taast_ray.console import say
+from taast_ray.console import say, warn
 from taast_ray.errors import InputError
 from taast_ray.evaluation.metrics import METRIC_KEYS
 from taast_ray.io import read_json, write_json, write_parquet
@@ -145,8 +145,10 @@ def select_stage(cfg: TaastConfig, cycle: CycleLayout, labels_path: Path, weight
 
     def select():
         check_coverage(live, cycle.dir, cycle.pool, labels_path, truth)
-        select_live(live, str(cycle.pool), labels_path, cycle.select, resume=True,
-                    embedding_cache=embedding_cache)
+        summary = select_live(live, str(cycle.pool), labels_path, cycle.select, resume=True,
+                              embedding_cache=embedding_cache, truth_path=truth)
+        for line in summary.get("warnings", []):
+            warn(f"{cycle.dir.name}: {line}")
     stage(cycle.dir, "select", resume, select)
 
 

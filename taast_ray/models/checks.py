@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
+from urllib.parse import urlparse
 
 from taast_ray.errors import ConfigError
 
@@ -28,7 +30,11 @@ def check_detector(weights: str, num_classes: int | None) -> None:
                               f"Ultralytics knows (e.g. yolov8s.pt, yolo11n.pt)")
     try:
         model = load_detection_model(weights, num_classes)
-    except ConfigError:
+    except ConfigError as exc:
+        if "offline" in str(exc).lower() or "download failure" in str(exc).lower():
+            raise ConfigError(f"model.weights: {name!r} is not on this machine and cannot be downloaded "
+                              f"(offline?): give a local .pt, a model YAML for random init "
+                              f"(yolov8n.yaml), or --preset cpu") from None
         raise
     except Exception as exc:  # noqa: BLE001  (anything else a bad file makes torch/Ultralytics raise)
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
@@ -66,3 +72,50 @@ def check_embedder(model_name: str, weights: str) -> None:
         known = ", ".join(tags) if tags else "none: use a local file or 'none'"
         raise ConfigError(f"model.embedder_weights: {weights!r} is not a pretrained tag of {model_name} "
                           f"(known: {known})")
+    check_pretrained_reachable(model_name, weights)
+
+
+def check_pretrained_reachable(model_name: str, tag: str, timeout_s: float = 3.0) -> None:
+    """A pretrained tag resolves: its weights are in open_clip's / Hugging Face's cache, or the
+    host they come from answers. Offline, the actors would otherwise retry the download in every
+    actor for minutes (issue 16: 669 lines of Ray tracebacks)."""
+    from taast_ray.models.embedder import _open_clip
+
+    cfg = _open_clip().get_pretrained_cfg(model_name, tag) or {}
+    if cfg.get("file"):
+        return
+    hub, url = cfg.get("hf_hub", ""), cfg.get("url", "")
+    if hub and _in_hf_cache(hub):
+        return
+    if url and os.path.isfile(os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))):
+        return
+    if hub:
+        from huggingface_hub import constants
+
+        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+        if constants.HF_HUB_OFFLINE:
+            _unresolvable(model_name, tag, host, "HF_HUB_OFFLINE is set")
+    else:
+        host = urlparse(url).hostname or url
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return  # only the proxy knows; the download itself will tell
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError as exc:
+        _unresolvable(model_name, tag, host, exc.strerror or type(exc).__name__)
+
+
+def _in_hf_cache(hub: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, filename = os.path.split(hub)  # "org/model/" (the default file name) or "org/model/file"
+    names = [filename] if filename else ["open_clip_pytorch_model.bin"]
+    names += [n[:-4] + ".safetensors" for n in names if n.endswith((".bin", ".pth"))]
+    names += ["open_clip_model.safetensors"] if "open_clip_pytorch_model.bin" in names else []
+    return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+
+
+def _unresolvable(model_name: str, tag: str, host: str, reason: str) -> None:
+    raise ConfigError(f"model.embedder_weights: the {tag!r} weights of {model_name} are not in the local "
+                      f"cache and {host} cannot be reached ({reason}): give a local file, 'none' "
+                      f"(random init), model.embedder mobilenetv2-imagenet, or --preset cpu")

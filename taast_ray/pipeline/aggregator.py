@@ -18,7 +18,7 @@ from taast_ray.config import TaastConfig, config_from_dict
 from taast_ray.data.labels import load_labels
 from taast_ray.error_records import count_by_reason, count_by_stage, errors_table
 from taast_ray.errors import InputError
-from taast_ray.io import bare_paths, list_parquet
+from taast_ray.io import bare_paths, list_parquet, read_json
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.kmeans import resolve_backend
 from taast_ray.selection.outputs import write_failed_outputs, write_selection_outputs
@@ -103,7 +103,10 @@ class CentralAggregator:
         return pa.table({"image_id": pa.array(self.det.ids(rows), pa.string()),
                          "uri": pa.array(self.det.uris(rows), pa.string())})
 
-    def select(self, embeddings_dir: str | None, out: str, extra: dict | None = None) -> dict:
+    def select(self, embeddings_dir: str | None, out: str, extra: dict | None = None,
+               truth_path: str | None = None) -> dict:
+        """Pick, then publish the output set; ``truth_path``: the pool's ground truth (simulation),
+        for report.html's class mix."""
         sel = self._selection
         with self.timer("select"):
             emb = ParquetEmbeddings(embeddings_dir) if embeddings_dir else None
@@ -113,7 +116,8 @@ class CentralAggregator:
                                  "errors_by_reason": count_by_reason(self.errors),
                                  "errors_by_stage": count_by_stage(self.errors), **(extra or {})})
         try:
-            write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary, errors=self.errors)
+            write_selection_outputs(out, self.det, self.scored, picks, self.labels, summary, errors=self.errors,
+                                    truth=read_json(truth_path) if truth_path else None)
         finally:
             self.det.close()  # the box spool: the actor is killed after this call
         return summary

@@ -25,7 +25,7 @@ from taast_ray.errors import InputError
 from taast_ray.io import bare_paths, child, filesystem, is_uri, list_parquet, remove_tree
 from taast_ray.embedder_names import DETECTOR, cache_key
 from taast_ray.pipeline.aggregator import CentralAggregator
-from taast_ray.console import say
+from taast_ray.console import Progress, say
 from taast_ray.models.checks import check_detector, check_embedder
 from taast_ray.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
 from taast_ray.selection.run import check_budget
@@ -97,11 +97,11 @@ def not_written(listing: pa.Table, folder) -> pa.Table:
     return listing.filter(pc.invert(pc.is_in(listing.column("image_id"), value_set=written_ids(folder))))
 
 
-def write_blocks(ds, folder, rows_per_file: int) -> None:
+def write_blocks(ds, folder, rows_per_file: int, progress=None) -> None:
     """Append the dataset's rows to ``folder`` (a path or URI) as parquet files of exactly
     ``rows_per_file`` rows, the pass's last one smaller (stages/parquet_sink.py); each file is
-    named by this pass's id, so earlier files stay."""
-    write_rows_per_file(ds, folder, rows_per_file)
+    named by this pass's id, so earlier files stay. ``progress``: rate and time left on stderr."""
+    write_rows_per_file(ds, folder, rows_per_file, progress=progress)
 
 
 def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *,
@@ -122,7 +122,7 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
              "num_classes": num_classes, "device": cfg.model.device,
              **({"embed": True} if cfg.model.embedder == DETECTOR else {})},
             (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
-        write_blocks(ds, folder, rows_per_file)
+        write_blocks(ds, folder, rows_per_file, Progress("detect", todo.num_rows))
     return todo.num_rows
 
 
@@ -141,7 +141,8 @@ def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache, rows_per_file: int 
         listing_dataset(missing), EmbedStage,
         {"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights, "device": cfg.model.device},
         (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray)
-    write_blocks(ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS), cache, rows_per_file)
+    write_blocks(ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS), cache, rows_per_file,
+                 Progress("embed", missing.num_rows))
     return missing.num_rows
 
 
@@ -152,7 +153,8 @@ def _embedded_rows(batch: pa.Table) -> pa.Table:
 
 def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str | Path, *,
                 resume: bool = False, rows_per_file: int = 1000, limit: int | None = None,
-                embedding_cache: str | Path | None = None, detect_stage_cls=DetectStage) -> dict:
+                embedding_cache: str | Path | None = None, detect_stage_cls=DetectStage,
+                truth_path: str | Path | None = None) -> dict:
     """``taast select --pool``: every input is checked before the first actor starts.
 
     ``out`` is a local folder or an object-store URI (``s3://bucket/run``); detections and
@@ -207,6 +209,7 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     timings["embed"] = round(time.perf_counter() - start, 3)
     summary = remote_call(aggregator.select, str(cache) if wanted.num_rows else None, str(out),
                           {"pool": str(pool), "labels": str(labels_path), "live_timings_s": timings,
-                           "converted": counts["converted"], "embedded": int(wanted.num_rows)})
+                           "converted": counts["converted"], "embedded": int(wanted.num_rows)},
+                          str(truth_path) if truth_path else None)
     ray.kill(aggregator)
     return summary

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from taast_ray.config import save_with_versions
 from taast_ray.data.labels import LabelSet
-from taast_ray.io import publish_output_set, write_json, write_parquet, write_parquet_chunks
+from taast_ray.io import publish_output_set, write_json, write_parquet, write_parquet_chunks, write_text
 from taast_ray.selection.pool import PoolScalars
 from taast_ray.selection.scoring import ImageScores
 from taast_ray.selection.strategies import Picks
@@ -133,12 +133,57 @@ def _ls_boxes(chosen, n: int, names: list[str]) -> list:
     return result
 
 
+def read_image_bytes(uri: str) -> bytes:
+    """An image's bytes from a local path or an object-store URI (for the report's thumbnails)."""
+    from taast_ray.io import filesystem
+
+    fs, inner = filesystem(uri)
+    with fs.open_input_stream(inner) as stream:
+        return stream.read()
+
+
+def report_html(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet, summary: dict,
+                truth: dict | None = None) -> str:
+    """report.html (selection/report.py) from the pass's arrays: the B cards, the class mix."""
+    from taast_ray.selection.report import ReportCard, images_per_class, render_report, truth_class_counts
+
+    names, n, num_classes = labels.category_names, det.num_images, labels.num_classes
+    box_class = np.asarray(det.spool.array("cls")).astype(np.int64)
+    owner = np.repeat(np.arange(n, dtype=np.int64), det.box_count.astype(np.int64))
+    selected = np.zeros(n, bool)
+    selected[picks.rows] = True
+    detector_mix = (images_per_class(owner, box_class, n, num_classes),
+                    images_per_class(owner[selected[owner]], box_class[selected[owner]], n, num_classes))
+    chosen = det.box_rows(picks.rows)
+    cards = []
+    for rank, (row, fill) in enumerate(zip(picks.rows, picks.fill)):
+        lo, hi = chosen.offsets[rank], chosen.offsets[rank + 1]
+        k = int(scored.candidate_class[row])
+        score, cluster = float(picks.score[row]), int(picks.cluster[row])
+        cards.append(ReportCard(
+            rank=rank, image_id=str(chosen.image_ids[rank]),
+            uri=str(chosen.uri[rank]) if chosen.uri is not None else None,
+            width=float(chosen.width[rank]) if chosen.width is not None else None,
+            height=float(chosen.height[rank]) if chosen.height is not None else None,
+            boxes=chosen.boxes[lo:hi], box_class=chosen.box_class[lo:hi], box_conf=chosen.box_conf[lo:hi],
+            entropy=float(scored.entropy[row]), candidate_class=names[k] if k >= 0 else None,
+            weight=float(scored.weights[k]) if k >= 0 else None,
+            score=score if np.isfinite(score) else None, cluster=cluster if cluster >= 0 else None,
+            fill=bool(fill)))
+    truth_mix = None
+    if truth is not None:
+        truth_mix = truth_class_counts(truth, det.image_ids.to_pylist(), [c.image_id for c in cards],
+                                       labels.category_ids)
+    return render_report(summary, cards, names, detector_mix, truth_mix, read_image_bytes)
+
+
 SET_FILES = ("scores.parquet", "selection.parquet", "pseudo_labels.json", "label_studio_tasks.json",
-             "errors.parquet", "summary.json", "config.yaml")
+             "errors.parquet", "summary.json", "config.yaml", "report.html")
 
 
 def write_selection_outputs(out: Path | str, det: PoolScalars, scored: ImageScores, picks: Picks,
-                            labels: LabelSet, summary: dict, errors: pa.Table | None = None) -> None:
+                            labels: LabelSet, summary: dict, errors: pa.Table | None = None,
+                            truth: dict | None = None) -> None:
     """The whole set, published at once (``io.publish_output_set``): the previous set or this one,
     never a mix. ``config.yaml`` is the summary's configuration with the software versions."""
     writers = {
@@ -149,6 +194,7 @@ def write_selection_outputs(out: Path | str, det: PoolScalars, scored: ImageScor
     }
     if errors is not None:
         writers["errors.parquet"] = lambda p: write_parquet(p, errors)
+    writers["report.html"] = lambda p: write_text(p, report_html(det, scored, picks, labels, summary, truth))
     writers["summary.json"] = lambda p: write_json(p, summary)
     writers["config.yaml"] = lambda p: save_with_versions(summary["config"], p)
     publish_output_set(out, writers, replaces=SET_FILES)

@@ -109,6 +109,7 @@ class PoolScalars:
     spool: _Spool | None = field(default=None, repr=False)
     box_offsets: np.ndarray | None = field(default=None, repr=False)
     _tie_rank: np.ndarray | None = field(default=None, repr=False)
+    _seeded: dict = field(default_factory=dict, repr=False)
 
     @property
     def num_images(self) -> int:
@@ -120,13 +121,21 @@ class PoolScalars:
 
     @property
     def tie_rank(self) -> np.ndarray:
-        """Rank of each image_id in ascending order (the §2 tie-break), computed once."""
+        """Rank of each image_id in ascending order (the outputs' row order), computed once."""
         if self._tie_rank is None:
             order = pc.sort_indices(self.image_ids).to_numpy()
             rank = np.empty(len(order), dtype=np.int64)
             rank[order] = np.arange(len(order), dtype=np.int64)
             self._tie_rank = rank
         return self._tie_rank
+
+    def seeded_tie_rank(self, seed: int) -> np.ndarray:
+        """Rank by a seeded hash of image_id: how the strategies break ties (issue 16)."""
+        if seed not in self._seeded:
+            from taast_ray.selection.candidates import seeded_tie_rank
+
+            self._seeded = {seed: seeded_tie_rank(self.image_ids, seed, self.tie_rank)}
+        return self._seeded[seed]
 
     def ids(self, rows) -> np.ndarray:
         return np.asarray(self.image_ids.take(pa.array(np.asarray(rows, np.int64))).to_pylist(), object)

@@ -11,11 +11,13 @@ import numpy as np
 from taast_ray.config import SelectionConfig, TaastConfig
 from taast_ray.data.labels import LabelSet, load_labels
 from taast_ray.errors import InputError
+from taast_ray.io import read_json
 from taast_ray.selection.embeddings import ParquetEmbeddings
 from taast_ray.selection.outputs import write_selection_outputs
 from taast_ray.selection.pool import PoolScalars, stream_pool
 from taast_ray.selection.scoring import ImageScores, finish_scores, rarity_rule
 from taast_ray.selection.strategies import NEEDS_EMBEDDINGS, Picks, SelectionContext, run_strategy
+from taast_ray.selection.warnings import selection_warnings
 from taast_ray.versions import software_versions
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ class PoolIds:
 def make_context(det: PoolScalars, scored: ImageScores, sel: SelectionConfig,
                  embeddings: ParquetEmbeddings | None, labels: LabelSet) -> SelectionContext:
     return SelectionContext(
-        image_ids=PoolIds(det), tie_rank=det.tie_rank, scored=scored,
+        image_ids=PoolIds(det), tie_rank=det.seeded_tie_rank(sel.seed), id_order=det.tie_rank, scored=scored,
         budget=sel.budget, seed=sel.seed, candidate_fraction=sel.candidate_fraction,
         kmeans_backend=sel.kmeans_backend, kmeans_iters=sel.kmeans_iters,
         kmeans_max_points_per_centroid=sel.kmeans_max_points_per_centroid, class_cap=sel.class_cap,
@@ -89,12 +91,14 @@ def build_summary(cfg: TaastConfig, det: PoolScalars, scored: ImageScores, picks
         "labelled_class_counts": {names[k]: int(n)
                                   for k, n in enumerate(labels.class_counts(sel.count_mode))},
         **picks.info, **(extra or {}),
+        "warnings": selection_warnings(det.box_count, picks.score, ~scored.pseudo, sel.strategy, sel.seed),
         "timings_s": timings, "versions": software_versions(), "config": cfg.to_dict(),
     }
 
 
 def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path: str | Path,
-                           out: str | Path, embeddings: str | Path | None = None) -> dict:
+                           out: str | Path, embeddings: str | Path | None = None,
+                           truth_path: str | Path | None = None) -> dict:
     """Read, validate, score, select, write. Every input problem surfaces before any write."""
     sel = cfg.selection
     timer = StageTimer()
@@ -115,7 +119,8 @@ def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path
                                 {"detections": str(detections), "labels": str(labels_path),
                                  "embeddings": str(embeddings) if embeddings else None})
         with timer("write"):
-            write_selection_outputs(Path(out), det, scored, picks, labels, summary)
+            write_selection_outputs(Path(out), det, scored, picks, labels, summary,
+                                    truth=read_json(truth_path) if truth_path else None)
     finally:
         det.close()
     log.info("selected %d of %d images (%d filled) in %s", len(picks.rows), det.num_images,

@@ -1,7 +1,9 @@
 """Selection strategies behind one interface (SPEC.md §2): TAAST, its ablations and the baselines.
 
-Input rows can arrive in any order: every ordering here goes through (value, image_id rank) or
-image_id rank alone, so permuting the detections table never changes the selection.
+Input rows can arrive in any order: every ordering here goes through (value, tie rank) or a rank
+alone, so permuting the detections table never changes the selection. The tie rank is a seeded
+hash of image_id (``candidates.seeded_tie_rank``), not the file-name order: with every φ equal
+(a detector that finds nothing) the pick is then seeded, not "the first B files" (issue 16).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]
 @dataclass
 class SelectionContext:
     image_ids: np.ndarray          # (n,) str, table order
-    tie_rank: np.ndarray           # (n,) rank of image_id ascending
+    tie_rank: np.ndarray           # (n,) the tie-break of every ranking (a seeded id hash's rank)
     scored: ImageScores
     budget: int
     seed: int
@@ -36,6 +38,12 @@ class SelectionContext:
     class_cap: int = 0             # taast-balanced; 0: ⌈B / classes c(x) among the candidates⌉
     embed: EmbedFn | None = None
     labelled_embeddings: Callable[[], np.ndarray | None] | None = None
+    id_order: np.ndarray | None = None  # (n,) rank of image_id ascending; None: tie_rank
+
+    @property
+    def canonical_rank(self) -> np.ndarray:
+        """The order seeded draws are taken in (random, the fill): image_id ascending."""
+        return self.tie_rank if self.id_order is None else self.id_order
 
 
 @dataclass
@@ -83,7 +91,7 @@ def _with_fill(ctx: SelectionContext, picks: Picks, eligible: np.ndarray) -> Pic
         if shortfall <= 0:
             break
         rest = np.flatnonzero(pool_mask & ~taken)
-        rest = rest[np.argsort(ctx.tie_rank[rest])]
+        rest = rest[np.argsort(ctx.canonical_rank[rest])]
         extra = np.random.default_rng(ctx.seed).permutation(rest)[:shortfall]
         picks.rows = np.concatenate([picks.rows, extra])
         picks.fill = np.concatenate([picks.fill, np.ones(len(extra), bool)])
@@ -218,7 +226,7 @@ def select_entropy(ctx: SelectionContext) -> Picks:
 
 def select_random(ctx: SelectionContext) -> Picks:
     """Uniform without replacement over U: a seeded key per image in image_id order, top B."""
-    by_id = np.argsort(ctx.tie_rank)
+    by_id = np.argsort(ctx.canonical_rank)
     key = np.empty(len(by_id))
     key[by_id] = np.random.default_rng(ctx.seed).random(len(by_id))
     return _top_by(ctx, key, np.ones(len(by_id), bool))
@@ -228,7 +236,7 @@ def select_coreset(ctx: SelectionContext) -> Picks:
     """k-center greedy over the eligible images' z, starting from the labelled set's z."""
     eligible = ~ctx.scored.pseudo
     rows = np.flatnonzero(eligible)
-    rows = rows[np.argsort(ctx.tie_rank[rows])]
+    rows = rows[np.argsort(ctx.canonical_rank[rows])]
     picks = _empty_picks(ctx, np.full(len(ctx.image_ids), np.nan))
     picks.candidate[rows] = True
     z = _embed_rows(ctx, rows)

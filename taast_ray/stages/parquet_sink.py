@@ -16,6 +16,7 @@ import time
 import uuid
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from taast_ray.io import child, write_parquet
 
@@ -54,14 +55,23 @@ class RowsPerFileWriter:
         self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
 
-def write_rows_per_file(ds, folder, rows_per_file: int, *, send_tasks: int = 2) -> list[str]:
-    """Run the Ray dataset ``ds`` to its end, its rows going to files of exactly ``rows_per_file``."""
+def write_rows_per_file(ds, folder, rows_per_file: int, *, send_tasks: int = 2, progress=None) -> list[str]:
+    """Run the Ray dataset ``ds`` to its end, its rows going to files of exactly ``rows_per_file``.
+
+    ``progress`` (console.Progress): advanced by the rows each send reports, on the driver (the
+    sends return one tiny row each, so iterating them moves no data)."""
     import ray
 
     writer = ray.remote(RowsPerFileWriter).options(num_cpus=0).remote(str(folder), rows_per_file)
     try:
-        ds.map_batches(_send, fn_kwargs={"writer": writer}, batch_format="pyarrow", num_cpus=0,
-                       compute=ray.data.TaskPoolStrategy(size=send_tasks)).materialize()
+        sent = ds.map_batches(_send, fn_kwargs={"writer": writer}, batch_format="pyarrow", num_cpus=0,
+                              compute=ray.data.TaskPoolStrategy(size=send_tasks))
+        if progress is None:
+            sent.materialize()
+        else:
+            for batch in sent.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0):
+                progress.add(int(pa.compute.sum(batch.column("rows")).as_py() or 0))
+            progress.finish()
         return ray.get(writer.flush.remote())
     finally:
         ray.kill(writer)

@@ -59,13 +59,47 @@ def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path
             name=f"fine_tune-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
             storage_path=str(out_dir / "ray_results"),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)))
-    result = trainer.fit()
+    with _epoch_progress(out_dir / EPOCH_FILE, epochs):
+        result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"fine_tune: Ray Train reported no checkpoint under {out_dir}")
     return {"checkpoint": str(_final_weights(result.checkpoint, out_dir / "weights.pt")),
             "ray_checkpoint": result.checkpoint.path, "metrics": dict(result.metrics or {}),
             "workers": workers,
             "seen": (result.metrics or {}).get("seen", [])}
+
+
+EPOCH_FILE = "epoch.json"  # rank 0 writes {"epoch", "epochs"} after every epoch (out_dir is shared)
+
+
+@contextmanager
+def _epoch_progress(path: Path, epochs: int, poll_s: float = 2.0):
+    """Epochs done, their rate and the time left, on the driver's stderr while Ray Train runs:
+    a thread reads the file rank 0 rewrites after each epoch (the workers' own logs stay hidden)."""
+    import threading
+
+    from taast_ray.console import Progress
+
+    path.unlink(missing_ok=True)
+    progress = Progress("train", epochs, unit="epochs", every_s=30.0)
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(poll_s):
+            try:
+                progress.update(int(json.loads(path.read_text())["epoch"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+
+    thread = threading.Thread(target=watch, name="taast-epoch-progress", daemon=True)
+    if epochs > 0:
+        thread.start()
+    try:
+        yield progress
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=poll_s + 1)
 
 
 def _check_inputs(dataset_yaml: Path, weights, num_classes, workers: int, batch: int) -> str:
@@ -155,6 +189,11 @@ def _report_epoch(trainer) -> None:
     metrics = {"epoch": trainer.epoch + 1, "seen": seen,
                **(trainer.label_loss_items(trainer.tloss) if trainer.tloss else {}),
                **{k: float(v) for k, v in (trainer.metrics or {}).items()}}
+    if trainer.ray_rank == 0:  # for the driver's progress line (_epoch_progress)
+        from taast_ray.io import write_json
+
+        write_json(Path(trainer.seen_path).parent / EPOCH_FILE, {"epoch": trainer.epoch + 1,
+                                                                 "epochs": trainer.epochs})
     if trainer.ray_rank > 0 or not trainer.last.exists():
         ray.train.report(metrics)
         return

@@ -34,6 +34,43 @@ def test_bad_embedders(name, weights, message):
         check_embedder(name, weights)
 
 
-@pytest.mark.parametrize("name, weights", [("taast-tiny-ViT", "none"), ("ViT-L-14-quickgelu", "openai")])
+@pytest.mark.parametrize("name, weights", [("taast-tiny-ViT", "none"), ("mobilenetv2-imagenet", "imagenet")])
 def test_good_embedders_build_nothing(name, weights):
     check_embedder(name, weights)
+
+
+def _cache_hf_weights(cache, repo: str, filename: str = "open_clip_pytorch_model.bin") -> None:
+    """Hugging Face's cache layout (refs/main → a snapshot folder holding the file)."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    (folder / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (folder / "snapshots" / ("0" * 40) / filename).write_bytes(b"weights")
+
+
+def test_a_pretrained_tag_resolves_from_the_cache_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
+        check_embedder("ViT-L-14-quickgelu", "openai")
+    _cache_hf_weights(tmp_path, "timm/vit_large_patch14_clip_224.openai")
+    check_embedder("ViT-L-14-quickgelu", "openai")
+
+
+def test_an_unreachable_hub_is_one_line_naming_the_field(tmp_path, monkeypatch):
+    """Issue 16: the default ViT-L/14 offline fails on the driver in seconds, not in every actor."""
+    from huggingface_hub import constants
+
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.taast.invalid")  # .invalid never resolves
+    with pytest.raises(ConfigError) as err:
+        check_embedder("ViT-L-14-quickgelu", "openai")
+    message = str(err.value)
+    assert message.startswith("model.embedder_weights: the 'openai' weights of ViT-L-14-quickgelu are not "
+                              "in the local cache and hub.taast.invalid cannot be reached")
+    assert "--preset cpu" in message and "\n" not in message

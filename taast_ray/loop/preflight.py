@@ -1,0 +1,103 @@
+"""``taast run`` refuses before work, and a failed first start leaves nothing behind (issue 16).
+
+:func:`check_run_inputs` runs on the driver before Ray starts and before any file is written:
+the configuration, the run directory, every data file (parsed, as the run will parse it), the
+detector weights (loaded once) and the embedder (its weights resolvable: cached, or the hub
+answers). Each problem is one line naming the field.
+
+:func:`undo_failed_first_start` wraps a first start: when it fails before any cycle stage
+finished (the split and the synthetic set are remade identically in seconds), everything it
+wrote is removed, so the same command can simply be run again. Once a stage of a cycle has
+finished (a trained warm-up is minutes of work) the files stay and ``--resume`` continues.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from taast_ray.config import TaastConfig
+from taast_ray.errors import ConfigError, InputError
+from taast_ray.lock import LOCK_NAME
+
+
+def check_run_directory(run: Path, resume: bool) -> None:
+    """A folder (or a place one can be made) that this user may write, empty unless resuming."""
+    if run.exists() and not run.is_dir():
+        raise ConfigError(f"--out: {run} is a file, not a folder")
+    if run.is_dir() and not resume and any(p.name != LOCK_NAME for p in run.iterdir()):
+        raise InputError(f"{run}: run directory is not empty (use --resume to continue it)")
+    existing = next(p for p in (run, *run.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out: {run} lies under {existing}, a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out: {existing} is not writable by this user")
+
+
+def check_data_files(cfg: TaastConfig) -> int:
+    """Parse every label file the run will read; the number of classes (synthetic: its setting)."""
+    from taast_ray.data.labels import load_labels
+
+    d = cfg.data
+    if not d.train:
+        return d.synthetic_classes
+    if not Path(d.images).is_dir():
+        raise ConfigError(f"data.images: {d.images} is not a folder")
+    classes = None
+    for field_name in ("train", "val", "test"):
+        path = getattr(d, field_name)
+        if not path:
+            continue
+        try:
+            labels = load_labels(path)
+        except InputError as exc:
+            raise ConfigError(f"data.{field_name}: {exc}") from None
+        if classes is None:
+            classes = labels.num_classes
+        elif labels.num_classes != classes:
+            raise ConfigError(f"data.{field_name}: {labels.num_classes} categories, data.train has {classes}")
+    return classes
+
+
+def check_run_inputs(cfg: TaastConfig, run: Path, resume: bool) -> None:
+    """Everything a run can be refused for, before Ray starts and before any file is written."""
+    from taast_ray.models.checks import check_detector, check_embedder
+
+    cfg.validate_for_run()
+    check_run_directory(Path(run), resume)
+    num_classes = check_data_files(cfg)
+    check_detector(cfg.model.weights, num_classes)
+    check_embedder(cfg.model.embedder, cfg.model.embedder_weights)
+
+
+def _cycle_stage_finished(run: Path) -> bool:
+    return any(run.glob("cycle_*/_markers/*.done"))
+
+
+@contextlib.contextmanager
+def undo_failed_first_start(run: Path, resume: bool, keep: tuple[type, ...] = ()) -> Iterator[None]:
+    """On a first start that fails (an error, Ctrl-C) before any cycle stage finished, remove
+    what it wrote; the run directory is then as it was (absent, or empty but for the lock).
+    ``keep``: exceptions that are not failures (production's stop for annotators)."""
+    run = Path(run)
+    before = {p.name for p in run.iterdir()} if run.is_dir() else set()
+    try:
+        yield
+    except keep:
+        raise
+    except BaseException:
+        if resume:
+            raise
+        if _cycle_stage_finished(run):
+            print(f"[taast] {run}: the finished stages are kept; run the same command with --resume "
+                  f"to continue", file=sys.stderr)
+            raise
+        for path in run.iterdir() if run.is_dir() else ():
+            if path.name not in before and path.name != LOCK_NAME:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        print(f"[taast] {run}: nothing of this start kept; the same command can be run again",
+              file=sys.stderr)
+        raise
