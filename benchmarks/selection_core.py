@@ -133,7 +133,7 @@ def selection_core(work: Path, classes: int, dim: int, budget: int, seed: int, b
         picks = Picks(order, scored.value, candidate, cluster, np.zeros(len(order), bool))
         labels = load_labels(work / "labels.json")
         write_selection_outputs(work / "out", pool, scored, picks, labels,
-                                {"images": n, "note": "benchmark"})
+                                {"images": n, "note": "benchmark", "config": TaastConfig().to_dict()})
 
     run("write", write)
     result = {"images": pool.num_images, "boxes": pool.num_boxes, "pseudo": int(scored.pseudo.sum()),

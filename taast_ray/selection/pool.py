@@ -5,11 +5,14 @@ over (SPEC.md §2), so the (m, C) score rows are dropped batch by batch. What th
 the boxes later (xyxy, conf_b, argmax class: the pseudo labels of P and the pre-annotations of
 the B selected) is spooled to flat files as it is found, 22 bytes a box, and read back by row.
 
-Memory: ~35 bytes per image (image_id, E, c, P, box count) plus a constant for the batch in
-flight; the spool is 22 bytes per box on disk (``TMPDIR``).
+Memory: per image its image_id (its bytes + 8), E (8), c (4), P (1), its first box row (8) and
+its image_id rank (8), each in one array sized from the files' footers (grown by half when a
+footer undercounts, never concatenated at the end); plus a constant for the batches in flight.
+The spool is 24 bytes per box on disk (``TMPDIR``).
 """
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -53,7 +56,9 @@ class _Spool:
 
     def add(self, name: str, values: np.ndarray) -> None:
         dtype, _ = self.COLUMNS[name]
-        self.files[name].write(np.ascontiguousarray(values, dtype=dtype).tobytes())
+        values = np.ascontiguousarray(values, dtype=dtype)
+        if values.size:
+            self.files[name].write(memoryview(values.reshape(-1)).cast("B"))
 
     def add_uri(self, uri: pa.Array) -> None:
         table = pa.table({"uri": pc.cast(uri, pa.string())})
@@ -96,7 +101,6 @@ class PoolScalars:
     entropy: np.ndarray          # float64 E(x)
     candidate_class: np.ndarray  # int32 c(x), −1 for none
     pseudo: np.ndarray           # bool
-    box_count: np.ndarray        # int32
     pseudo_counts: dict          # {"images"|"boxes": (C,) int64}
     has_size: bool
     has_uri: bool
@@ -112,6 +116,11 @@ class PoolScalars:
     @property
     def num_boxes(self) -> int:
         return int(self.box_offsets[-1])
+
+    @property
+    def box_count(self) -> np.ndarray:
+        """Boxes per image (int32)."""
+        return np.diff(self.box_offsets).astype(np.int32)
 
     @property
     def tie_rank(self) -> np.ndarray:
@@ -151,20 +160,115 @@ class PoolScalars:
             self.spool = None
 
 
+class GrowableArray:
+    """An array appended to block by block: preallocated to the expected length, grown in
+    place by half (``ndarray.resize``: realloc, which moves large blocks by remapping pages,
+    not copying them) when that falls short, and trimmed once at the end. ``finish`` hands the
+    array out; nothing may be appended afterwards (no view is ever live while it can move)."""
+
+    GROWTH = 1.5
+
+    def __init__(self, dtype, capacity: int = 0):
+        self._data = np.empty(max(int(capacity), 0), dtype)
+        self.size = 0
+        self._done = False
+
+    @property
+    def capacity(self) -> int:
+        return len(self._data)
+
+    def append(self, values) -> None:
+        if self._done:
+            raise RuntimeError("GrowableArray: append after finish")
+        values = np.asarray(values)
+        need = self.size + len(values)
+        if need > len(self._data):
+            self._data.resize(max(need, math.ceil(len(self._data) * self.GROWTH)), refcheck=False)
+        self._data[self.size:need] = values
+        self.size = need
+
+    def finish(self) -> np.ndarray:
+        """The appended values, as one array of exactly their length."""
+        if not self._done:
+            self._done = True
+            if self.size != len(self._data):
+                self._data.resize(self.size, refcheck=False)
+        return self._data
+
+
+class _StringColumn:
+    """Strings appended batch by batch into one byte buffer and one offsets array, handed out
+    as a single Arrow array at the end (string, or large_string past 2 GiB of bytes)."""
+
+    def __init__(self, expected_rows: int):
+        self.data = GrowableArray(np.uint8, 16 * expected_rows)
+        self.ends = GrowableArray(np.int64, expected_rows)
+
+    def append(self, values: pa.Array) -> None:
+        values = pc.cast(values, pa.large_string())
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        _, offsets, data = values.buffers()
+        offsets = np.frombuffer(offsets, np.int64)[values.offset:values.offset + len(values) + 1]
+        lo, hi = int(offsets[0]), int(offsets[-1])
+        base = self.data.size
+        self.data.append(np.frombuffer(data, np.uint8)[lo:hi] if hi > lo else np.zeros(0, np.uint8))
+        self.ends.append(offsets[1:] - (lo - base))
+
+    def finish(self) -> pa.Array:
+        data, ends = self.data.finish(), self.ends.finish()
+        wide = len(data) >= 2 ** 31 - 1
+        offsets = np.zeros(len(ends) + 1, np.int64 if wide else np.int32)
+        offsets[1:] = ends
+        del ends
+        self.ends = None
+        return pa.Array.from_buffers(pa.large_string() if wide else pa.string(), len(offsets) - 1,
+                                     [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _rank_and_check_unique(ids: pa.Array, source: str, chunk: int = 1 << 20) -> np.ndarray:
+    """Rank of each image_id in ascending order (the §2 tie-break); a duplicate is an InputError
+    naming the duplicated id seen first in the input (as a hash count would), found by comparing
+    neighbours in the (stable) sorted order a chunk at a time, without a hash table of the pool."""
+    order = pc.sort_indices(ids).to_numpy()
+    first_dup = None
+    for start in range(0, max(len(order) - 1, 0), chunk):
+        at = order[start:start + chunk + 1]
+        sorted_ids = ids.take(pa.array(at))
+        same = pc.equal(sorted_ids.slice(1), sorted_ids.slice(0, len(at) - 1))
+        if pc.any(same).as_py():
+            # the first of each run of equal ids is its first occurrence (a stable sort)
+            hit = int(at[:-1][same.to_numpy(zero_copy_only=False)].min())
+            first_dup = hit if first_dup is None else min(first_dup, hit)
+    if first_dup is not None:
+        raise InputError(f"{source}: duplicate image_id {ids[first_dup].as_py()!r}")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank
+
+
 class _Accumulator:
-    def __init__(self, num_classes: int, spool: _Spool):
+    def __init__(self, num_classes: int, spool: _Spool, expected_rows: int = 0):
         self.spool = spool
-        self.parts: dict[str, list] = {k: [] for k in ("ids", "entropy", "cls", "pseudo", "count")}
+        self.ids = _StringColumn(expected_rows)
+        self.columns = {"entropy": GrowableArray(np.float64, expected_rows),
+                        "cls": GrowableArray(np.int32, expected_rows),
+                        "pseudo": GrowableArray(np.bool_, expected_rows),
+                        "offsets": GrowableArray(np.int64, expected_rows + 1)}
+        self.columns["offsets"].append(np.zeros(1, np.int64))
+        self.boxes = 0
         self.pseudo_counts = {m: np.zeros(num_classes, np.int64) for m in ("images", "boxes")}
         self.size_columns: set[bool] = set()
         self.uri_columns: set[bool] = set()
         self.converted = 0
 
     def add(self, table: pa.Table, det, reduced: ImageReduction) -> None:
-        self.parts["ids"].append(pc.cast(table.column("image_id"), pa.string()).combine_chunks())
+        self.ids.append(table.column("image_id"))
         for key, values in (("entropy", reduced.entropy), ("cls", reduced.candidate_class),
-                            ("pseudo", reduced.pseudo), ("count", reduced.box_count)):
-            self.parts[key].append(values)
+                            ("pseudo", reduced.pseudo)):
+            self.columns[key].append(values)
+        self.columns["offsets"].append(det.offsets[1:] + self.boxes)
+        self.boxes += int(det.offsets[-1])
         for mode, counts in reduced.pseudo_counts.items():
             self.pseudo_counts[mode] += counts
         self.spool.add("boxes", det.boxes)
@@ -181,21 +285,15 @@ class _Accumulator:
             self.converted += int(pc.sum(pc.is_valid(table.column("converted"))).as_py() or 0)
 
     def finish(self, source: str) -> PoolScalars:
-        if not self.parts["ids"]:
+        if self.columns["pseudo"].size == 0:
             raise InputError(f"{source}: the pool is empty (no rows)")
         self.spool.close()
-        ids = pa.concat_arrays(self.parts["ids"])
-        counts = pc.value_counts(ids)
-        duplicated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-        if len(duplicated):
-            raise InputError(f"{source}: duplicate image_id {duplicated[0].as_py()!r}")
-        del counts, duplicated
-        cat = {k: np.concatenate(v) for k, v in self.parts.items() if k != "ids"}
-        offsets = np.zeros(len(ids) + 1, np.int64)
-        np.cumsum(cat["count"], out=offsets[1:])
-        return PoolScalars(ids, cat["entropy"], cat["cls"], cat["pseudo"], cat["count"],
+        ids = self.ids.finish()
+        rank = _rank_and_check_unique(ids, source)
+        cat = {k: v.finish() for k, v in self.columns.items()}
+        return PoolScalars(ids, cat["entropy"], cat["cls"], cat["pseudo"],
                            self.pseudo_counts, self.size_columns == {True}, self.uri_columns == {True},
-                           self.converted, self.spool, offsets)
+                           self.converted, self.spool, cat["offsets"], rank)
 
 
 def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = None,
@@ -207,15 +305,15 @@ def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = Non
     """
     source = DetectionsSource(path)
     spool = _Spool(Path(tempfile.mkdtemp(prefix="taast-spool-", dir=spool_dir)))
-    acc = _Accumulator(num_classes, spool)
+    acc = _Accumulator(num_classes, spool, source.num_rows())
     try:
         for name, at, table in source.batches(batch_rows=batch_rows):
             table = without_failed(table, failed)
             if not table.num_rows:
                 continue
             det = flatten_detections(table, num_classes, source=name, check_unique=False, first_record=at,
-                                     check_scores=False)
-            reduced = reduce_images(det.scores, det.offsets, tau)
+                                     check_scores=False, ids_as_objects=False)
+            reduced = reduce_images(det.scores, det.offsets, tau, row_min=False)
             check_score_range(reduced.box_min, reduced.confidence, det.where)
             acc.add(table, det, reduced)
             del det
