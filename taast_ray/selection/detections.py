@@ -28,7 +28,7 @@ REQUIRED_COLUMNS = ("image_id", "boxes", "scores")
 # images per record batch: ~85 MB of float32 scores at 8 boxes × 80 classes
 BATCH_ROWS = 1 << 15
 READ_BUFFER = 1 << 23  # bytes read at a time from a column chunk (a row group can be any size)
-BATCH_SCORE_BYTES = 1 << 26  # fewer images per batch where the score rows are wide (LVIS: 1203)
+BATCH_SCORE_BYTES = 1 << 25  # fewer images per batch where the score rows are wide (LVIS: 1203)
 MIN_BATCH_ROWS = 1 << 10
 READ_WORKERS = 2  # row groups decoded at once
 

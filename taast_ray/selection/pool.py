@@ -243,7 +243,8 @@ def _rank_and_check_unique(ids: pa.Array, source: str, chunk: int = 1 << 20) -> 
     if first_dup is not None:
         raise InputError(f"{source}: duplicate image_id {ids[first_dup].as_py()!r}")
     rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order), dtype=np.int64)
+    for start in range(0, len(order), chunk):  # no pool-sized arange
+        rank[order[start:start + chunk]] = np.arange(start, min(start + chunk, len(order)), dtype=np.int64)
     return rank
 
 
