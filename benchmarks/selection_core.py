@@ -125,7 +125,7 @@ def selection_core(work: Path, classes: int, dim: int, budget: int, seed: int, b
 
     def write():
         n = pool.num_images
-        cluster = np.full(n, -1, np.int64)
+        cluster = np.full(n, -1, np.int32)
         cluster[cand] = km.assignment
         candidate = np.zeros(n, bool)
         candidate[cand] = True

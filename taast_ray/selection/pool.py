@@ -5,9 +5,10 @@ over (SPEC.md §2), so the (m, C) score rows are dropped batch by batch. What th
 the boxes later (xyxy, conf_b, argmax class: the pseudo labels of P and the pre-annotations of
 the B selected) is spooled to flat files as it is found, 22 bytes a box, and read back by row.
 
-Memory: per image its image_id (its bytes + 8), E (8), c (4), P (1), its first box row (8) and
-its image_id rank (8), each in one array sized from the files' footers (grown by half when a
+Memory: per image its image_id (its bytes + 4), E (8), c (4), P (1), its box count (4) and its
+image_id rank (4), each in one array sized from the files' footers (grown by half when a
 footer undercounts, never concatenated at the end); plus a constant for the batches in flight.
+A box's row in the spool comes from the counts and one int64 start per 1024 images.
 The spool is 24 bytes per box on disk (``TMPDIR``).
 """
 from __future__ import annotations
@@ -94,6 +95,43 @@ class _Spool:
         return out
 
 
+class BoxIndex:
+    """Where each image's boxes lie in the spool without a pool-sized offsets array: per image
+    its box count (int32), per block of BLOCK images the first box row (int64); a row's first
+    box is its block's start plus the counts before it in the block."""
+
+    BLOCK = 1024
+
+    def __init__(self, counts: np.ndarray):
+        self.counts = np.asarray(counts, dtype=np.int32)
+        sums = np.add.reduceat(self.counts, np.arange(0, len(self.counts), self.BLOCK), dtype=np.int64) \
+            if len(self.counts) else np.zeros(0, np.int64)
+        self.block_start = np.zeros(len(sums) + 1, np.int64)
+        np.cumsum(sums, out=self.block_start[1:])
+
+    @property
+    def total(self) -> int:
+        return int(self.block_start[-1])
+
+    def starts(self, rows) -> np.ndarray:
+        """First box row of each of these images (int64)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        block = rows // self.BLOCK
+        blocks, where = np.unique(block, return_inverse=True)
+        grid = np.zeros((len(blocks), self.BLOCK), np.int64)  # the counts of the blocks asked for
+        for i, b in enumerate(blocks.tolist()):
+            part = self.counts[b * self.BLOCK:(b + 1) * self.BLOCK]
+            grid[i, 1:len(part)] = part[:-1]
+        np.cumsum(grid, axis=1, out=grid)
+        return self.block_start[block] + grid[where.reshape(-1), rows % self.BLOCK]
+
+    def offsets(self) -> np.ndarray:
+        """Every image's first box row and the total, (n + 1,) int64 (small pools, tests)."""
+        out = np.zeros(len(self.counts) + 1, np.int64)
+        np.cumsum(self.counts, out=out[1:])
+        return out
+
+
 @dataclass
 class PoolScalars:
     """The streaming pass's result: per-image scalars in stream order, and the box spool."""
@@ -106,7 +144,7 @@ class PoolScalars:
     has_uri: bool
     converted: int
     spool: _Spool | None = field(default=None, repr=False)
-    box_offsets: np.ndarray | None = field(default=None, repr=False)
+    boxes_index: BoxIndex | None = field(default=None, repr=False)
     _tie_rank: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -115,21 +153,24 @@ class PoolScalars:
 
     @property
     def num_boxes(self) -> int:
-        return int(self.box_offsets[-1])
+        return self.boxes_index.total
 
     @property
     def box_count(self) -> np.ndarray:
         """Boxes per image (int32)."""
-        return np.diff(self.box_offsets).astype(np.int32)
+        return self.boxes_index.counts
+
+    @property
+    def box_offsets(self) -> np.ndarray:
+        """(n + 1,) first box row per image and the total: pool-sized, for small pools and tests."""
+        return self.boxes_index.offsets()
 
     @property
     def tie_rank(self) -> np.ndarray:
         """Rank of each image_id in ascending order (the §2 tie-break), computed once."""
         if self._tie_rank is None:
             order = pc.sort_indices(self.image_ids).to_numpy()
-            rank = np.empty(len(order), dtype=np.int64)
-            rank[order] = np.arange(len(order), dtype=np.int64)
-            self._tie_rank = rank
+            self._tie_rank = _rank_of(order)
         return self._tie_rank
 
     def ids(self, rows) -> np.ndarray:
@@ -138,7 +179,8 @@ class PoolScalars:
     def box_rows(self, rows) -> BoxRows:
         """These images' boxes from the spool, in the order given."""
         rows = np.asarray(rows, dtype=np.int64)
-        lo, hi = self.box_offsets[rows], self.box_offsets[rows + 1]
+        lo = self.boxes_index.starts(rows)
+        hi = lo + self.boxes_index.counts[rows]
         offsets = np.zeros(len(rows) + 1, np.int64)
         np.cumsum(hi - lo, out=offsets[1:])
         box = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(rows) else np.zeros(0, np.int64)
@@ -242,9 +284,16 @@ def _rank_and_check_unique(ids: pa.Array, source: str, chunk: int = 1 << 20) -> 
             first_dup = hit if first_dup is None else min(first_dup, hit)
     if first_dup is not None:
         raise InputError(f"{source}: duplicate image_id {ids[first_dup].as_py()!r}")
-    rank = np.empty(len(order), dtype=np.int64)
-    for start in range(0, len(order), chunk):  # no pool-sized arange
-        rank[order[start:start + chunk]] = np.arange(start, min(start + chunk, len(order)), dtype=np.int64)
+    return _rank_of(order, chunk)
+
+
+def _rank_of(order: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """The inverse permutation of a sort order: int32 while the pool allows (the ranks order
+    ties; their width changes no order), filled a chunk at a time (no pool-sized arange)."""
+    dtype = np.int32 if len(order) < 2 ** 31 else np.int64
+    rank = np.empty(len(order), dtype=dtype)
+    for start in range(0, len(order), chunk):
+        rank[order[start:start + chunk]] = np.arange(start, min(start + chunk, len(order)), dtype=dtype)
     return rank
 
 
@@ -255,9 +304,7 @@ class _Accumulator:
         self.columns = {"entropy": GrowableArray(np.float64, expected_rows),
                         "cls": GrowableArray(np.int32, expected_rows),
                         "pseudo": GrowableArray(np.bool_, expected_rows),
-                        "offsets": GrowableArray(np.int64, expected_rows + 1)}
-        self.columns["offsets"].append(np.zeros(1, np.int64))
-        self.boxes = 0
+                        "count": GrowableArray(np.int32, expected_rows)}
         self.pseudo_counts = {m: np.zeros(num_classes, np.int64) for m in ("images", "boxes")}
         self.size_columns: set[bool] = set()
         self.uri_columns: set[bool] = set()
@@ -268,8 +315,7 @@ class _Accumulator:
         for key, values in (("entropy", reduced.entropy), ("cls", reduced.candidate_class),
                             ("pseudo", reduced.pseudo)):
             self.columns[key].append(values)
-        self.columns["offsets"].append(det.offsets[1:] + self.boxes)
-        self.boxes += int(det.offsets[-1])
+        self.columns["count"].append(reduced.box_count)
         for mode, counts in reduced.pseudo_counts.items():
             self.pseudo_counts[mode] += counts
         self.spool.add("boxes", det.boxes)
@@ -294,7 +340,7 @@ class _Accumulator:
         cat = {k: v.finish() for k, v in self.columns.items()}
         return PoolScalars(ids, cat["entropy"], cat["cls"], cat["pseudo"],
                            self.pseudo_counts, self.size_columns == {True}, self.uri_columns == {True},
-                           self.converted, self.spool, cat["offsets"], rank)
+                           self.converted, self.spool, BoxIndex(cat["count"]), rank)
 
 
 def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = None,

@@ -254,3 +254,15 @@ def test_ordered_parallel_keeps_task_order_and_raises_in_order():
         for item in _ordered_parallel(iter([task(0, 2, 0.02), task(1, 1, 0.0, fail=True), task(2, 5, 0.0)]), 3):
             seen.append(item)
     assert seen == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_box_index_finds_first_box_rows_from_counts_and_block_starts(monkeypatch):
+    from taast_ray.selection.pool import BoxIndex
+
+    monkeypatch.setattr(BoxIndex, "BLOCK", 4)
+    counts = [2, 0, 3, 1, 5, 0, 0, 4, 1]   # first rows 0 2 2 5 | 6 11 11 11 | 15, total 16
+    index = BoxIndex(counts)
+    assert index.block_start.tolist() == [0, 6, 15, 16] and index.total == 16
+    assert index.starts([8, 0, 3, 5, 7, 2, 3]).tolist() == [15, 0, 5, 11, 11, 2, 5]
+    assert index.offsets().tolist() == [0, 2, 2, 5, 6, 11, 11, 11, 15, 16]
+    assert BoxIndex([]).total == 0
