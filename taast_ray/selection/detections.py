@@ -142,7 +142,7 @@ def flatten_detections(table: pa.Table, num_classes: int, source: str = "detecti
     if table.num_rows == 0:
         raise InputError(f"{source}: the pool is empty (no rows)")
     check_schema(table.schema, source)
-    ids = pc.cast(table.column("image_id"), pa.string()).combine_chunks()
+    ids = _one_chunk(pc.cast(table.column("image_id"), pa.string()))
     if ids.null_count:
         raise InputError(f"{source}: record {first_record + _first(pc.is_null(ids))} has a null "
                          f"image_id (column 'image_id')")
@@ -150,8 +150,8 @@ def flatten_detections(table: pa.Table, num_classes: int, source: str = "detecti
     if check_unique:
         _check_unique(ids, source)
     where = _Where(source, first_record, ids)
-    boxes_col = table.column("boxes").combine_chunks()
-    scores_col = table.column("scores").combine_chunks()
+    boxes_col = _one_chunk(table.column("boxes"))
+    scores_col = _one_chunk(table.column("scores"))
     counts = _list_lengths(boxes_col)
     score_counts = _list_lengths(scores_col)
     ragged = counts != score_counts
@@ -168,6 +168,13 @@ def flatten_detections(table: pa.Table, num_classes: int, source: str = "detecti
         check_score_range(scores.min(axis=1, initial=np.inf), scores.max(axis=1, initial=-np.inf), where)
     _check_boxes(boxes, where)
     return FlatDetections(image_ids, offsets, boxes, scores, *_optional(table, where), where=where)
+
+
+def _one_chunk(col) -> pa.Array:
+    """A column as one array: its only chunk as it is (combine_chunks copies even that one)."""
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
 
 
 @dataclass

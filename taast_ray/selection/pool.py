@@ -249,7 +249,7 @@ class _StringColumn:
     def append(self, values: pa.Array) -> None:
         values = pc.cast(values, pa.large_string())
         if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
+            values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
         _, offsets, data = values.buffers()
         offsets = np.frombuffer(offsets, np.int64)[values.offset:values.offset + len(values) + 1]
         lo, hi = int(offsets[0]), int(offsets[-1])
