@@ -155,8 +155,12 @@ def plot(out: Path, reports: list[Path]) -> None:
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax_t.plot(n, [r["total_seconds"] for r in data], "o-", label="total")
     ax_t.plot(n, [r["stages"]["read_validate"]["seconds"] for r in data], "s--", label="read + validate + reduce")
+    for r, x in zip(data, n):  # a shared machine: the load average says what the time is worth
+        if r.get("load_average"):
+            ax_t.annotate(f"load {r['load_average'][0]:g}", (x, r["total_seconds"]), fontsize=7,
+                          textcoords="offset points", xytext=(4, 4))
     ax_t.set(xscale="log", yscale="log", xlabel="pool size (images)", ylabel="seconds",
-             title="selection core time, 2 CPU cores")
+             title="selection core time, 2 CPU cores (shared)")
     ax_m.plot(n, [r["peak_rss_gb"] for r in data], "o-", label="peak RSS (all stages)")
     ax_m.plot(n, [max(s["peak_anon_gb"] for s in r["stages"].values()) for r in data], "s--",
               label="peak anonymous memory")
