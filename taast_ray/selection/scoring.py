@@ -16,7 +16,7 @@ _CHUNK_BOXES = 1 << 14  # 16k boxes × C floats stay in cache between the passes
 
 
 _BUFFERS = threading.local()  # each worker thread's s·ln s scratch block, reused chunk after chunk
-_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child makes its own
 _EXECUTOR_LOCK = threading.Lock()
 
 
@@ -24,9 +24,10 @@ def _executor() -> ThreadPoolExecutor:
     """One pool of worker threads for the process (a pool per record batch cost its start-up)."""
     global _EXECUTOR
     with _EXECUTOR_LOCK:
-        if _EXECUTOR is None:
-            _EXECUTOR = ThreadPoolExecutor(min(os.cpu_count() or 1, 8), thread_name_prefix="taast-score")
-        return _EXECUTOR
+        if _EXECUTOR is None or _EXECUTOR[0] != os.getpid():
+            _EXECUTOR = (os.getpid(), ThreadPoolExecutor(min(os.cpu_count() or 1, 8),
+                                                         thread_name_prefix="taast-score"))
+        return _EXECUTOR[1]
 
 
 def _scratch(shape) -> np.ndarray:
