@@ -125,7 +125,7 @@ def selection_core(work: Path, classes: int, dim: int, budget: int, seed: int, b
 
     def write():
         n = pool.num_images
-        cluster = np.full(n, -1, np.int64)
+        cluster = np.full(n, -1, np.int32)
         cluster[cand] = km.assignment
         candidate = np.zeros(n, bool)
         candidate[cand] = True
@@ -133,7 +133,7 @@ def selection_core(work: Path, classes: int, dim: int, budget: int, seed: int, b
         picks = Picks(order, scored.value, candidate, cluster, np.zeros(len(order), bool))
         labels = load_labels(work / "labels.json")
         write_selection_outputs(work / "out", pool, scored, picks, labels,
-                                {"images": n, "note": "benchmark"})
+                                {"images": n, "note": "benchmark", "config": TaastConfig().to_dict()})
 
     run("write", write)
     result = {"images": pool.num_images, "boxes": pool.num_boxes, "pseudo": int(scored.pseudo.sum()),
@@ -155,8 +155,12 @@ def plot(out: Path, reports: list[Path]) -> None:
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax_t.plot(n, [r["total_seconds"] for r in data], "o-", label="total")
     ax_t.plot(n, [r["stages"]["read_validate"]["seconds"] for r in data], "s--", label="read + validate + reduce")
+    for r, x in zip(data, n):  # a shared machine: the load average says what the time is worth
+        if r.get("load_average"):
+            ax_t.annotate(f"load {r['load_average'][0]:g}", (x, r["total_seconds"]), fontsize=7,
+                          textcoords="offset points", xytext=(4, 4))
     ax_t.set(xscale="log", yscale="log", xlabel="pool size (images)", ylabel="seconds",
-             title="selection core time, 2 CPU cores")
+             title="selection core time, 2 CPU cores (shared)")
     ax_m.plot(n, [r["peak_rss_gb"] for r in data], "o-", label="peak RSS (all stages)")
     ax_m.plot(n, [max(s["peak_anon_gb"] for s in r["stages"].values()) for r in data], "s--",
               label="peak anonymous memory")

@@ -225,6 +225,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _out_resume_flags(parser: argparse.ArgumentParser, out_help: str, resume_help: str) -> None:
+    """--out and --resume of the commands that write a resumable directory (run, experiment)."""
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--resume", action="store_true", help=resume_help)
+
+
 def _import_export_parsers(sub) -> None:
     imp = sub.add_parser("import", help="an Ultralytics YOLO dataset to COCO JSON and a pool manifest",
                          description="Reads data.yaml as Ultralytics does. Images with a label file "
@@ -372,8 +378,7 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
                              description="T cycles of select → annotate (the oracle in simulation) → "
                                          "fine-tune on L ∪ Q ∪ P with Ray Train → evaluate (LVIS AP_r/c/f, "
                                          "COCO mAP). Without data.train a synthetic set is made.")
-        run.add_argument("--out", required=True, help="run directory")
-        run.add_argument("--resume", action="store_true", help="skip the stages that finished")
+        _out_resume_flags(run, "run directory", "skip the stages that finished")
         _common(run)
         _preset_flag(run)
         run.set_defaults(func=cmd_run)
@@ -396,8 +401,7 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
                     "writes results.json, report.md and plots/. Resumable trial by trial.")
     _config_flags(experiment, required=True, example="seeds=[21] or --set base.train.epochs=5",
                   what="experiment YAML (see taast_ray/experiment/config.py and benchmarks/experiments/)")
-    experiment.add_argument("--out", required=True, help="experiment directory")
-    experiment.add_argument("--resume", action="store_true", help="continue: finished trials and stages are skipped")
+    _out_resume_flags(experiment, "experiment directory", "continue: finished trials and stages are skipped")
     experiment.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
                             help="seconds between progress lines (default 60)")
     _ray_flags(experiment)

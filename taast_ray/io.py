@@ -329,3 +329,25 @@ def write_parquet_chunks(path, chunks) -> None:
         return
     with atomic_path(path) as tmp:
         write(str(tmp))
+
+
+def read_document(path, missing: str):
+    """A local JSON (``.json``) or YAML file's value; one-line :class:`InputError` naming the file
+    when it is not there (``missing`` says what was expected) or does not parse."""
+    from taast_ray.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {missing}")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:120]})") from None

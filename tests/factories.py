@@ -67,3 +67,12 @@ def write_labels(path: Path, class_image_counts, seed: int = 0, first_image_id: 
     path.write_text(json.dumps({"info": {}, "images": images, "annotations": annotations,
                                 "categories": categories}))
     return path
+
+
+def one_line(capsys) -> str:
+    """The one error line a refused command leaves on stderr (its ``[taast]`` progress lines
+    aside), after checking there is exactly one and no traceback."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("[taast] ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]

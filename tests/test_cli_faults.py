@@ -10,7 +10,7 @@ import pytest
 from taast_ray.cli import main
 from taast_ray.io import MANIFEST, check_output_set
 from taast_ray.lock import run_lock
-from tests.factories import write_detections, write_labels
+from tests.factories import one_line, write_detections, write_labels
 from tests.test_io import disk_full_at
 
 SET = {"scores.parquet", "selection.parquet", "pseudo_labels.json", "label_studio_tasks.json", "report.html",
@@ -28,11 +28,6 @@ def select(det, labels, out, *extra):
     return main([str(a) for a in ("select", "--detections", det, "--labels", labels, "--budget", 6,
                                   "--strategy", "entropy", "--out", out, *extra)])
 
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def snapshot(folder):

@@ -20,18 +20,14 @@ from pathlib import Path
 
 from taast_ray.data.synth import frequency_tag
 from taast_ray.errors import InputError
+from taast_ray.io import read_document
 
 TABLES = ("category", "sample", "sample_data", "object_ann")
 
 
 def _table(folder: Path, name: str) -> list[dict]:
     path = folder / f"{name}.json"
-    if not path.is_file():
-        raise InputError(f"{path}: nuImages table not found (is {folder} a version folder such as v1.0-train?)")
-    try:
-        rows = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    rows = read_document(path, f"nuImages table not found (is {folder} a version folder such as v1.0-train?)")
     if not isinstance(rows, list):
         raise InputError(f"{path}: expected a list of records")
     return rows

@@ -28,6 +28,7 @@ import yaml
 
 from taast_ray.data.images import image_size
 from taast_ray.errors import InputError
+from taast_ray.io import read_document
 from taast_ray.io import write_json, write_parquet, write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -37,12 +38,7 @@ POOL_KEYS = ("pool", "unlabelled", "unlabeled")
 def read_data_yaml(path: str | Path) -> tuple[dict, Path]:
     """The YAML's mapping and the dataset root it names."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: data.yaml not found")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:120]})") from None
+    spec = read_document(path, "data.yaml not found")
     if not isinstance(spec, dict) or "names" not in spec:
         raise InputError(f"{path}: not an Ultralytics data.yaml (no 'names')")
     root = Path(spec.get("path") or ".")

@@ -91,19 +91,25 @@ def top_candidates(values: np.ndarray, eligible: np.ndarray, tie_rank: np.ndarra
                    fraction: float, budget: int) -> np.ndarray:
     """Rows of the candidates S_φ in rank order (eq. 8).
 
-    A bounded top-k: np.partition finds the k-th largest value in O(N), the rows above it and the
+    A bounded top-k: a partition finds the k-th largest value in O(N), the rows above it and the
     lowest-ranked ties at it make the set, and only those k rows are sorted. The same rows in
     the same order as sorting every eligible image by (φ descending, image_id ascending).
     """
-    rows = np.flatnonzero(eligible)
-    k = candidate_count(len(rows), fraction, budget)
-    if 0 < k < len(rows):
-        v = values[rows]
-        kth = np.partition(v, len(v) - k)[len(v) - k]
-        above = v > kth
-        tied = np.flatnonzero(v == kth)
-        tied = tied[np.argsort(tie_rank[rows[tied]], kind="stable")[:k - int(above.sum())]]
-        keep = above
+    eligible = np.asarray(eligible, dtype=bool)
+    num_eligible = int(np.count_nonzero(eligible))
+    k = candidate_count(num_eligible, fraction, budget)
+    if 0 < k < num_eligible:
+        # the k-th largest eligible value, the others pushed below every eligible one: one
+        # pool-sized float64 temporary, partitioned in place
+        v = np.where(eligible, values, -np.inf)
+        v.partition(len(v) - k)
+        kth = v[len(v) - k]
+        del v
+        keep = eligible & (values > kth)
+        tied = np.flatnonzero(eligible & (values == kth))
+        tied = tied[np.argsort(tie_rank[tied], kind="stable")[:k - int(np.count_nonzero(keep))]]
         keep[tied] = True
-        rows = rows[keep]
+        rows = np.flatnonzero(keep)
+    else:
+        rows = np.flatnonzero(eligible)
     return rank_by_value(values, tie_rank, rows)[:k]

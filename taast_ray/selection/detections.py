@@ -6,6 +6,8 @@ naming the file, the record (row in that file, and its image_id) and the column.
 """
 from __future__ import annotations
 
+import collections
+import functools
 import posixpath
 import queue
 import threading
@@ -26,11 +28,14 @@ REQUIRED_COLUMNS = ("image_id", "boxes", "scores")
 # images per record batch: ~85 MB of float32 scores at 8 boxes × 80 classes
 BATCH_ROWS = 1 << 15
 READ_BUFFER = 1 << 23  # bytes read at a time from a column chunk (a row group can be any size)
+BATCH_SCORE_BYTES = 1 << 25  # fewer images per batch where the score rows are wide (LVIS: 1203)
+MIN_BATCH_ROWS = 1 << 10
+READ_WORKERS = 2  # row groups decoded at once
 
 
 @dataclass
 class FlatDetections:
-    image_ids: np.ndarray        # (n,) str
+    image_ids: np.ndarray | None  # (n,) str (None: not asked for)
     offsets: np.ndarray          # (n + 1,) int64: boxes of image i are offsets[i]:offsets[i + 1]
     boxes: np.ndarray            # (m, 4) float32 xyxy pixels
     scores: np.ndarray           # (m, C) float32 class scores
@@ -41,7 +46,7 @@ class FlatDetections:
 
     @property
     def num_images(self) -> int:
-        return len(self.image_ids)
+        return len(self.offsets) - 1
 
     @property
     def num_boxes(self) -> int:
@@ -126,26 +131,27 @@ def check_schema(schema: pa.Schema, source: str) -> None:
 
 def flatten_detections(table: pa.Table, num_classes: int, source: str = "detections",
                        check_unique: bool = True, first_record: int = 0,
-                       check_scores: bool = True) -> FlatDetections:
+                       check_scores: bool = True, ids_as_objects: bool = True) -> FlatDetections:
     """Validate one table of the contract and flatten it; ``first_record`` numbers its rows
     within ``source`` for the messages. ``check_scores=False`` leaves the [0, 1] range check to
-    the caller (the streaming pass checks it on the row min / max it computes anyway)."""
+    the caller (the streaming pass checks it on the row min / max it computes anyway).
+    ``ids_as_objects=False`` leaves ``image_ids`` None (the streaming pass keeps them in Arrow)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
     if table.num_rows == 0:
         raise InputError(f"{source}: the pool is empty (no rows)")
     check_schema(table.schema, source)
-    ids = pc.cast(table.column("image_id"), pa.string()).combine_chunks()
+    ids = _one_chunk(pc.cast(table.column("image_id"), pa.string()))
     if ids.null_count:
         raise InputError(f"{source}: record {first_record + _first(pc.is_null(ids))} has a null "
                          f"image_id (column 'image_id')")
-    image_ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+    image_ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object) if ids_as_objects else None
     if check_unique:
         _check_unique(ids, source)
-    where = _Where(source, first_record, image_ids)
-    boxes_col = table.column("boxes").combine_chunks()
-    scores_col = table.column("scores").combine_chunks()
+    where = _Where(source, first_record, ids)
+    boxes_col = _one_chunk(table.column("boxes"))
+    scores_col = _one_chunk(table.column("scores"))
     counts = _list_lengths(boxes_col)
     score_counts = _list_lengths(scores_col)
     ragged = counts != score_counts
@@ -164,16 +170,23 @@ def flatten_detections(table: pa.Table, num_classes: int, source: str = "detecti
     return FlatDetections(image_ids, offsets, boxes, scores, *_optional(table, where), where=where)
 
 
+def _one_chunk(col) -> pa.Array:
+    """A column as one array: its only chunk as it is (combine_chunks copies even that one)."""
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
 @dataclass
 class _Where:
     """Names a record for a message: file, row in the file, image_id."""
     source: str
     first_record: int
-    image_ids: np.ndarray
+    image_ids: pa.Array
     offsets: np.ndarray | None = None
 
     def record(self, row: int) -> str:
-        return f"{self.source}: record {self.first_record + row}, image {self.image_ids[row]!r}"
+        return f"{self.source}: record {self.first_record + row}, image {self.image_ids[row].as_py()!r}"
 
     def box(self, box: int) -> str:
         return self.record(int(np.searchsorted(self.offsets, box, side="right") - 1))
@@ -229,9 +242,10 @@ def _inner_matrix(col: pa.Array, width: int, where: _Where, name: str) -> np.nda
     return flat.reshape(-1, width)
 
 
-def check_score_range(row_min: np.ndarray, row_max: np.ndarray, where: "_Where") -> None:
-    """Every class score in [0, 1]: NaN fails both comparisons."""
-    bad_rows = ~(row_min >= 0) | ~(row_max <= 1)
+def check_score_range(row_min: np.ndarray | None, row_max: np.ndarray, where: "_Where") -> None:
+    """Every class score in [0, 1]: NaN fails both comparisons (``row_min`` None: every score is
+    already known to be ≥ 0)."""
+    bad_rows = ~(row_max <= 1) if row_min is None else ~(row_min >= 0) | ~(row_max <= 1)
     if bad_rows.any():
         raise InputError(f"{where.box(int(np.flatnonzero(bad_rows)[0]))} has a NaN, infinite or "
                          f"out-of-range [0, 1] class score (column 'scores')")
@@ -279,18 +293,29 @@ class DetectionsSource:
     def schema_names(self) -> list[str]:
         return self.dataset.schema.names
 
+    def num_rows(self) -> int:
+        """Records in the input by the files' footers (0 where a footer cannot be read)."""
+        try:
+            return sum(int(f.metadata.num_rows) for f in self.fragments)
+        except (pa.ArrowException, OSError, AttributeError):
+            return 0
+
     def batches(self, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS,
-                check: bool = True) -> Iterator[tuple[str, int, pa.Table]]:
-        """(file, row of the batch's first record in that file, batch as a table).
+                check: bool = True, workers: int = READ_WORKERS) -> Iterator[tuple[str, int, pa.Table]]:
+        """(file, row of the batch's first record in that file, batch as a table), in file order.
 
-        Each file is read through a buffered stream without pre-buffering, so memory holds the
-        batch in flight and the next one (decoded on a second thread while this one is
-        worked on), not the file: Arrow's dataset scanner pre-buffers every row group it
-        plans to read, which held the whole 3.3 GB file of 1M images.
+        Each row group is read through a buffered stream without pre-buffering, so memory holds
+        the batches in flight, not the file (Arrow's dataset scanner pre-buffers every row group
+        it plans to read, which held the whole 3.3 GB file of 1M images). Decoding the nested
+        score lists is the largest cost of the pass, so ``workers`` row groups are decoded at
+        once on threads (Arrow releases the GIL), each one batch ahead of the consumer; the
+        batches still come out in file order, and an error where it occurs in that order.
+        A batch holds at most ``batch_rows`` records and about BATCH_SCORE_BYTES of scores.
         """
-        yield from _prefetch(self._read(columns, batch_rows, check))
+        yield from _ordered_parallel(self._tasks(columns, batch_rows, check), max(1, workers))
 
-    def _read(self, columns, batch_rows, check):
+    def _tasks(self, columns, batch_rows, check):
+        """One task per row group, in order: a callable returning that group's batches."""
         for fragment in self.fragments:
             source = self.name(fragment)
             try:
@@ -298,55 +323,123 @@ class DetectionsSource:
                 if check:
                     check_schema(schema, source)
                 wanted = [c for c in (columns or schema.names) if c in schema.names]
-                with fragment.filesystem.open_input_file(fragment.path) as f:
-                    reader = pq.ParquetFile(f, buffer_size=READ_BUFFER, pre_buffer=False)
-                    at = 0
-                    for batch in reader.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=True):
-                        yield source, at, pa.Table.from_batches([batch])
-                        at += batch.num_rows
+                meta = fragment.metadata
+                rows = _batch_rows(meta, schema, wanted, batch_rows)
+            except InputError as exc:
+                yield _raising(exc)
+                return
             except (pa.ArrowException, OSError) as exc:
-                raise InputError(f"{source}: not a readable parquet file ({_short(exc)})") from None
+                yield _raising(InputError(f"{source}: not a readable parquet file ({_short(exc)})"))
+                return
+            at = 0
+            for group in range(meta.num_row_groups):
+                yield functools.partial(_read_group, fragment, source, meta, wanted, group, at, rows)
+                at += meta.row_group(group).num_rows
 
 
-def _prefetch(items: Iterator, depth: int = 1) -> Iterator:
-    """Run ``items`` on a thread, ``depth`` items ahead of the consumer (Arrow's decoding
-    releases the GIL, so reading overlaps the work on the previous batch)."""
-    done = object()
-    slots: queue.Queue = queue.Queue(maxsize=depth)
+def _batch_rows(meta, schema: pa.Schema, wanted: list[str], batch_rows: int) -> int:
+    """batch_rows, fewer where the scores are wide (many classes or boxes per image)."""
+    if "scores" not in wanted or not meta.num_rows:
+        return batch_rows
+    try:
+        leaf = next(i for i in range(meta.num_columns)
+                    if meta.schema.column(i).path.split(".")[0] == "scores")
+        values = sum(meta.row_group(g).column(leaf).num_values for g in range(meta.num_row_groups))
+    except (StopIteration, pa.ArrowException, OSError):
+        return batch_rows
+    per_row = max(values / meta.num_rows, 1.0) * 4
+    return max(MIN_BATCH_ROWS, min(batch_rows, int(BATCH_SCORE_BYTES / per_row)))
+
+
+def _read_group(fragment, source: str, meta, wanted: list[str], group: int, at: int, rows: int):
+    try:
+        with fragment.filesystem.open_input_file(fragment.path) as f:
+            reader = pq.ParquetFile(f, metadata=meta, buffer_size=READ_BUFFER, pre_buffer=False)
+            for batch in reader.iter_batches(batch_size=rows, row_groups=[group], columns=wanted,
+                                             use_threads=True):
+                yield source, at, pa.Table.from_batches([batch])
+                at += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{source}: not a readable parquet file ({_short(exc)})") from None
+
+
+def _raising(exc: BaseException):
+    def task():
+        raise exc
+        yield  # noqa: unreachable: makes this a generator
+    return task
+
+
+_DONE = object()
+
+
+def _ordered_parallel(tasks: Iterator, workers: int, depth: int = 1) -> Iterator:
+    """The items of each task (a callable returning an iterator), task after task, with up to
+    ``workers`` tasks running at once on threads, each at most ``depth`` items ahead.
+
+    A task's exception is raised when the consumer reaches it, so errors keep their order.
+    """
+    running: collections.deque = collections.deque()
     stop = threading.Event()
 
-    def produce():
+    def produce(task, slots: queue.Queue):
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    slots.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
         try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            for item in task():
+                if not put((item, None)):
                     return
-            slots.put((done, None))
+            put((_DONE, None))
         except BaseException as exc:  # handed to the consumer, raised there
-            slots.put((done, exc))
+            put((_DONE, exc))
 
-    thread = threading.Thread(target=produce, daemon=True, name="detections-reader")
-    thread.start()
+    def start(task) -> None:
+        slots: queue.Queue = queue.Queue(maxsize=depth)
+        thread = threading.Thread(target=produce, args=(task, slots), daemon=True,
+                                  name="detections-reader")
+        thread.start()
+        running.append((thread, slots))
+
+    tasks = iter(tasks)
+    pending = True
+
+    def fill() -> None:
+        nonlocal pending
+        while pending and len(running) < workers:
+            task = next(tasks, None)
+            if task is None:
+                pending = False
+            else:
+                start(task)
+
     try:
-        while True:
-            item, exc = slots.get()
-            if item is done:
-                if exc is not None:
-                    raise exc
-                return
-            yield item
+        fill()
+        while running:
+            thread, slots = running[0]
+            while True:
+                item, exc = slots.get()
+                if item is _DONE:
+                    break
+                yield item
+            running.popleft()
+            thread.join()
+            if exc is not None:
+                raise exc
+            fill()
     finally:
         stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                thread.join(0.1)
+        for thread, slots in running:  # unblock producers waiting on a full queue
+            while thread.is_alive():
+                try:
+                    slots.get_nowait()
+                except queue.Empty:
+                    thread.join(0.1)
 
 
 def _short(exc: Exception) -> str:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from taast_ray.config import save_with_versions
 from taast_ray.data.labels import LabelSet
@@ -25,8 +26,8 @@ def scores_chunks(det: PoolScalars, scored: ImageScores, picks: Picks, labels: L
                   chunk_rows: int = SCORES_CHUNK_ROWS):
     """scores.parquet in image_id order (whatever order the detections came in), chunk by chunk,
     so its temporaries are those of one chunk rather than of the pool."""
-    by_id = np.empty(det.num_images, np.int64)
-    by_id[det.tie_rank] = np.arange(det.num_images)
+    by_id = np.empty(det.num_images, det.tie_rank.dtype)  # row of each rank: the id order
+    by_id[det.tie_rank] = np.arange(det.num_images, dtype=det.tie_rank.dtype)
     selected = np.zeros(det.num_images, bool)
     selected[picks.rows] = True
     for start in range(0, det.num_images, chunk_rows):
@@ -39,7 +40,7 @@ def scores_chunks(det: PoolScalars, scored: ImageScores, picks: Picks, labels: L
                           else scored.image_weight[rows], 0.0)
         score, cluster = picks.score[rows].astype(np.float64), picks.cluster[rows]
         yield pa.table({
-            "image_id": det.image_ids.take(pa.array(rows)),
+            "image_id": pc.cast(det.image_ids.take(pa.array(rows)), pa.string()),
             "entropy": pa.array(scored.entropy[rows], pa.float64()),
             "candidate_class": _nullable(category.astype(np.int64), ~has_class),
             "weight": _nullable(weight, ~has_class),

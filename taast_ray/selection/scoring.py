@@ -6,6 +6,7 @@ are rows ``offsets[i]:offsets[i + 1]`` of the (m, C) score matrix.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -14,20 +15,45 @@ import numpy as np
 _CHUNK_BOXES = 1 << 14  # 16k boxes × C floats stay in cache between the passes over a chunk
 
 
-def _chunk_statistics(chunk: np.ndarray):
+_BUFFERS = threading.local()  # each worker thread's s·ln s scratch block, reused chunk after chunk
+_EXECUTOR: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child makes its own
+_EXECUTOR_LOCK = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """One pool of worker threads for the process (a pool per record batch cost its start-up)."""
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None or _EXECUTOR[0] != os.getpid():
+            _EXECUTOR = (os.getpid(), ThreadPoolExecutor(min(os.cpu_count() or 1, 8),
+                                                         thread_name_prefix="taast-score"))
+        return _EXECUTOR[1]
+
+
+def _scratch(shape) -> np.ndarray:
+    size = shape[0] * shape[1]
+    buf = getattr(_BUFFERS, "block", None)
+    if buf is None or buf.size < size:
+        buf = _BUFFERS.block = np.empty(max(size, _CHUNK_BOXES * shape[1]), np.float32)
+    return buf[:size].reshape(shape)
+
+
+def _chunk_statistics(chunk: np.ndarray, row_min: bool = True):
     """(conf_b, H(p_b), argmax_k s_{k,b}, min_k s_{k,b}) for a block of score rows.
 
     H = ln S − (Σ_k s_k ln s_k) / S with S = Σ_k s_k, so p_b is never materialised; s ln s is
     taken in float32 (s = 0 contributes 0 through the 1e-30 floor) and summed in float64.
     The max and min are gathered at argmax / argmin, which numpy runs several times faster
     along a short row than max / min (the same element, NaN included: both find the first NaN).
+    ``row_min`` False: the last item is instead whether the whole block is ≥ 0 (one flat
+    reduction; NaN fails it), for callers that need the row minima only to name a bad row.
     """
     rows = np.arange(len(chunk))
     best = chunk.argmax(axis=1)
     confidence = chunk[rows, best]
-    minimum = chunk[rows, chunk.argmin(axis=1)]
+    minimum = chunk[rows, chunk.argmin(axis=1)] if row_min else bool(chunk.min(initial=np.inf) >= 0)
     total = chunk.sum(axis=1, dtype=np.float64)
-    s_log_s = np.maximum(chunk, np.float32(1e-30))
+    s_log_s = np.maximum(chunk, np.float32(1e-30), out=_scratch(chunk.shape))
     np.log(s_log_s, out=s_log_s)
     s_log_s *= chunk
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -36,27 +62,36 @@ def _chunk_statistics(chunk: np.ndarray):
     return confidence, entropy, best, minimum
 
 
-def box_statistics(scores: np.ndarray, with_class: bool = False):
+def box_statistics(scores: np.ndarray, with_class: bool = False, row_min: bool = True):
     """conf_b and H(p_b) for every box, in cache-sized chunks spread over the cores;
-    ``with_class`` adds argmax_k s_{k,b} and min_k s_{k,b} (for the contract's range check)."""
+    ``with_class`` adds argmax_k s_{k,b} and min_k s_{k,b} (for the contract's range check).
+    ``row_min`` False computes the row minima only when some score is negative or NaN (else
+    the fourth item is None): the range check needs them only to name the first bad row."""
     scores = np.asarray(scores, dtype=np.float32)
     confidence = np.empty(len(scores), dtype=np.float32)
     entropy = np.empty(len(scores), dtype=np.float64)
     best = np.empty(len(scores), dtype=np.int32)
-    minimum = np.empty(len(scores), dtype=np.float32)
+    minimum = np.empty(len(scores), dtype=np.float32) if row_min else None
+    starts = range(0, len(scores), _CHUNK_BOXES)
+    block_ok = [True] * len(starts)
 
-    def work(start: int) -> None:
+    def work(i: int) -> None:
+        start = starts[i]
         stop = start + _CHUNK_BOXES
         (confidence[start:stop], entropy[start:stop], best[start:stop],
-         minimum[start:stop]) = _chunk_statistics(scores[start:stop])
+         low) = _chunk_statistics(scores[start:stop], row_min)
+        if row_min:
+            minimum[start:stop] = low
+        else:
+            block_ok[i] = low
 
-    starts = range(0, len(scores), _CHUNK_BOXES)
     if len(starts) > 1 and (os.cpu_count() or 1) > 1:  # numpy's ufuncs release the GIL
-        with ThreadPoolExecutor(min(os.cpu_count() or 1, 8)) as pool:
-            list(pool.map(work, starts))
+        list(_executor().map(work, range(len(starts))))
     else:
-        for start in starts:
-            work(start)
+        for i in range(len(starts)):
+            work(i)
+    if not row_min and not all(block_ok):  # a bad input: the minima, to name its first bad row
+        minimum = scores.min(axis=1)
     return (confidence, entropy, best, minimum) if with_class else (confidence, entropy)
 
 
@@ -229,34 +264,50 @@ class ImageReduction:
     confidence: np.ndarray       # (m,) float32 conf_b of the block's boxes
     least_confident: np.ndarray  # (n,) int64 box row of b* within the block, −1 for none
     box_class: np.ndarray        # (m,) int32 argmax_k s_{k,b}
-    box_min: np.ndarray          # (m,) float32 min_k s_{k,b}
+    box_min: np.ndarray | None   # (m,) float32 min_k s_{k,b}; None when not asked for and all ≥ 0
     image_vector: np.ndarray | None = None  # (n, C) float32 the rarity rule's score row, or None
 
 
 def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
-                  rule: str = "class") -> ImageReduction:
+                  rule: str = "class", row_min: bool = True) -> ImageReduction:
     """Eqs. 1–4 for a block of images whose boxes are rows offsets[i]:offsets[i + 1] of scores.
 
     Every quantity is per image, so reducing the pool block by block gives the same bits as
     reducing it whole (E's float64 sum runs over each image's boxes in order either way).
     ``rule``: a variant's rarity rule adds the one score row per image it needs (RULE_VECTOR).
+    The per-image segment minimum of conf_b and each box's image are computed once and shared
+    by eqs. 1–3 (the same values as :func:`least_confident_box` and :func:`pseudo_labelled`).
+    ``row_min`` False: ``box_min`` is None unless some score is negative or NaN (see
+    :func:`box_statistics`).
     """
-    confidence, box_entropies, box_class, row_min = box_statistics(scores, with_class=True)
-    b_star = least_confident_box(confidence, offsets)
-    pseudo = pseudo_labelled(confidence, offsets, tau)
-    cand_class = np.full(len(b_star), -1, dtype=np.int32)
-    cand_class[b_star >= 0] = box_class[b_star[b_star >= 0]]  # = argmax_k s_{k,b*} (eq. 4)
+    confidence, box_entropies, box_class, row_minimum = box_statistics(scores, with_class=True,
+                                                                       row_min=row_min)
     counts = np.diff(offsets)
-    box_image = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    n = len(counts)
+    box_image = np.repeat(np.arange(n, dtype=np.int64), counts)
+    has_boxes = counts > 0
+    pseudo = np.zeros(n, dtype=bool)
+    b_star = np.full(n, -1, dtype=np.int64)
+    if has_boxes.any():
+        segment_min = np.minimum.reduceat(confidence, offsets[:-1][has_boxes])
+        pseudo[has_boxes] = segment_min >= tau                          # eq. 1
+        per_box_min = np.empty(n, confidence.dtype)
+        per_box_min[has_boxes] = segment_min
+        at_min = np.flatnonzero(confidence == per_box_min[box_image])   # eq. 3: first minimum
+        owner = box_image[at_min]
+        first = np.r_[True, owner[1:] != owner[:-1]]
+        b_star[owner[first]] = at_min[first]
+    cand_class = np.full(n, -1, dtype=np.int32)
+    cand_class[b_star >= 0] = box_class[b_star[b_star >= 0]]  # = argmax_k s_{k,b*} (eq. 4)
+    entropy = np.bincount(box_image, weights=box_entropies, minlength=n)  # eq. 2, as image_entropy
     in_p = pseudo[box_image]
     classes = box_class[in_p].astype(np.int64)
     pairs = np.unique(box_image[in_p] * scores.shape[1] + classes)
     pseudo_counts = {"boxes": np.bincount(classes, minlength=scores.shape[1]).astype(np.int64),
                      "images": np.bincount(pairs % scores.shape[1], minlength=scores.shape[1]).astype(np.int64)}
     vector = RULE_VECTOR[rule](scores, offsets, b_star) if rule in RULE_VECTOR else None
-    return ImageReduction(image_entropy(box_entropies, offsets), cand_class, pseudo,
-                          counts.astype(np.int32), pseudo_counts, confidence, b_star, box_class, row_min,
-                          vector)
+    return ImageReduction(entropy, cand_class, pseudo, counts.astype(np.int32), pseudo_counts,
+                          confidence, b_star, box_class, row_minimum, vector)
 
 
 def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarray,

@@ -51,7 +51,7 @@ class Picks:
     rows: np.ndarray                       # selected table rows, in rank order
     score: np.ndarray                      # (n,) the strategy's ranking value, NaN = null
     candidate: np.ndarray                  # (n,) bool
-    cluster: np.ndarray                    # (n,) int, −1 = null
+    cluster: np.ndarray                    # (n,) int32, −1 = null
     fill: np.ndarray                       # (len(rows),) bool: filled at random (§2 fill rule)
     info: dict = field(default_factory=dict)
 
@@ -74,7 +74,7 @@ def normalise_rows(x: np.ndarray, in_place: bool = False) -> np.ndarray:
 
 def _empty_picks(ctx: SelectionContext, score: np.ndarray) -> Picks:
     n = len(ctx.image_ids)
-    return Picks(np.zeros(0, np.int64), score, np.zeros(n, bool), np.full(n, -1, np.int64),
+    return Picks(np.zeros(0, np.int64), score, np.zeros(n, bool), np.full(n, -1, np.int32),
                  np.zeros(0, bool))
 
 

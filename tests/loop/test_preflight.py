@@ -8,16 +8,11 @@ import pytest
 from taast_ray.cli import main
 from taast_ray.errors import InputError
 from taast_ray.loop.preflight import check_run_directory, undo_failed_first_start
-from tests.factories import write_labels
+from tests.factories import one_line, write_labels
 
 TINY = ["--set", "model.weights=yolov8n.yaml", "--set", "model.embedder=taast-tiny-ViT",
         "--set", "model.embedder_weights=none", "--set", "train.imgsz=64"]
 
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def _yolov8s_on_this_machine() -> bool:

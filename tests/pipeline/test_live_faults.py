@@ -11,7 +11,7 @@ from PIL import Image
 import taast_ray.pipeline.live as live
 from taast_ray.cli import main
 from taast_ray.io import MANIFEST, check_output_set, list_parquet
-from tests.factories import write_labels
+from tests.factories import one_line, write_labels
 
 TINY = ["--weights", "yolov8n.yaml", "--imgsz", "64", "--embedder", "taast-tiny-ViT", "--embedder-weights",
         "none", "--set", "selection.det_conf=0.001", "--set", "ray.batch_size=4", "--set",
@@ -31,11 +31,6 @@ def select(pool, labels, out, *extra):
     return main([str(a) for a in ("select", "--pool", pool, "--labels", labels, "--out", out,
                                   "--budget", 2, *TINY, *extra)])
 
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture()

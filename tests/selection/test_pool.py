@@ -182,3 +182,110 @@ def test_a_variants_score_rows_are_spooled_not_held(tmp_path, rule):
     assert plain.image_vectors is None and reduce_images(whole.scores, whole.offsets, 0.8).image_vector is None
     pool.close()
     plain.close()
+
+
+def test_growable_array_grows_by_half_and_trims_to_its_length():
+    from taast_ray.selection.pool import GrowableArray
+
+    a = GrowableArray(np.int64, capacity=4)
+    a.append([1, 2, 3])
+    assert (a.size, a.capacity) == (3, 4)
+    a.append([4, 5])            # 5 > 4: max(5, ceil(4 · 1.5) = 6)
+    assert (a.size, a.capacity) == (5, 6)
+    a.append(np.arange(6, 14))  # 13 > 6: max(13, 9) = 13
+    assert (a.size, a.capacity) == (13, 13)
+    a.append([])
+    a.append([14])              # 14 > 13: max(14, ceil(19.5) = 20)
+    assert (a.size, a.capacity) == (14, 20)
+    out = a.finish()
+    np.testing.assert_array_equal(out, np.arange(1, 15))
+    assert out.dtype == np.int64 and len(out) == 14
+    with pytest.raises(RuntimeError):
+        a.append([15])
+    empty = GrowableArray(np.float32)
+    empty.append(np.array([0.5, 1.5], np.float32))
+    np.testing.assert_array_equal(empty.finish(), [0.5, 1.5])
+
+
+def test_string_column_is_the_concatenation_of_its_batches():
+    from taast_ray.selection.pool import _StringColumn
+
+    col = _StringColumn(expected_rows=1)  # 16 bytes expected: grown twice
+    parts = [pa.array(["a", "bcd", ""]), pa.array(["é", "xyzxyzxyzxyzxyzxyz"], pa.large_string()),
+             pa.array(["skip", "q", "rs"]).slice(1)]
+    for p in parts:
+        col.append(p)
+    out = col.finish()
+    assert out.type == pa.string()
+    assert out.to_pylist() == ["a", "bcd", "", "é", "xyzxyzxyzxyzxyzxyz", "q", "rs"]
+    assert np.frombuffer(out.buffers()[1], np.int32).tolist() == [0, 1, 4, 4, 6, 24, 25, 27]
+
+
+def test_rank_and_duplicate_check_in_sorted_order():
+    from taast_ray.errors import InputError
+    from taast_ray.selection.pool import _rank_and_check_unique
+
+    ids = pa.array(["c", "a", "d", "b"])
+    np.testing.assert_array_equal(_rank_and_check_unique(ids, "x", chunk=2), [2, 0, 3, 1])
+    # two duplicated ids: the one seen first in the input is named (as a hash count would)
+    ids = pa.array(["z", "m", "q", "b", "m", "z", "q"])
+    for chunk in (1, 2, 3, 100):
+        with pytest.raises(InputError, match="x: duplicate image_id 'z'"):
+            _rank_and_check_unique(ids, "x", chunk=chunk)
+
+
+def test_row_groups_read_two_at_a_time_come_back_in_file_order(tmp_path):
+    from taast_ray.errors import InputError
+    from taast_ray.selection.detections import DetectionsSource
+
+    t = detections_table(230, 3, seed=9)
+    pq.write_table(t, tmp_path / "d.parquet", row_group_size=20)
+    source = DetectionsSource(tmp_path / "d.parquet")
+    assert source.num_rows() == 230
+    got = list(source.batches(batch_rows=7, workers=3))
+    assert [at for _, at, _ in got] == sorted(at for _, at, _ in got)
+    assert pa.concat_tables([b for _, _, b in got]).column("image_id").to_pylist() == \
+        t.column("image_id").to_pylist()
+    # a bad record in row group 2 and another in row group 9: the first is the one reported
+    boxes = t.column("boxes").to_pylist()
+    for row in (45, 190):
+        boxes[row] = [[5.0, 5.0, 1.0, 9.0]] + boxes[row][1:]
+    pq.write_table(t.set_column(1, "boxes", pa.array(boxes, pa.list_(pa.list_(pa.float32())))),
+                   tmp_path / "bad.parquet", row_group_size=20)
+    with pytest.raises(InputError, match="record 45,"):
+        stream_pool(tmp_path / "bad.parquet", 3, 0.8, batch_rows=8, spool_dir=tmp_path)
+
+
+def test_ordered_parallel_keeps_task_order_and_raises_in_order():
+    import time
+
+    from taast_ray.selection.detections import _ordered_parallel
+
+    def task(i, n, delay, fail=False):
+        def run():
+            for j in range(n):
+                time.sleep(delay)
+                yield (i, j)
+            if fail:
+                raise ValueError(f"task {i}")
+        return run
+
+    tasks = [task(0, 3, 0.02), task(1, 2, 0.0), task(2, 0, 0.0), task(3, 2, 0.01)]
+    assert list(_ordered_parallel(iter(tasks), 2)) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (3, 0), (3, 1)]
+    seen = []
+    with pytest.raises(ValueError, match="task 1"):
+        for item in _ordered_parallel(iter([task(0, 2, 0.02), task(1, 1, 0.0, fail=True), task(2, 5, 0.0)]), 3):
+            seen.append(item)
+    assert seen == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_box_index_finds_first_box_rows_from_counts_and_block_starts(monkeypatch):
+    from taast_ray.selection.pool import BoxIndex
+
+    monkeypatch.setattr(BoxIndex, "BLOCK", 4)
+    counts = [2, 0, 3, 1, 5, 0, 0, 4, 1]   # first rows 0 2 2 5 | 6 11 11 11 | 15, total 16
+    index = BoxIndex(counts)
+    assert index.block_start.tolist() == [0, 6, 15, 16] and index.total == 16
+    assert index.starts([8, 0, 3, 5, 7, 2, 3]).tolist() == [15, 0, 5, 11, 11, 2, 5]
+    assert index.offsets().tolist() == [0, 2, 2, 5, 6, 11, 11, 11, 15, 16]
+    assert BoxIndex([]).total == 0
