@@ -109,7 +109,7 @@ def selection_core(work: Path, classes: int, dim: int, budget: int, seed: int, b
     labelled = np.random.default_rng(seed).integers(0, 500, classes)
     scored = run("score", lambda: finish_scores(pool.entropy, pool.candidate_class, pool.pseudo,
                                                 pool.pseudo_counts["images"], labelled, classes))
-    ranks = run("rank_ids", lambda: pool.tie_rank)
+    ranks = run("rank_ids", lambda: pool.seeded_tie_rank(seed))  # the product's tie-break
     cand = run("candidates", lambda: top_candidates(scored.value, ~scored.pseudo, ranks, 0.2, budget))
     rows = len(cand)
 

@@ -143,18 +143,36 @@ def read_image_bytes(uri: str) -> bytes:
         return stream.read()
 
 
+def _detector_mix(det: PoolScalars, selected: np.ndarray, num_classes: int,
+                  chunk_images: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
+    """Images per detector class in the pool and in the selection, from the box spool read in
+    chunks of whole index blocks (memory independent of the pool size)."""
+    from taast_ray.selection.report import images_per_class
+
+    index, box_class = det.boxes_index, det.spool.array("cls")
+    step = max(index.BLOCK, chunk_images // index.BLOCK * index.BLOCK)
+    pool_mix, selected_mix = np.zeros(num_classes, np.int64), np.zeros(num_classes, np.int64)
+    for i0 in range(0, det.num_images, step):
+        i1 = min(det.num_images, i0 + step)
+        b0, b1 = index.block_start[i0 // index.BLOCK], index.block_start[-1 if i1 == det.num_images
+                                                                          else i1 // index.BLOCK]
+        owner = np.repeat(np.arange(i0, i1, dtype=np.int64), index.counts[i0:i1])
+        cls = np.asarray(box_class[b0:b1], np.int64)
+        pool_mix += images_per_class(owner, cls, det.num_images, num_classes)
+        keep = selected[owner]
+        selected_mix += images_per_class(owner[keep], cls[keep], det.num_images, num_classes)
+    return pool_mix, selected_mix
+
+
 def report_html(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet, summary: dict,
                 truth: dict | None = None) -> str:
     """report.html (selection/report.py) from the pass's arrays: the B cards, the class mix."""
-    from taast_ray.selection.report import ReportCard, images_per_class, render_report, truth_class_counts
+    from taast_ray.selection.report import ReportCard, render_report, truth_class_counts
 
     names, n, num_classes = labels.category_names, det.num_images, labels.num_classes
-    box_class = np.asarray(det.spool.array("cls")).astype(np.int64)
-    owner = np.repeat(np.arange(n, dtype=np.int64), det.box_count.astype(np.int64))
     selected = np.zeros(n, bool)
     selected[picks.rows] = True
-    detector_mix = (images_per_class(owner, box_class, n, num_classes),
-                    images_per_class(owner[selected[owner]], box_class[selected[owner]], n, num_classes))
+    detector_mix = _detector_mix(det, selected, num_classes)
     chosen = det.box_rows(picks.rows)
     cards = []
     for rank, (row, fill) in enumerate(zip(picks.rows, picks.fill)):

@@ -45,8 +45,11 @@ def images_per_class(image_index: np.ndarray, classes: np.ndarray, num_images: i
     """(C,) number of images holding ≥ 1 box of each class, from flat (image, class) box rows."""
     if len(classes) == 0:
         return np.zeros(num_classes, np.int64)
-    pairs = np.unique(np.asarray(image_index, np.int64) * num_classes + np.asarray(classes, np.int64))
-    return np.bincount(pairs % num_classes, minlength=num_classes).astype(np.int64)
+    # a sort, not np.unique: numpy 2's hash-based unique of integers ran 4 s per 8M boxes here
+    key = np.sort(np.asarray(image_index, np.int64) * num_classes + np.asarray(classes, np.int64))
+    first = np.ones(len(key), bool)
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    return np.bincount(key[first] % num_classes, minlength=num_classes).astype(np.int64)
 
 
 def truth_class_counts(truth: dict, pool_ids, selected_ids, category_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

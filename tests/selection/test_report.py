@@ -68,3 +68,26 @@ def test_the_page_holds_every_card_the_plot_warnings_and_errors():
     assert re.search(r"pool \(10 images\)", page) and "selected (3 images)" in page
     assert json.loads(re.search(r'data-classes="([^"]*)"', page).group(1).replace("&quot;", '"')) == ["cat"]
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing to fetch
+
+
+def test_the_detector_class_mix_read_in_chunks_equals_the_whole_pool(tmp_path):
+    """report.html's class mix comes from the box spool in index-block chunks (flat memory):
+    the same counts as one pass over every box, with chunk edges inside the pool."""
+    import pyarrow.parquet as pq
+
+    from taast_ray.selection.outputs import _detector_mix
+    from taast_ray.selection.pool import stream_pool
+    from tests.factories import detections_table
+
+    pq.write_table(detections_table(3000, 5, seed=4), tmp_path / "d.parquet", row_group_size=700)
+    pool = stream_pool(tmp_path / "d.parquet", 5, 0.8, spool_dir=tmp_path)
+    selected = np.zeros(3000, bool)
+    selected[np.random.default_rng(0).choice(3000, 40, replace=False)] = True
+    owner = np.repeat(np.arange(3000), pool.box_count.astype(np.int64))
+    cls = np.asarray(pool.spool.array("cls"), np.int64)
+    whole = [np.array([len(set(owner[(cls == k) & m])) for k in range(5)])
+             for m in (np.ones(len(owner), bool), selected[owner])]
+    for chunk in (1024, 2048, 1 << 18):
+        mix = _detector_mix(pool, selected, 5, chunk_images=chunk)
+        assert mix[0].tolist() == whole[0].tolist() and mix[1].tolist() == whole[1].tolist()
+    pool.close()
