@@ -206,6 +206,8 @@ def main(argv=None) -> int:
     print(f"generating {args.images:,} images × ~{args.boxes:g} boxes × {args.classes} classes "
           f"onto disk, chunk by chunk ...", flush=True)
     start = time.perf_counter()
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
     work = args.inputs or Path(tempfile.mkdtemp(prefix="taast-bench-", dir=args.work))
     if not (work / "labels.json").exists():
         work.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ def id_rank(image_ids) -> np.ndarray:
     return rank
 
 
+HASH_CHUNK = 1 << 20  # image_ids hashed at a time
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
 
 
@@ -65,11 +66,17 @@ def seeded_tie_rank(image_ids, seed: int, id_order: np.ndarray | None = None) ->
     would turn a degenerate ranking (every φ equal) into "the first B files" (issue 16). Two ids
     with the same hash (about one pair in 2^64 / n²) go by ``id_order`` (image_id ascending).
     """
-    key = seeded_id_hash(image_ids, seed)
+    ids = image_ids if isinstance(image_ids, (pa.Array, pa.ChunkedArray)) else \
+        pa.array(np.asarray(image_ids, dtype=object), type=pa.string())
+    key = np.empty(len(ids), np.uint64)
+    for start in range(0, len(ids), HASH_CHUNK):  # the hash's temporaries stay chunk-sized
+        key[start:start + HASH_CHUNK] = seeded_id_hash(ids.slice(start, HASH_CHUNK), seed)
     second = id_rank(image_ids) if id_order is None else id_order
     order = np.lexsort((second, key))
-    rank = np.empty(len(key), dtype=np.int64)
-    rank[order] = np.arange(len(key), dtype=np.int64)
+    del key
+    dtype = np.int32 if len(order) < 2 ** 31 else np.int64
+    rank = np.empty(len(order), dtype=dtype)
+    rank[order] = np.arange(len(order), dtype=dtype)
     return rank
 
 

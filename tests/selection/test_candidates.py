@@ -40,3 +40,14 @@ def test_tie_order_changes_with_the_seed_and_is_not_the_name_order():
 def test_a_sliced_arrow_array_hashes_its_own_rows():
     whole = pa.array(IDS)
     assert seeded_id_hash(whole.slice(10, 5), 9).tolist() == seeded_id_hash(whole, 9)[10:15].tolist()
+
+
+def test_the_seeded_tie_rank_hashed_in_chunks_equals_one_pass(monkeypatch):
+    """Hashing image_ids a chunk at a time (flat memory) gives the same ranks as one pass."""
+    import taast_ray.selection.candidates as candidates
+
+    ids = [f"frame_{i:07d}.jpg" for i in range(5000)] + ["a", "", "ééé/long/" * 5]
+    whole = candidates.seeded_tie_rank(ids, 7)
+    monkeypatch.setattr(candidates, "HASH_CHUNK", 1000)
+    chunked = candidates.seeded_tie_rank(ids, 7)
+    assert chunked.tolist() == whole.tolist() and sorted(whole.tolist()) == list(range(len(ids)))
