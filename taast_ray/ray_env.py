@@ -129,6 +129,7 @@ RAY_NOISE = tuple(re.compile(p) for p in (
     r"Token authentication is (enabled|disabled) for this Ray cluster",
     r"has constructor arguments in the object store and max_restarts > 0",
     r"have not registered within the timeout",           # worker processes slow to start
+    r"PYTHON worker processes have been started on node",  # the raylet's worker-start warning
     r"does not have any available CPUs",
     r"resource request cannot be scheduled right now",
     r"The maximum number of concurrent tasks for .* is set to",

@@ -83,6 +83,8 @@ def test_the_stderr_filter_drops_ray_noise_lines_only(tmp_path):
         "os.write(2, b'[2026 E 1 1] core_worker.cc:2465: Actor with class name: X has constructor arguments "
         "in the object store and max_restarts > 0. If ...\\n')\n"
         "os.write(2, b'kept line one\\n')\n"
+        "os.write(2, b'\\x1b[33m(raylet)\\x1b[0m WARNING: 10 PYTHON worker processes have been started on node: "
+        "83a4 with address: 127.0.0.1, which is 5x the maximum expected startup concurrency (2).\\n')\n"
         "print('Token authentication is enabled for this Ray cluster. Set ...', file=sys.stderr)\n"
         "sys.stderr.write('kept line two, no newline')\n"
         "ray_env.flush_stderr_filter()\n"
