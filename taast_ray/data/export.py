@@ -31,12 +31,17 @@ def read_selection(folder: str | Path) -> tuple[list[dict], list[dict]]:
     return json.loads(tasks_file.read_text()), json.loads(pseudo_file.read_text())["categories"]
 
 
-def task_size(task: dict) -> tuple[int, int]:
+def recorded_size(task: dict) -> tuple[int, int] | None:
+    """(width, height) a task's pre-annotations record, or None when it has none."""
     for p in task.get("predictions") or []:
         for r in p.get("result") or []:
             if r.get("original_width") and r.get("original_height"):
                 return int(r["original_width"]), int(r["original_height"])
-    return image_size(task["data"]["image"])
+    return None
+
+
+def task_size(task: dict) -> tuple[int, int]:
+    return recorded_size(task) or image_size(task["data"]["image"])
 
 
 def task_boxes(task: dict, width: int, height: int) -> list[tuple[str, list[float], float | None]]:

@@ -64,14 +64,18 @@ def _dense_ids(values: np.ndarray) -> np.ndarray:
 
 def load_labels(path: str | Path) -> LabelSet:
     """Read and validate a COCO or LVIS detection JSON; any defect is a one-line InputError."""
+    return labels_from_dict(read_labels_json(path), path)
+
+
+def read_labels_json(path: str | Path):
+    """A label file's parsed JSON (COCO, LVIS or a Label Studio export), or a one-line InputError."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: labels file not found")
     try:
-        raw = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
-    return labels_from_dict(raw, path)
 
 
 def labels_from_dict(raw, path: str | Path) -> LabelSet:

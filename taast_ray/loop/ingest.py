@@ -9,7 +9,6 @@ with the count missing; ``partial`` accepts fewer, and the missing images go bac
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -51,19 +50,10 @@ def ingest_labels(run: str | Path, labels_file: str | Path, *, partial: bool = F
     return cycle.labels_new
 
 
-def _read(path: Path):
-    if not path.is_file():
-        raise InputError(f"{path}: labels file not found")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-
-
 def _own_labels(layout: RunLayout, cycle: CycleLayout, path: Path) -> tuple[dict, list[str]]:
     from taast_ray.data.annotations import coco_to_selected, label_studio_to_coco
     from taast_ray.data.images import image_size
-    from taast_ray.data.labels import labels_from_dict
+    from taast_ray.data.labels import labels_from_dict, read_labels_json
 
     table = pq.read_table(cycle.selection)
     uris = table.column("uri").to_pylist() if "uri" in table.column_names else [None] * table.num_rows
@@ -76,7 +66,7 @@ def _own_labels(layout: RunLayout, cycle: CycleLayout, path: Path) -> tuple[dict
             raise InputError(f"{path}: the size of {key!r} is unknown (no uri in the selection)")
         return image_size(selected[key]["uri"])
 
-    raw = _read(path)
+    raw = read_labels_json(path)
     if isinstance(raw, list):
         return label_studio_to_coco(raw, selected, categories, str(path), size_of)
     return coco_to_selected(labels_from_dict(raw, path), selected, categories, str(path), size_of)
@@ -86,11 +76,13 @@ def _task_sizes(cycle: CycleLayout) -> dict:
     """Image sizes the selection recorded in its Label Studio tasks (the detector saw them)."""
     if not cycle.label_studio_tasks.exists():
         return {}
+    from taast_ray.data.export import recorded_size
+
     out = {}
     for task in read_json(cycle.label_studio_tasks):
-        for r in (p for pred in task.get("predictions") or [] for p in pred.get("result") or []):
-            out[task["data"]["image_id"]] = {"width": r["original_width"], "height": r["original_height"]}
-            break
+        size = recorded_size(task)
+        if size is not None:
+            out[task["data"]["image_id"]] = {"width": size[0], "height": size[1]}
     return out
 
 
