@@ -149,7 +149,8 @@ def _zero_box_pool(tmp_path, n=120):
     return tmp_path / "empty.parquet", emb, ids
 
 
-@pytest.mark.parametrize("strategy", ["taast-no-diversity", "taast"])
+@pytest.mark.parametrize("strategy", ["taast-no-diversity", "taast", "taast-expected", "taast-maxrare",
+                                      "taast-balanced"])
 def test_a_zero_box_pool_warns_and_ties_go_by_a_seeded_hash(tmp_path, capsys, strategy):
     """Issue 16: no boxes anywhere → every φ is 0; loud on stderr and in summary.json, and the
     pick is a seeded order of image_ids (same seed, same pick; another seed, another), never the
