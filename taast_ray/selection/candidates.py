@@ -8,9 +8,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def _string_array(image_ids) -> pa.Array | pa.ChunkedArray:
+    """image_ids as an Arrow string array (Arrow input as it is)."""
+    if isinstance(image_ids, (pa.Array, pa.ChunkedArray)):
+        return image_ids
+    return pa.array(np.asarray(image_ids, dtype=object), type=pa.string())
+
+
 def id_rank(image_ids) -> np.ndarray:
     """Rank of each image_id in ascending string order: the tie-break everywhere in §2."""
-    order = pc.sort_indices(pa.array(np.asarray(image_ids, dtype=object), type=pa.string()))
+    order = pc.sort_indices(_string_array(image_ids))
     rank = np.empty(len(image_ids), dtype=np.int64)
     rank[order.to_numpy()] = np.arange(len(image_ids), dtype=np.int64)
     return rank
@@ -36,9 +43,7 @@ def seeded_id_hash(image_ids, seed: int) -> np.ndarray:
     Vectorised over the Arrow string buffer: one numpy step per byte position j, over the ids
     longer than j (sorted by length, so that is a prefix): O(total bytes), ~0.1 s per million ids.
     """
-    ids = image_ids if isinstance(image_ids, (pa.Array, pa.ChunkedArray)) else \
-        pa.array(np.asarray(image_ids, dtype=object), type=pa.string())
-    ids = pc.cast(ids, pa.large_string())
+    ids = pc.cast(_string_array(image_ids), pa.large_string())
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
     n = len(ids)
@@ -66,8 +71,7 @@ def seeded_tie_rank(image_ids, seed: int, id_order: np.ndarray | None = None) ->
     would turn a degenerate ranking (every φ equal) into "the first B files" (issue 16). Two ids
     with the same hash (about one pair in 2^64 / n²) go by ``id_order`` (image_id ascending).
     """
-    ids = image_ids if isinstance(image_ids, (pa.Array, pa.ChunkedArray)) else \
-        pa.array(np.asarray(image_ids, dtype=object), type=pa.string())
+    ids = _string_array(image_ids)
     key = np.empty(len(ids), np.uint64)
     for start in range(0, len(ids), HASH_CHUNK):  # the hash's temporaries stay chunk-sized
         key[start:start + HASH_CHUNK] = seeded_id_hash(ids.slice(start, HASH_CHUNK), seed)
