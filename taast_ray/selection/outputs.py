@@ -35,9 +35,7 @@ def scores_chunks(det: PoolScalars, scored: ImageScores, picks: Picks, labels: L
         cls = scored.candidate_class[rows]
         has_class = cls >= 0
         category = np.where(has_class, labels.category_ids[np.maximum(cls, 0)], 0)
-        # w_{c(x)}, or a tail-aware variant's w(x)
-        weight = np.where(has_class, scored.weights[np.maximum(cls, 0)] if scored.image_weight is None
-                          else scored.image_weight[rows], 0.0)
+        weight = scored.weight_of(rows)  # w_{c(x)}, or a tail-aware variant's w(x)
         score, cluster = picks.score[rows].astype(np.float64), picks.cluster[rows]
         yield pa.table({
             "image_id": pc.cast(det.image_ids.take(pa.array(rows)), pa.string()),
@@ -186,7 +184,7 @@ def report_html(det: PoolScalars, scored: ImageScores, picks: Picks, labels: Lab
             height=float(chosen.height[rank]) if chosen.height is not None else None,
             boxes=chosen.boxes[lo:hi], box_class=chosen.box_class[lo:hi], box_conf=chosen.box_conf[lo:hi],
             entropy=float(scored.entropy[row]), candidate_class=names[k] if k >= 0 else None,
-            weight=float(scored.weights[k]) if k >= 0 else None,
+            weight=float(scored.weight_of([row])[0]) if k >= 0 else None,
             score=score if np.isfinite(score) else None, cluster=cluster if cluster >= 0 else None,
             fill=bool(fill)))
     truth_mix = None

@@ -251,6 +251,14 @@ class ImageScores:
     confidence: np.ndarray | None  # conf_b per box (None when streamed: the rows are gone)
     image_weight: np.ndarray | None = None  # a variant's w(x), 0 without boxes; None: w_{c(x)}
 
+    def weight_of(self, rows) -> np.ndarray:
+        """The weight φ multiplies E(x) by for these rows: w_{c(x)}, or a variant's w(x); 0 where
+        x has no candidate class."""
+        rows = np.asarray(rows)
+        cls = self.candidate_class[rows]
+        own = self.weights[np.maximum(cls, 0)] if self.image_weight is None else self.image_weight[rows]
+        return np.where(cls >= 0, own, 0.0)
+
 
 @dataclass
 class ImageReduction:

@@ -183,3 +183,15 @@ def test_variant_strategy_refuses_scores_without_its_rule():
     ctx, _ = context(n=40, budget=3)
     with pytest.raises(ValueError, match="rarity rule"):
         run_strategy("taast-expected", ctx)
+
+
+def test_weight_of_is_w_of_the_candidate_class_or_the_variants_own():
+    """The weight scores.parquet and report.html show: w_{c(x)} under the paper's rule, a
+    variant's w(x) under its rule, 0 for an image without a class (hand values)."""
+    base = dict(entropy=np.array([1.0, 2.0, 0.0]), candidate_class=np.array([1, 0, -1]),
+                least_confident=None, pseudo=np.zeros(3, bool), class_counts=np.zeros(2, np.int64),
+                weights=np.array([0.5, 0.25]), value=np.zeros(3), confidence=None)
+    paper = scoring.ImageScores(**base)
+    assert paper.weight_of([0, 1, 2]).tolist() == [0.25, 0.5, 0.0]
+    variant = scoring.ImageScores(**base, image_weight=np.array([0.4, 0.3, 0.0]))
+    assert variant.weight_of([2, 0]).tolist() == [0.0, 0.4]
