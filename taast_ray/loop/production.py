@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections import Counter
 import shutil
 from pathlib import Path
 
@@ -40,11 +41,16 @@ def own_image_id(name: str, images: Path) -> str:
         return name
     path = Path(name)
     if path.is_absolute():
-        try:
-            return path.resolve().relative_to(images.resolve()).as_posix()
-        except ValueError:
-            return path.as_posix()
+        return _under_root(path, images) or path.as_posix()
     return posixpath.normpath(path.as_posix())
+
+
+def _under_root(path: Path, images: Path) -> str | None:
+    """``path``'s POSIX path relative to the images root, or None when it lies outside it."""
+    try:
+        return path.resolve().relative_to(images.resolve()).as_posix()
+    except ValueError:
+        return None
 
 
 def image_key(img: dict) -> str:
@@ -89,7 +95,7 @@ def prepare(paths: dict, layout: RunLayout) -> None:
     ids = [_pool_id(i, u, images) for i, u in zip(listing.column("image_id").to_pylist(),
                                                   listing.column("uri").to_pylist())]
     if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
+        dup = next(i for i, n in Counter(ids).items() if n > 1)
         raise InputError(f"{paths['pool']}: two pool images are both {dup!r} relative to {images}")
     labelled = {image_key(i) for i in labels["images"]}
     keep = [n for n, i in enumerate(ids) if i not in labelled]
@@ -103,11 +109,7 @@ def prepare(paths: dict, layout: RunLayout) -> None:
 def _pool_id(listed: str, uri: str | None, images: Path) -> str:
     if not uri or ("://" in uri and not uri.startswith("file://")):
         return listed
-    path = Path(uri.removeprefix("file://"))
-    try:
-        return path.resolve().relative_to(images.resolve()).as_posix()
-    except ValueError:
-        return listed
+    return _under_root(Path(uri.removeprefix("file://")), images) or listed
 
 
 def start_weights(cfg: TaastConfig, num_classes: int) -> bool:
