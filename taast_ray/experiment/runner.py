@@ -221,6 +221,14 @@ class Progress:
         self._stop.set()
 
 
+def check_fresh(out: Path, resume: bool) -> None:
+    """A new experiment needs an empty directory; the lock file the CLI takes first does not count."""
+    from taast_ray.lock import LOCK_NAME
+
+    if out.exists() and not resume and any(p.name != LOCK_NAME for p in out.iterdir()):
+        raise InputError(f"{out}: experiment directory is not empty (use --resume to continue it)")
+
+
 def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = False,
                    progress_interval: float = 60.0, command: str | None = None) -> dict:
     """Every trial to completion, then results.json, report.md and the plots (``command``: how
@@ -229,8 +237,7 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     from taast_ray.ray_env import ensure_ray
 
     out = Path(out)
-    if out.exists() and not resume and any(out.iterdir()):
-        raise InputError(f"{out}: experiment directory is not empty (use --resume to continue it)")
+    check_fresh(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     save_with_versions(exp.to_dict(), out / "experiment.yaml")
     ensure_ray(exp.base.ray.address, worker_logs=exp.base.ray.worker_logs)

@@ -93,3 +93,20 @@ def test_a_non_empty_directory_needs_resume(finished):
     exp, out, _ = finished
     with pytest.raises(InputError, match="--resume"):
         run_experiment(exp, out)
+
+
+def test_the_cli_lock_alone_does_not_make_a_directory_used(tmp_path):
+    """`taast experiment` takes OUT/.taast.lock before run_experiment looks at OUT: a new
+    directory holding only that lock is still new (every fresh CLI experiment failed on it)."""
+    from taast_ray.errors import InputError
+    from taast_ray.experiment.runner import check_fresh
+    from taast_ray.lock import run_lock
+
+    out = tmp_path / "exp"
+    with run_lock(out):
+        assert [p.name for p in out.iterdir()] == [".taast.lock"]
+        check_fresh(out, resume=False)
+        (out / "experiment.yaml").write_text("name: x\n")
+        with pytest.raises(InputError, match="--resume"):
+            check_fresh(out, resume=False)
+        check_fresh(out, resume=True)
