@@ -30,6 +30,12 @@ from taast_ray.io import child, exists, is_uri, read_json, write_json
 LOCK_NAME = ".taast.lock"
 
 
+def holds_work(directory: Path) -> bool:
+    """Whether a local directory holds anything but this lock: the CLI takes the lock before the
+    run or experiment checks that its directory is new, so the lock alone is not earlier work."""
+    return directory.is_dir() and any(p.name != LOCK_NAME for p in directory.iterdir())
+
+
 def _holder() -> dict:
     return {"pid": os.getpid(), "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

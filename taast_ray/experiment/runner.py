@@ -223,9 +223,9 @@ class Progress:
 
 def check_fresh(out: Path, resume: bool) -> None:
     """A new experiment needs an empty directory; the lock file the CLI takes first does not count."""
-    from taast_ray.lock import LOCK_NAME
+    from taast_ray.lock import holds_work
 
-    if out.exists() and not resume and any(p.name != LOCK_NAME for p in out.iterdir()):
+    if not resume and holds_work(out):
         raise InputError(f"{out}: experiment directory is not empty (use --resume to continue it)")
 
 

@@ -22,7 +22,7 @@ from taast_ray.console import say, warn
 from taast_ray.errors import InputError
 from taast_ray.evaluation.metrics import METRIC_KEYS
 from taast_ray.io import read_json, write_json, write_parquet
-from taast_ray.lock import LOCK_NAME
+from taast_ray.lock import holds_work
 from taast_ray.loop.layout import SPLIT_STAGE, CycleLayout, RunLayout
 from taast_ray.loop.stages import stage
 
@@ -209,7 +209,7 @@ def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> li
     cfg.validate_for_run()
     layout = RunLayout(Path(run))
     run = layout.root
-    if run.exists() and not resume and any(p.name != LOCK_NAME for p in run.iterdir()):
+    if not resume and holds_work(run):
         raise InputError(f"{run}: run directory is not empty (use --resume to continue it)")
     run.mkdir(parents=True, exist_ok=True)
     save_config(cfg, layout.config)

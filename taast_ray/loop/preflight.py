@@ -22,13 +22,13 @@ from typing import Iterator
 from taast_ray.config import TaastConfig
 from taast_ray.errors import ConfigError, InputError
 from taast_ray.io import check_out_dir
-from taast_ray.lock import LOCK_NAME
+from taast_ray.lock import LOCK_NAME, holds_work
 
 
 def check_run_directory(run: Path, resume: bool) -> None:
     """A folder (or a place one can be made) that this user may write, empty unless resuming."""
     check_out_dir(run)  # neither it nor a folder above it is a file
-    if run.is_dir() and not resume and any(p.name != LOCK_NAME for p in run.iterdir()):
+    if not resume and holds_work(run):
         raise InputError(f"{run}: run directory is not empty (use --resume to continue it)")
     existing = next(p for p in (run, *run.absolute().parents) if p.exists())
     if not os.access(existing, os.W_OK | os.X_OK):
