@@ -15,6 +15,11 @@
       empty_fraction: [0.0, 0.5, 0.9]
       label_shift: {none: null, moderate: "dirichlet:5", strong: "dirichlet:0.5"}
 
+A label shift changes only the synthetic test split (train, val and so L0, U and every selection
+are the same images), so with ``curve_split: test`` the variants of one empty share train once:
+their trials share one training run per (strategy, seed), and each variant's curve is that run's
+models evaluated on its own test split (``Variant.trains_as`` names the shared run).
+
 Validated before any work: a bad field fails with a one-line message that names it.
 """
 from __future__ import annotations
@@ -71,11 +76,19 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Variant:
-    """One dataset of the study; ``empty_fraction`` and ``shift_level`` place it in the sweep's plots."""
+    """One dataset of the study; ``empty_fraction`` and ``shift_level`` place it in the sweep's plots.
+
+    ``trains_as``: the training run this variant's trials use, its own name unless the label-shift
+    variants of one empty share share their training (curve_split: test)."""
     name: str
     empty_fraction: float = 0.0
     label_shift: str | None = None
     shift_level: str = "none"
+    trains_as: str = ""
+
+    def __post_init__(self):
+        if not self.trains_as:
+            object.__setattr__(self, "trains_as", self.name)
 
 
 @dataclass
@@ -102,13 +115,18 @@ class ExperimentConfig:
     def variants(self) -> list[Variant]:
         return self._variants
 
+    @property
+    def shares_training(self) -> bool:
+        """Label-shift variants train once per empty share and are scored on their own test split."""
+        return any(v.trains_as != v.name for v in self._variants)
+
     def to_dict(self) -> dict:
         out = {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
         out["sweep"] = out["sweep"] or {}
         return out
 
 
-def _variants(sweep: SweepConfig | None, synthetic: bool) -> list[Variant]:
+def _variants(sweep: SweepConfig | None, synthetic: bool, curve_split: str = "val") -> list[Variant]:
     if sweep is None:
         return [Variant("default")]
     if not synthetic:
@@ -129,7 +147,10 @@ def _variants(sweep: SweepConfig | None, synthetic: bool) -> list[Variant]:
                 parse_label_shift(spec)
             except ConfigError as exc:
                 raise ConfigError(f"sweep.label_shift.{level}: {str(exc).split(': ', 1)[1]}") from None
-    return [Variant(f"empty{round(100 * f):02d}-shift_{level}", float(f), spec, str(level))
+    # the shift lives in the test split only: scored there, the shift levels share one training
+    share = curve_split == "test"
+    return [Variant(f"empty{round(100 * f):02d}-shift_{level}", float(f), spec, str(level),
+                    f"empty{round(100 * f):02d}" if share else "")
             for f, (level, spec) in itertools.product(fractions, shifts.items())]
 
 
@@ -150,7 +171,7 @@ def experiment_from_dict(values: dict) -> ExperimentConfig:
         exp.strategies = [StrategySpec.from_config(n, "strategies") for n in ("random", "entropy", "coreset", "taast")]
     if exp.seeds is None:
         exp.seeds = list(exp.base.protocol.seeds)
-    exp._variants = _variants(exp.sweep, exp.synthetic)
+    exp._variants = _variants(exp.sweep, exp.synthetic, exp.curve_split)
     _check(exp)
     return exp
 
@@ -194,7 +215,10 @@ def trial_config(exp: ExperimentConfig, variant_data: dict, spec: StrategySpec, 
     """The run configuration of one trial: the base with this strategy, seed and dataset."""
     b = exp.base
     data = replace(b.data, **variant_data)
-    if exp.curve_split == "test":
+    if exp.shares_training:
+        # trained and checked on the unshifted val; each variant's test curve comes afterwards
+        data = replace(data, test=None)
+    elif exp.curve_split == "test":
         data = replace(data, val=data.test)
     return replace(b, data=data, selection=replace(b.selection, strategy=spec.strategy, seed=seed),
                    protocol=replace(b.protocol, pseudo_labels=spec.pseudo_labels, seeds=[seed]))

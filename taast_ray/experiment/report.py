@@ -12,9 +12,13 @@ from pathlib import Path
 
 from taast_ray.evaluation.metrics import METRIC_KEYS as METRICS, METRIC_NAMES
 from taast_ray.experiment.config import ExperimentConfig
+from taast_ray.experiment.runner import curve_file
 from taast_ray.experiment.stats import MeanCI, label_efficiency, mean_ci, paired_difference
 from taast_ray.io import read_json, write_json
+from taast_ray.loop.cycle import L0_METRIC_KEYS
 from taast_ray.loop.layout import RunLayout
+
+CURVE_KEYS = (*METRICS, *L0_METRIC_KEYS, "AP50f")  # what a cycle's evaluation puts in its row
 
 # groups counted on L0 (the paper's rare: < 10 L0 images), beside the label file's own tags
 REPORT_METRICS = tuple(dict.fromkeys((*METRICS, "APr@L0", "APc@L0", "APf@L0")))
@@ -43,10 +47,16 @@ def _trial_record(exp: ExperimentConfig, trial) -> dict:
     selected: Counter = Counter()
     for c in range(1, exp.base.protocol.cycles + 1):
         selected += _object_counts(read_json(run.cycle(c).labels_new))
-    test = run.test_metrics
+    test = read_json(run.test_metrics) if run.test_metrics.exists() else None
+    if trial.curves is not None:
+        # shared training: the run's rows (selection, labels, tail lift) with this variant's own
+        # test-split metrics in place of the unshifted val's; the last cycle's is its test result
+        curves = [read_json(curve_file(trial.curves, r["cycle"])) for r in rows]
+        rows = [{**r, **{k: m.get(k) for k in CURVE_KEYS}} for r, m in zip(rows, curves)]
+        test = curves[-1]
     return {"variant": trial.variant.name, "strategy": trial.strategy.name, "seed": trial.seed,
             "selection": trial.strategy.strategy, "pseudo_labels": trial.strategy.pseudo_labels,
-            "rows": rows, "test": {k: read_json(test).get(k) for k in REPORT_METRICS} if test.exists() else None,
+            "rows": rows, "test": {k: test.get(k) for k in REPORT_METRICS} if test is not None else None,
             "selected_objects": {str(k): v for k, v in sorted(selected.items())}}
 
 

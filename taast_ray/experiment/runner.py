@@ -4,6 +4,8 @@
     EXP/datasets/<variant>/                 synthetic data (one per sweep point)
     EXP/bases/<variant>/seed_<s>/           the split (L0, U) and the warm-up on L0 for this seed
     EXP/trials/<variant>/<strategy>/seed_<s>/   a `taast run` directory, cycles 1..T
+    EXP/curves/<variant>/<strategy>/seed_<s>/   shared training only: cycle_<t>.json, each cycle's
+                                            model scored on this variant's own test split
     EXP/results.json, EXP/report.md, EXP/plots/*.png
 
 Every strategy of a seed starts from the same L0, U and warm-up model, so the warm-up is trained
@@ -11,6 +13,10 @@ once per (variant, seed) and copied into each trial. Trials run in the driver on
 (``parallel_trials: 1``) or as Ray tasks, several at once, each asking the cluster for its own actor
 pools and Ray Train workers. A trial is a `taast run` directory with its stage markers, so a
 re-run with ``--resume`` picks each trial up at its first unfinished stage.
+
+Label-shift variants scored on the test split (``curve_split: test``) differ only in that split, so
+bases and trials live under the shared name ``Variant.trains_as`` (``empty50``) and train once; a
+curve job per variant then scores each cycle's model on the variant's own test split.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class Trial:
     seed: int
     directory: Path
     base: Path
+    curves: Path | None = None  # shared training: this variant's per-cycle metrics on its test split
 
     @property
     def run(self) -> RunLayout:
@@ -48,14 +55,38 @@ class Trial:
         return f"{self.variant.name}/{self.strategy.name}/seed_{self.seed}"
 
     @property
+    def run_label(self) -> str:
+        """The training run's name: the shared one where variants train alike."""
+        return f"{self.variant.trains_as}/{self.strategy.name}/seed_{self.seed}"
+
+    @property
     def warmup_label(self) -> str:
-        return f"warm-up {self.variant.name}/seed_{self.seed}"
+        return f"warm-up {self.variant.trains_as}/seed_{self.seed}"
+
+
+def unique_runs(trials: list[Trial]) -> list[Trial]:
+    """The trials' training runs, each once, in plan order (shared training: the first variant's)."""
+    seen: dict[Path, Trial] = {}
+    for t in trials:
+        seen.setdefault(t.directory, t)
+    return list(seen.values())
 
 
 def plan(exp: ExperimentConfig, out: Path) -> list[Trial]:
-    return [Trial(v, s, seed, out / "trials" / v.name / s.name / f"seed_{seed}",
-                  out / "bases" / v.name / f"seed_{seed}")
+    """One trial per variant, seed and strategy; trials of variants that train alike share their
+    directory and base (``Variant.trains_as``) and keep their own curves."""
+    return [Trial(v, s, seed, out / "trials" / v.trains_as / s.name / f"seed_{seed}",
+                  out / "bases" / v.trains_as / f"seed_{seed}",
+                  out / "curves" / v.name / s.name / f"seed_{seed}" if exp.shares_training else None)
             for v in exp.variants for seed in exp.seeds for s in exp.strategies]
+
+
+def training_variants(exp: ExperimentConfig) -> dict[str, Variant]:
+    """Each shared training name → the first variant that trains as it (whose train/val it uses)."""
+    out: dict[str, Variant] = {}
+    for v in exp.variants:
+        out.setdefault(v.trains_as, v)
+    return out
 
 
 def variant_data(exp: ExperimentConfig, variant: Variant, out: Path) -> dict:
@@ -107,6 +138,27 @@ def run_trial(cfg_dict: dict, directory: str, base: str) -> list[dict]:
     rows = run_cycles(config_from_dict(cfg_dict), run.root, resume=True)
     mark_done(run.markers, "trial")
     return rows
+
+
+def curve_file(curves: Path, cycle: int) -> Path:
+    return Path(curves) / f"cycle_{cycle}.json"
+
+
+def run_curves(cfg_dict: dict, directory: str, curves: str, test: str, images: str, cycles: int) -> None:
+    """A shared trial's models, warm-up and cycles 1..T, scored on one variant's test split."""
+    from taast_ray.config import config_from_dict
+    from taast_ray.io import write_json
+    from taast_ray.loop.cycle import evaluate_weights
+
+    cfg, run, curves = config_from_dict(cfg_dict), RunLayout(Path(directory)), Path(curves)
+    if (curves / "_markers" / "curves.done").exists():
+        return
+    for t in range(cycles + 1):
+        target = curve_file(curves, t)
+        if not target.exists():
+            write_json(target, evaluate_weights(cfg, run.cycle(t).weights, Path(test), Path(images),
+                                                curves / f"cycle_{t}_predictions.json", run.labels_l0))
+    mark_done(curves / "_markers", "curves")
 
 
 def _parallelism(exp: ExperimentConfig) -> int:
@@ -167,8 +219,10 @@ class Progress:
         self.expected: list[tuple[str, Path]] = []
         for base in sorted({t.base for t in trials}):
             self.expected += RunLayout(base).expected_markers(0, test=False)
-        for t in trials:
-            self.expected += t.run.expected_markers(self.cycles, warmup=False)
+        self.trials = unique_runs(trials)
+        test = not exp.shares_training
+        for t in self.trials:
+            self.expected += t.run.expected_markers(self.cycles, warmup=False, test=test)
             self.expected.append(("trial", t.run.marker("trial")))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -198,7 +252,7 @@ class Progress:
             for c in range(1, self.cycles + 1):
                 left = t.run.cycle(c).first_unfinished()
                 if left:
-                    where.append(f"trial {i + 1}/{len(self.trials)} {t.label} cycle {c} {left}")
+                    where.append(f"trial {i + 1}/{len(self.trials)} {t.run_label} cycle {c} {left}")
                     break
         return where
 
@@ -245,17 +299,26 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     parallel = _parallelism(exp)
     say(f"experiment {exp.name}: {len(exp.variants)} dataset(s) × {len(exp.seeds)} seed(s) × "
         f"{len(exp.strategies)} strategies = {len(trials)} trials of {exp.base.protocol.cycles} cycles, "
-        f"{parallel} at a time")
+        f"{parallel} at a time" + (f"; the label shifts share training: {len(unique_runs(trials))} "
+                                   f"training runs, each scored on every shift's test split"
+                                   if exp.shares_training else ""))
     data = {v.name: variant_data(exp, v, out) for v in exp.variants}
-    configs = {t: trial_config(exp, data[t.variant.name], t.strategy, t.seed).to_dict() for t in trials}
+    trains = {name: data[v.name] for name, v in training_variants(exp).items()}  # whose train/val
+    configs = {t: trial_config(exp, trains[t.variant.trains_as], t.strategy, t.seed).to_dict() for t in trials}
     bases: dict[Path, Job] = {}
     for t in trials:
         bases.setdefault(t.base, Job(run_base, (configs[t], str(t.base)), t.warmup_label))
     # a finished warm-up is not scheduled again; its trials' `needs` then points at no job
     bases = {b: job for b, job in bases.items() if not RunLayout(b).warmup.done("evaluate")}
-    todo = [Job(run_trial, (configs[t], str(t.directory), str(t.base)),
-                f"trial {trials.index(t) + 1}/{len(trials)} {t.label}", t.warmup_label)
-            for t in trials if not t.run.done("trial")]
+    runs = unique_runs(trials)
+    labels = {t.directory: f"trial {runs.index(t) + 1}/{len(runs)} {t.run_label}" for t in runs}
+    todo = [Job(run_trial, (configs[t], str(t.directory), str(t.base)), labels[t.directory], t.warmup_label)
+            for t in runs if not t.run.done("trial")]
+    if exp.shares_training:
+        todo += [Job(run_curves, (configs[t], str(t.directory), str(t.curves), data[t.variant.name]["test"],
+                                  data[t.variant.name]["images"], exp.base.protocol.cycles),
+                     f"test curves {t.label}", labels[t.directory])
+                 for t in trials if not (t.curves / "_markers" / "curves.done").exists()]
     with Progress(exp, trials, parallel, progress_interval) as progress:
         _run_jobs(list(bases.values()) + todo, parallel)
         say(progress.line())

@@ -26,6 +26,20 @@ def test_sweep_is_the_cartesian_product():
         ("empty00-shift_none", 0.0, None, "none"), ("empty00-shift_strong", 0.0, "dirichlet:0.5", "strong"),
         ("empty90-shift_none", 0.9, None, "none"), ("empty90-shift_strong", 0.9, "dirichlet:0.5", "strong")]
 
+    assert not exp.shares_training and all(v.trains_as == v.name for v in exp.variants)
+
+
+def test_label_shifts_scored_on_test_share_one_training_per_empty_share(tmp_path):
+    exp = experiment_from_dict({"strategies": ["random"], "curve_split": "test", "sweep": {
+        "empty_fraction": [0.0, 0.9], "label_shift": {"none": None, "strong": "dirichlet:0.5"}}})
+    assert exp.shares_training
+    assert [(v.name, v.trains_as) for v in exp.variants] == [
+        ("empty00-shift_none", "empty00"), ("empty00-shift_strong", "empty00"),
+        ("empty90-shift_none", "empty90"), ("empty90-shift_strong", "empty90")]
+    data = {"train": "a/train.json", "val": "a/val.json", "test": "a/test.json", "images": "a/images"}
+    cfg = trial_config(exp, data, exp.strategies[0], 42)
+    # trained and checked on the unshifted val; the test curves are scored afterwards
+    assert (cfg.data.val, cfg.data.test) == ("a/val.json", None)
 
 @pytest.mark.parametrize("values, field", [
     ({"strategies": ["random", "nope"]}, "strategies[1].strategy"),

@@ -110,3 +110,35 @@ def test_the_cli_lock_alone_does_not_make_a_directory_used(tmp_path):
         with pytest.raises(InputError, match="--resume"):
             check_fresh(out, resume=False)
         check_fresh(out, resume=True)
+
+
+def test_label_shift_variants_train_once_and_are_scored_on_their_own_test_split(tmp_path, ray_local):
+    """A label shift changes only the test split, so the shift levels of one empty share run one
+    training per (strategy, seed); each variant's curve is that run's models on its own test split."""
+    from taast_ray.io import read_json
+
+    exp = experiment_from_dict({**TINY, "strategies": ["random"], "parallel_trials": 1, "curve_split": "test",
+                                "sweep": {"empty_fraction": [0.0],
+                                          "label_shift": {"none": None, "strong": "dirichlet:0.5"}}})
+    results = run_experiment(exp, tmp_path, progress_interval=5)
+    assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == ["empty00"]
+    assert sorted(p.name for p in (tmp_path / "bases").iterdir()) == ["empty00"]
+    run = tmp_path / "trials/empty00/random/seed_5"
+    assert not (run / "test_metrics.json").exists()  # scored per variant instead
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["data"]["val"].endswith("empty00-shift_none/annotations/val.json")
+    by = {t["variant"]: t for t in results["trials"]}
+    none, strong = by["empty00-shift_none"], by["empty00-shift_strong"]
+    assert none["selected_objects"] == strong["selected_objects"]
+    assert [r["labelled_images"] for r in none["rows"]] == [r["labelled_images"] for r in strong["rows"]]
+    for name, trial in by.items():
+        for row in trial["rows"]:
+            scored = read_json(tmp_path / "curves" / name / f"random/seed_5/cycle_{row['cycle']}.json")
+            assert row["mAP"] == scored["mAP"] and row["APr@L0"] == scored.get("APr@L0")
+        assert trial["test"]["mAP"] == trial["rows"][-1]["mAP"]
+    # the same models, scored on two different test splits
+    tests = [read_json(tmp_path / "datasets" / v / "annotations/test.json")["annotations"] for v in by]
+    assert tests[0] != tests[1]
+    predicted = [(tmp_path / "curves" / v / "random/seed_5/cycle_1_predictions.json").read_bytes() for v in by]
+    assert predicted[0] != predicted[1]
+    assert set(results["summary"]) == {"empty00-shift_none", "empty00-shift_strong"}
