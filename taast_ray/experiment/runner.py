@@ -144,6 +144,12 @@ def curve_file(curves: Path, cycle: int) -> Path:
     return Path(curves) / f"cycle_{cycle}.json"
 
 
+def warmup_curves(curves: Path) -> Path:
+    """EXP/curves/<variant>/_warm-up/seed_<s>: the warm-up's score, shared by the seed's strategies."""
+    curves = Path(curves)
+    return curves.parent.parent / "_warm-up" / curves.name
+
+
 def run_curves(cfg_dict: dict, directory: str, curves: str, test: str, images: str, cycles: int) -> None:
     """A shared trial's models, warm-up and cycles 1..T, scored on one variant's test split."""
     from taast_ray.config import config_from_dict
@@ -155,9 +161,17 @@ def run_curves(cfg_dict: dict, directory: str, curves: str, test: str, images: s
         return
     for t in range(cycles + 1):
         target = curve_file(curves, t)
-        if not target.exists():
-            write_json(target, evaluate_weights(cfg, run.cycle(t).weights, Path(test), Path(images),
-                                                curves / f"cycle_{t}_predictions.json", run.labels_l0))
+        if target.exists():
+            continue
+        # the warm-up is the seed's, copied into every strategy's run: scored once per variant and seed
+        shared = curve_file(warmup_curves(curves), 0) if t == 0 else None
+        if shared is None or not shared.exists():
+            where = shared.parent if shared is not None else curves
+            metrics = evaluate_weights(cfg, run.cycle(t).weights, Path(test), Path(images),
+                                       where / f"cycle_{t}_predictions.json", run.labels_l0)
+            write_json(shared or target, metrics)
+        if shared is not None:
+            write_json(target, read_json(shared))
     mark_done(curves / "_markers", "curves")
 
 

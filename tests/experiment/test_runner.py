@@ -136,6 +136,8 @@ def test_label_shift_variants_train_once_and_are_scored_on_their_own_test_split(
             scored = read_json(tmp_path / "curves" / name / f"random/seed_5/cycle_{row['cycle']}.json")
             assert row["mAP"] == scored["mAP"] and row["APr@L0"] == scored.get("APr@L0")
         assert trial["test"]["mAP"] == trial["rows"][-1]["mAP"]
+        # the warm-up is scored once per variant and seed, for every strategy
+        assert read_json(tmp_path / "curves" / name / "_warm-up/seed_5/cycle_0.json")["mAP"] == trial["rows"][0]["mAP"]
     # the same models, scored on two different test splits
     tests = [read_json(tmp_path / "datasets" / v / "annotations/test.json")["annotations"] for v in by]
     assert tests[0] != tests[1]
