@@ -180,13 +180,14 @@ def check_coverage(cfg: TaastConfig, cycle_dir: Path, pool: Path, labels_path: P
 
 def tail_stage(cycle: CycleLayout, data: Dataset, l0_labels: Path, resume: bool) -> None:
     """Simulation: the L0-rare objects the selection caught against random's expectation, into
-    ``tail.json`` and the selection's summary.json (evaluation/tail.py)."""
+    ``tail.json`` (evaluation/tail.py)."""
     from taast_ray.evaluation.simulation import cycle_tail
 
     def measure():
         tail = cycle_tail(cycle.dir, data.train, l0_labels)
+        # tail.json only: select/ is a published output set, and rewriting its summary.json
+        # would break the manifest's digests (io.check_output_set)
         write_json(cycle.tail, tail)
-        write_json(cycle.select_summary, {**read_json(cycle.select_summary), "tail": tail})
         say(f"{cycle.dir.name}: {tail['rare_images_selected']} images with L0-rare objects selected, "
             f"random would take {tail['rare_images_random']:.1f}: tail lift {_num(tail['tail_lift'], 2)}")
     stage(cycle.dir, "tail", resume, measure)

@@ -140,8 +140,11 @@ def test_cycles_record_l0_groups_tail_lift_and_coverage(baseline):
         metrics = json.loads((run / f"cycle_{t}" / "metrics.json").read_text())
         assert "APr@L0" in metrics and set(metrics["l0_frequency"].values()) <= {"r", "c", "f"}
     tail = json.loads((run / "cycle_1" / "tail.json").read_text())
-    summary = json.loads((run / "cycle_1" / "select" / "summary.json").read_text())
-    assert summary["tail"] == tail and tail["selected"] == 6
+    assert tail["selected"] == 6
+    # measuring the tail leaves the published selection set whole (its manifest still verifies)
+    from taast_ray.io import check_output_set
+
+    check_output_set(run / "cycle_1" / "select")
     if tail["rare_images_random"] > 0:
         assert rows[1]["tail_lift"] == pytest.approx(tail["rare_images_selected"] / tail["rare_images_random"])
     coverage = json.loads((run / "cycle_1" / "coverage.json").read_text())
