@@ -15,10 +15,8 @@ from taast_ray.experiment.config import ExperimentConfig
 from taast_ray.experiment.runner import curve_file
 from taast_ray.experiment.stats import MeanCI, label_efficiency, mean_ci, paired_difference
 from taast_ray.io import read_json, write_json
-from taast_ray.loop.cycle import L0_METRIC_KEYS
+from taast_ray.loop.cycle import ROW_METRIC_KEYS
 from taast_ray.loop.layout import RunLayout
-
-CURVE_KEYS = (*METRICS, *L0_METRIC_KEYS, "AP50f")  # what a cycle's evaluation puts in its row
 
 # groups counted on L0 (the paper's rare: < 10 L0 images), beside the label file's own tags
 REPORT_METRICS = tuple(dict.fromkeys((*METRICS, "APr@L0", "APc@L0", "APf@L0")))
@@ -52,7 +50,7 @@ def _trial_record(exp: ExperimentConfig, trial) -> dict:
         # shared training: the run's rows (selection, labels, tail lift) with this variant's own
         # test-split metrics in place of the unshifted val's; the last cycle's is its test result
         curves = [read_json(curve_file(trial.curves, r["cycle"])) for r in rows]
-        rows = [{**r, **{k: m.get(k) for k in CURVE_KEYS}} for r, m in zip(rows, curves)]
+        rows = [{**r, **{k: m.get(k) for k in ROW_METRIC_KEYS}} for r, m in zip(rows, curves)]
         test = curves[-1]
     return {"variant": trial.variant.name, "strategy": trial.strategy.name, "seed": trial.seed,
             "selection": trial.strategy.strategy, "pseudo_labels": trial.strategy.pseudo_labels,

@@ -164,14 +164,13 @@ def run_curves(cfg_dict: dict, directory: str, curves: str, test: str, images: s
         if target.exists():
             continue
         # the warm-up is the seed's, copied into every strategy's run: scored once per variant and seed
-        shared = curve_file(warmup_curves(curves), 0) if t == 0 else None
-        if shared is None or not shared.exists():
-            where = shared.parent if shared is not None else curves
-            metrics = evaluate_weights(cfg, run.cycle(t).weights, Path(test), Path(images),
-                                       where / f"cycle_{t}_predictions.json", run.labels_l0)
-            write_json(shared or target, metrics)
-        if shared is not None:
-            write_json(target, read_json(shared))
+        scored_in = warmup_curves(curves) if t == 0 else curves
+        source = curve_file(scored_in, t)
+        if not source.exists():
+            write_json(source, evaluate_weights(cfg, run.cycle(t).weights, Path(test), Path(images),
+                                                scored_in / f"cycle_{t}_predictions.json", run.labels_l0))
+        if source != target:
+            write_json(target, read_json(source))
     mark_done(curves / "_markers", "curves")
 
 
@@ -228,7 +227,7 @@ class Progress:
     """
 
     def __init__(self, exp: ExperimentConfig, trials: list[Trial], parallel: int = 1, interval: float = 60.0):
-        self.trials, self.parallel, self.interval = trials, max(parallel, 1), interval
+        self.parallel, self.interval = max(parallel, 1), interval
         self.cycles = exp.base.protocol.cycles
         self.expected: list[tuple[str, Path]] = []
         for base in sorted({t.base for t in trials}):
@@ -310,10 +309,11 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     save_with_versions(exp.to_dict(), out / "experiment.yaml")
     ensure_ray(exp.base.ray.address, worker_logs=exp.base.ray.worker_logs)
     trials = plan(exp, out)
+    runs = unique_runs(trials)  # shared training: each run once
     parallel = _parallelism(exp)
     say(f"experiment {exp.name}: {len(exp.variants)} dataset(s) × {len(exp.seeds)} seed(s) × "
         f"{len(exp.strategies)} strategies = {len(trials)} trials of {exp.base.protocol.cycles} cycles, "
-        f"{parallel} at a time" + (f"; the label shifts share training: {len(unique_runs(trials))} "
+        f"{parallel} at a time" + (f"; the label shifts share training: {len(runs)} "
                                    f"training runs, each scored on every shift's test split"
                                    if exp.shares_training else ""))
     data = {v.name: variant_data(exp, v, out) for v in exp.variants}
@@ -324,7 +324,6 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
         bases.setdefault(t.base, Job(run_base, (configs[t], str(t.base)), t.warmup_label))
     # a finished warm-up is not scheduled again; its trials' `needs` then points at no job
     bases = {b: job for b, job in bases.items() if not RunLayout(b).warmup.done("evaluate")}
-    runs = unique_runs(trials)
     labels = {t.directory: f"trial {runs.index(t) + 1}/{len(runs)} {t.run_label}" for t in runs}
     todo = [Job(run_trial, (configs[t], str(t.directory), str(t.base)), labels[t.directory], t.warmup_label)
             for t in runs if not t.run.done("trial")]

@@ -28,6 +28,7 @@ from taast_ray.loop.stages import stage
 
 log = logging.getLogger(__name__)
 L0_METRIC_KEYS = ("APr@L0", "APc@L0", "APf@L0")  # groups counted on L0 (evaluation/tail.py)
+ROW_METRIC_KEYS = (*METRIC_KEYS, *L0_METRIC_KEYS, "AP50f")  # what a cycle's evaluation puts in its row
 TAIL_KEYS = ("tail_lift", "rare_images_selected", "rare_images_random", "candidate_rare_share",
              "pool_rare_image_share")
 
@@ -92,7 +93,7 @@ def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: di
                                    RunLayout(cycle.dir.parent).labels_l0, data.frequency_from)
         write_json(cycle.metrics, metrics)
         say(f"{cycle.dir.name}: " + "  ".join(f"{k} {_num(metrics.get(k))}"
-                                              for k in (*METRIC_KEYS, *L0_METRIC_KEYS, "AP50f")))
+                                              for k in ROW_METRIC_KEYS))
 
     say(f"{cycle.dir.name}: fine-tuning on {len(labels['images'])} labelled"
         + (f" + {len(pseudo['images'])} pseudo-labelled" if pseudo else "") + " images")
@@ -257,8 +258,7 @@ def cycle_row(cycle: CycleLayout, labels: dict) -> dict:
     manual = len(labels["annotations"])
     tail = read_json(cycle.tail) if cycle.tail.exists() else {}
     coverage = read_json(cycle.coverage) if cycle.coverage.exists() else {}
-    return {"cycle": cycle.index, **{k: metrics.get(k) for k in METRIC_KEYS},
-            **{k: metrics.get(k) for k in (*L0_METRIC_KEYS, "AP50f")},
+    return {"cycle": cycle.index, **{k: metrics.get(k) for k in ROW_METRIC_KEYS},
             "labelled_images": len(labels["images"]),
             "manual_annotations": manual,
             "pseudo_annotations": len(train_set["annotations"]) - manual,
