@@ -121,7 +121,8 @@ def test_resume_after_the_driver_is_killed_mid_pass(pool, baseline, tmp_path, ra
     images, labels = pool
     out = tmp_path / "killed"
     address = ray_local.get_runtime_context().gcs_address
-    cmd = [sys.executable, str(SLOW_SELECT), "select", "--pool", str(images), "--labels", str(labels),
+    cmd = [sys.executable, str(SLOW_SELECT), "--hold-once-written", str(out / "detections"),
+           "select", "--pool", str(images), "--labels", str(labels),
            "--out", str(out), "--rows-per-file", "8", "--budget", "4", "--seed", "7", "--tau", "0.5",
            "--weights", "yolov8n.yaml", "--imgsz", "64", "--embedder", "taast-tiny-ViT",
            "--embedder-weights", "none", "--set", "selection.det_conf=0.001", "--set", "ray.batch_size=8",
@@ -135,7 +136,7 @@ def test_resume_after_the_driver_is_killed_mid_pass(pool, baseline, tmp_path, ra
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "summary.json").exists()
-    resumed = subprocess.run([sys.executable, "-m", "taast_ray.cli", *cmd[2:], "--resume"],
+    resumed = subprocess.run([sys.executable, "-m", "taast_ray.cli", *cmd[4:], "--resume"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     total = len(pq.read_table(baseline[0] / "detections"))

@@ -65,8 +65,10 @@ def pool(s3, tmp_path_factory):
 
 
 def run(env: dict, pool: str, labels, out: str, *extra, wait=True):
-    """The real CLI; without ``wait``, with the detector slowed (a test double) so a kill lands mid-pass."""
-    program = ["-m", "taast_ray.cli"] if wait else [str(Path(__file__).parents[1] / "slow_select.py")]
+    """The real CLI; without ``wait``, with the detector slowed (a test double) and held once the
+    first detections file is on S3, so a kill timed on that file lands mid-pass."""
+    program = ["-m", "taast_ray.cli"] if wait else [str(Path(__file__).parents[1] / "slow_select.py"),
+                                                    "--hold-once-written", f"{out}/detections"]
     cmd = [sys.executable, *program, "select", "--pool", pool, "--labels", str(labels),
            "--out", out, *FLAGS, *extra]
     environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | env
