@@ -121,9 +121,7 @@ class ExperimentConfig:
         return any(v.trains_as != v.name for v in self._variants)
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
-        out["sweep"] = out["sweep"] or {}
-        return out
+        return {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
 
 
 def _variants(sweep: SweepConfig | None, synthetic: bool, curve_split: str = "val") -> list[Variant]:
@@ -159,6 +157,10 @@ def experiment_from_dict(values: dict) -> ExperimentConfig:
     if not isinstance(values, dict):
         raise ConfigError("experiment: the file must hold a mapping at the top level")
     values = {k: v for k, v in values.items() if k != "versions"}
+    if values.get("sweep") == {}:
+        # no sweep: what experiment.yaml held for one before it wrote null, read back as the same
+        # single "default" dataset (a sweep of the defaults alone would be renamed empty00-shift_none)
+        values["sweep"] = None
     base_values = values.pop("base", None) or {}
     if not isinstance(base_values, dict):
         raise ConfigError(f"base: expected a mapping, got {base_values!r}")

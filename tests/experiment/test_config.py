@@ -106,3 +106,15 @@ def test_study_a_has_every_arm_of_issue_15():
     assert (study.seeds, b.protocol.cycles, b.model.embedder) == ([21, 42, 63], 3, "mobilenetv2-imagenet")
     assert (b.data.synthetic_images, b.data.synthetic_classes, study.zipf,
             b.data.synthetic_eval_min_instances) == (2000, 16, 0.8, 25)
+
+
+def test_the_saved_configuration_reads_back_as_the_same_study(tmp_path):
+    """experiment.yaml is what `--config` can be given again: no sweep stays one "default" dataset
+    (it was written as `sweep: {}`, read back as a sweep of the defaults, another dataset's name)."""
+    for values in ({"strategies": ["random"]},
+                   {"strategies": ["random"], "sweep": {"empty_fraction": [0.0, 0.5]}}):
+        exp = experiment_from_dict(values)
+        again = experiment_from_dict(yaml.safe_load(yaml.safe_dump(exp.to_dict())))
+        assert again.variants == exp.variants and again.to_dict() == exp.to_dict()
+    assert [v.name for v in experiment_from_dict({"sweep": {}}).variants] == ["default"]  # older files
+
