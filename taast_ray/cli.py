@@ -274,6 +274,20 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from taast_ray.experiment.merge import write_merged_report
+    from taast_ray.io import check_out_dir
+
+    check_out_dir(args.out)
+    command = f"taast report {' '.join(args.parts)} --out {args.out}" + (
+        f" --reference {args.reference}" if args.reference else "")
+    results = write_merged_report(args.parts, args.out, args.reference, command)
+    arms = len({t["strategy"] for t in results["trials"]})
+    print(f"{len(results['trials'])} trials, {arms} strategies from {len(args.parts)} part(s) -> "
+          f"{Path(args.out) / 'report.md'}")
+    return 0
+
+
 def _check_experiment_models(exp) -> None:
     """The base's data files, detector and embedder, before Ray starts and before any file."""
     from taast_ray.loop.preflight import check_data_files
@@ -407,6 +421,17 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     _ray_flags(experiment)
     _preset_flag(experiment)
     experiment.set_defaults(func=cmd_experiment)
+
+    report = sub.add_parser(
+        "report", help="one report from an experiment run in parts",
+        description="Merges finished experiments of the same study (same data, seeds and protocol; "
+                    "each a subset of the arms) into one results.json, report.md and plots/. A part "
+                    "is an experiment directory or the experiment.yaml and results.json committed from "
+                    "one; the output is a part too. Checks that the parts' warm-ups were the same model.")
+    report.add_argument("parts", nargs="+", metavar="PART", help="experiment or results directories")
+    report.add_argument("--out", required=True, help="directory for the merged report")
+    report.add_argument("--reference", help="label efficiency's reference arm (default: the first part's)")
+    report.set_defaults(func=cmd_report)
 
     nuimages = sub.add_parser("nuimages", help="convert a nuImages split to LVIS-style COCO JSON",
                               description="Key-frame images, foreground boxes and categories of one "

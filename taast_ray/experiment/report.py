@@ -131,14 +131,20 @@ def collect_results(exp: ExperimentConfig, out: Path, trials, data: dict[str, di
     records = [_trial_record(exp, t) for t in trials]
     classes = {v.name: _class_table([t for t in trials if t.variant == v], data[v.name]["train"])
                for v in exp.variants}
-    summary = {v.name: _summary(exp, [r for r in records if r["variant"] == v.name], classes[v.name])
-               for v in exp.variants}
-    results = {"experiment": exp.name, "metric": exp.metric, "reference": exp.reference,
-               "seeds": exp.seeds, "cycles": exp.base.protocol.cycles, "curve_split": exp.curve_split,
-               "variants": [vars(v) for v in exp.variants], "classes": classes,
-               "summary": summary, "trials": records}
+    results = results_from_records(exp, records, classes)
     write_json(out / "results.json", results)
     return results
+
+
+def results_from_records(exp: ExperimentConfig, records: list[dict], classes: dict) -> dict:
+    """results.json's content from the trial records and each variant's class table (pure: the
+    records hold every number the summaries are made of)."""
+    summary = {v.name: _summary(exp, [r for r in records if r["variant"] == v.name], classes[v.name])
+               for v in exp.variants}
+    return {"experiment": exp.name, "metric": exp.metric, "reference": exp.reference,
+            "seeds": exp.seeds, "cycles": exp.base.protocol.cycles, "curve_split": exp.curve_split,
+            "variants": [vars(v) for v in exp.variants], "classes": classes,
+            "summary": summary, "trials": records}
 
 
 def _ci(d: dict | None, digits: int = 3, with_t: bool = False) -> str:
@@ -392,7 +398,9 @@ def sweep_table(exp: ExperimentConfig, results: dict) -> list[str]:
     return _markdown_table(head, rows)
 
 
-def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str | None = None) -> Path:
+def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str | None = None,
+                 notes: list[str] | None = None) -> Path:
+    """``notes``: lines after the header (a merged report's parts)."""
     from taast_ray.versions import software_versions
 
     plots = out / "plots"
@@ -414,7 +422,7 @@ def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str |
         "counting manually labelled images including L0 (SPEC.md §6)",
         f"- Definitions: {DEFINITIONS}",
         f"- Software: {', '.join(f'{k} {v}' for k, v in software_versions().items() if k != 'platform')}",
-        ""]
+        ""] + (notes or [])
     for v in exp.variants:
         summary = results["summary"][v.name]
         title = v.name if len(exp.variants) > 1 else exp.name

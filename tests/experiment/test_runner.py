@@ -95,6 +95,33 @@ def test_a_non_empty_directory_needs_resume(finished):
         run_experiment(exp, out)
 
 
+def test_a_study_run_in_parts_merges_into_the_report_of_all_its_arms(finished, tmp_path):
+    """A second experiment with another arm, into its own directory, then `taast report` over both:
+    the seed's warm-up is made again and is the same model, the first part's arms keep their numbers,
+    and the merged report pairs the new arm with them."""
+    from taast_ray.cli import main
+
+    exp, out, results = finished
+    part = experiment_from_dict({**TINY, "strategies": ["entropy"], "reference": "entropy"})
+    run_experiment(part, tmp_path / "part2", progress_interval=5)
+    assert main(["report", str(out), str(tmp_path / "part2"), "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert list(merged["summary"]["default"]) == ["random", "entropy", "taast"]
+    assert [w["same"] for w in merged["warmups"]] == [True]
+    first = json.loads((out / "results.json").read_text())
+    for name in ("random", "taast"):
+        assert json.dumps(merged["summary"]["default"][name], sort_keys=True) == \
+            json.dumps(first["summary"]["default"][name], sort_keys=True)
+    entropy = merged["summary"]["default"]["entropy"]
+    assert entropy["vs_reference"]["mAP"]["n"] == 1  # paired with random's seed 5, across the parts
+    report = (tmp_path / "merged" / "report.md").read_text()
+    assert "| entropy − random |" not in report and "| taast − entropy |" in report
+    assert "same in every part" in report and f"`{tmp_path / 'part2'}`: entropy" in report
+    # the merged directory is a part itself: a later session can add to it
+    again = experiment_from_dict(yaml.safe_load((tmp_path / "merged" / "experiment.yaml").read_text()))
+    assert [s.name for s in again.strategies] == ["random", "entropy", "taast"]
+
+
 def test_the_cli_lock_alone_does_not_make_a_directory_used(tmp_path):
     """`taast experiment` takes OUT/.taast.lock before run_experiment looks at OUT: a new
     directory holding only that lock is still new (every fresh CLI experiment failed on it)."""

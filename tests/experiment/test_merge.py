@@ -1,0 +1,117 @@
+"""`taast report`: merging the parts of a study, on the records of a real one (study (a) part 1,
+committed under benchmarks/results/study_a_tail), split by arm. No Ray: the merge reads files."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taast_ray.errors import ConfigError, InputError
+from taast_ray.experiment.merge import merge_parts, write_merged_report
+
+STUDY = Path(__file__).parents[2] / "benchmarks" / "results" / "study_a_tail"
+
+
+@pytest.fixture(scope="module")
+def study():
+    return (json.loads((STUDY / "results.json").read_text()),
+            yaml.safe_load((STUDY / "experiment.yaml").read_text()))
+
+
+def write_part(folder: Path, study, arms: list[str], reference: str | None = None, edit=None) -> Path:
+    """A part holding ``arms`` of the study; ``edit(config, results)`` changes it before writing."""
+    results, config = copy.deepcopy(study)
+    results["trials"] = [t for t in results["trials"] if t["strategy"] in arms]
+    config["strategies"] = [s for s in config["strategies"] if s["name"] in arms]
+    config["reference"] = reference or arms[0]
+    if edit:
+        edit(config, results)
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+def test_parts_split_by_arm_merge_into_the_whole_studys_summary(study, tmp_path):
+    a = write_part(tmp_path / "a", study, ["taast"])
+    b = write_part(tmp_path / "b", study, ["random", "entropy"])
+    write_merged_report([a, b], tmp_path / "merged", reference="random")
+    results = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert json.dumps(results["summary"], sort_keys=True) == json.dumps(study[0]["summary"], sort_keys=True)
+    assert list(results["summary"]["default"]) == ["random", "entropy", "taast"]  # baselines first
+    assert [(w["seed"], w["same"]) for w in results["warmups"]] == [(21, True), (42, True), (63, True)]
+    report = (tmp_path / "merged" / "report.md").read_text()
+    assert "| taast − entropy |" in report and "## Parts" in report
+    assert "versions" not in yaml.safe_load((tmp_path / "merged" / "experiment.yaml").read_text())
+
+
+def test_the_reference_defaults_to_the_first_parts_and_must_be_an_arm(study, tmp_path):
+    a = write_part(tmp_path / "a", study, ["random"])
+    b = write_part(tmp_path / "b", study, ["taast"])
+    exp, _ = merge_parts([a, b])
+    assert exp.reference == "random"
+    with pytest.raises(ConfigError, match="^--reference: must name one of the listed strategies"):
+        merge_parts([a, b], reference="coreset")
+
+
+def test_parts_of_different_studies_fail_naming_the_field(study, tmp_path):
+    a = write_part(tmp_path / "a", study, ["random"])
+    b = write_part(tmp_path / "b", study, ["taast"],
+                   edit=lambda c, r: c["base"]["train"].update(epochs=5))
+    with pytest.raises(InputError, match=r"b: base\.train\.epochs is 5 but 10 in .*a; the parts of one report"):
+        merge_parts([a, b])
+    c = write_part(tmp_path / "c", study, ["taast"], edit=lambda c, r: c.update(seeds=[21, 42]))
+    with pytest.raises(InputError, match="seeds is"):
+        merge_parts([a, c])
+
+
+def test_what_may_differ_between_parts(study, tmp_path):
+    """Scheduling and the per-trial fields do not make another study."""
+    def edit(c, r):
+        c["base"]["ray"]["batch_size"] = 8
+        c["parallel_trials"] = 2
+        c["base"]["selection"]["strategy"] = "random"
+        c["name"] = "part two"
+    a = write_part(tmp_path / "a", study, ["random"])
+    b = write_part(tmp_path / "b", study, ["taast"], edit=edit)
+    merge_parts([a, b])
+
+
+def test_a_trial_in_two_parts_or_one_name_for_two_arms_fails(study, tmp_path):
+    a = write_part(tmp_path / "a", study, ["random", "taast"])
+    b = write_part(tmp_path / "b", study, ["taast"])
+    with pytest.raises(InputError, match="trial default/taast/seed_21 is in .* too"):
+        merge_parts([a, b])
+
+    def unpseudo(c, r):
+        c["strategies"][0]["pseudo_labels"] = False
+        r["trials"] = []
+    c = write_part(tmp_path / "c", study, ["taast"], edit=unpseudo)
+    d = write_part(tmp_path / "d", study, ["random"], edit=lambda c, r: c["strategies"].append(
+        {"name": "taast", "strategy": "taast", "pseudo_labels": True}) or r.update(trials=[]))
+    with pytest.raises(InputError, match="strategy 'taast' is taast with pseudo labels true there"):
+        merge_parts([c, d])
+
+
+def test_different_warm_ups_are_reported_not_hidden(study, tmp_path):
+    def shifted(c, r):
+        for t in r["trials"]:
+            if t["seed"] == 42:
+                t["rows"][0]["mAP"] += 0.01
+    a = write_part(tmp_path / "a", study, ["random"])
+    b = write_part(tmp_path / "b", study, ["taast"], edit=shifted)
+    results = write_merged_report([a, b], tmp_path / "merged")
+    assert [(w["seed"], w["same"]) for w in results["warmups"]] == [(21, True), (42, False), (63, True)]
+    report = (tmp_path / "merged" / "report.md").read_text()
+    assert "**the parts did not start from the same model** for default/seed 42" in report
+
+
+def test_a_part_needs_its_results_and_configuration(tmp_path):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "experiment.yaml").write_text("name: x\n")
+    with pytest.raises(InputError, match="half: no results.json"):
+        merge_parts([tmp_path / "half"])
+    (tmp_path / "half" / "results.json").write_text("[]")
+    with pytest.raises(InputError, match="not an experiment's results"):
+        merge_parts([tmp_path / "half"])
