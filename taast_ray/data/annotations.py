@@ -12,6 +12,13 @@ or a URL ending in the image_id); its latest annotation that was not cancelled c
 annotation whose result is empty is labelled, with no objects. COCO: an image is matched by
 ``taast_image_id``, its id, its ``file_name`` (the image_id, the URI, or a path ending in the
 image_id, or a unique base name); categories by name when every name is the run's, else by id.
+
+Label Studio's JSON_MIN export is read too: one flat record per annotation, the task's data fields
+at the top level beside ``id`` (the task's), ``annotation_id``, ``created_at`` …, and each
+control's results under its name as a list of values (``{"x", "y", "width", "height",
+"rectanglelabels", …}``), as label-studio-sdk's ``convert_to_json_min`` writes them. A task nobody
+annotated is a record with ``annotation_id`` null and no results. The records become tasks of the
+full export (``json_min_to_tasks``), so every rule above holds for both.
 """
 from __future__ import annotations
 
@@ -96,10 +103,44 @@ def _latest(annotations: list) -> dict | None:
     return max(enumerate(kept), key=lambda p: (str(p[1].get("updated_at") or p[1].get("created_at") or ""), p[0]))[1]
 
 
+JSON_MIN_META = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
+                 "history", "was_cancelled")
+
+
+def is_json_min(records: list) -> bool:
+    """A JSON_MIN export: flat records (no ``data`` object) carrying ``annotation_id``."""
+    return bool(records) and all(isinstance(r, dict) and "data" not in r and "annotation_id" in r
+                                 for r in records)
+
+
+def _boxes(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, dict) and "rectanglelabels" in v for v in value)
+
+
+def json_min_to_tasks(records: list[dict]) -> list[dict]:
+    """JSON_MIN records → tasks of the full export: one task per task id, one annotation per record."""
+    tasks: dict = {}
+    for n, r in enumerate(records):
+        controls = [k for k, v in r.items() if k not in JSON_MIN_META and _boxes(v)]
+        data = {k: v for k, v in r.items() if k not in JSON_MIN_META and k not in controls}
+        key = r.get("id", f"#{n}")
+        task = tasks.setdefault(key, {"id": key, "data": data, "annotations": []})
+        if r.get("annotation_id") is None and not controls:
+            continue  # exported unannotated
+        task["annotations"].append({
+            "result": [{"type": "rectanglelabels", "from_name": k, "value": v} for k in controls for v in r[k]],
+            "created_at": r.get("created_at"), "updated_at": r.get("updated_at"),
+            "was_cancelled": bool(r.get("was_cancelled"))})
+    return list(tasks.values())
+
+
 def label_studio_to_coco(tasks, selected: dict[str, dict], categories: list[dict], source: str,
                          size_of: Callable[[str], tuple[int, int]]) -> tuple[dict, list[str]]:
     if not isinstance(tasks, list):
         raise InputError(f"{source}: a Label Studio export is a JSON list of tasks")
+    if is_json_min(tasks):
+        tasks = json_min_to_tasks(tasks)
     match, by_name = _Matcher(selected), {str(c["name"]): c["id"] for c in categories}
     doc, found, first_task = _new_doc(categories), {}, {}
     for i, task in enumerate(tasks):

@@ -50,6 +50,43 @@ def test_unlabelled_and_cancelled_tasks_are_missing():
     assert missing == ["b/2.jpg", "c/3.jpg"]
 
 
+def json_min(task_id, data, *boxes, annotation_id=1, updated_at=None):
+    """A record as label-studio-sdk's convert_to_json_min writes it: data at the top level, each
+    control's values under its name, the type key removed."""
+    record = {**data, "id": task_id, "annotator": 1, "annotation_id": annotation_id,
+              "created_at": "2026-12-01T10:00:00Z", "updated_at": updated_at or "2026-12-01T10:00:00Z",
+              "lead_time": 3.2}
+    if boxes:
+        record["label"] = [{**rect(*b)["value"], "original_width": 200, "original_height": 100} for b in boxes]
+    return record
+
+
+def test_json_min_exports_read_like_the_full_export():
+    full = [task({"image_id": "a/1.jpg", "image": "/data/a/1.jpg"}, rect(10, 20, 30, 40),
+                 rect(0, 0, 100, 100, "person")),
+            task({"image": "/data/b/2.jpg"}, rect(50, 50, 25, 25, "person")),
+            task({"image": "/data/c/3.jpg"})]
+    minimal = [json_min(1, {"image_id": "a/1.jpg", "image": "/data/a/1.jpg"}, (10, 20, 30, 40),
+                        (0, 0, 100, 100, "person")),
+               json_min(2, {"image": "/data/b/2.jpg"}, (50, 50, 25, 25, "person")),
+               json_min(3, {"image": "/data/c/3.jpg"})]  # annotated, no objects
+    assert label_studio_to_coco(minimal, SELECTED, CATS, "min.json", no_size) == \
+        label_studio_to_coco(full, SELECTED, CATS, "ls.json", no_size)
+
+
+def test_json_min_unannotated_tasks_are_missing_and_the_latest_of_two_counts():
+    minimal = [json_min(1, {"image_id": "a/1.jpg"}, (10, 10, 10, 10, "car"), updated_at="2026-12-01T12:00:00Z"),
+               json_min(1, {"image_id": "a/1.jpg"}, (10, 10, 10, 10, "person"), annotation_id=2,
+                        updated_at="2026-12-02T12:00:00Z"),
+               json_min(2, {"image_id": "b/2.jpg"}, annotation_id=None)]
+    doc, missing = label_studio_to_coco(minimal, SELECTED, CATS, "min.json", no_size)
+    assert [a["category_id"] for a in doc["annotations"]] == [2]  # person, the later annotation
+    assert missing == ["b/2.jpg", "c/3.jpg"]
+    with pytest.raises(InputError, match="label 'bus' is not a category"):
+        label_studio_to_coco([json_min(1, {"image_id": "a/1.jpg"}, (1, 1, 5, 5, "bus"))], SELECTED, CATS,
+                             "min.json", no_size)
+
+
 def test_latest_annotation_counts():
     t = {"data": {"image_id": "a/1.jpg"}, "annotations": [
         {"result": [rect(10, 10, 10, 10, "person")], "updated_at": "2026-12-02T12:00:00Z"},
