@@ -311,6 +311,13 @@ def _save(fig, path: Path) -> None:
     _pyplot().close(fig)
 
 
+def _legend(ax, **kwargs) -> None:
+    """A legend where the panel has labelled lines: a sweep of the reference alone has none, and
+    matplotlib warned "No artists with labels found to put in legend"."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def _plot_curves(exp: ExperimentConfig, summary: dict, path: Path, title: str) -> None:
     plt = _pyplot()
 
@@ -328,7 +335,7 @@ def _plot_curves(exp: ExperimentConfig, summary: dict, path: Path, title: str) -
         ax.set_xlabel("manually labelled images")
         ax.set_ylabel(f"{METRIC_NAMES[metric]} ({exp.curve_split})")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    _legend(axes[0][0], fontsize=8)
     fig.suptitle(f"{title}: mean over seeds, band = 95 % CI (1.96σ/√n)")
     _save(fig, path)
 
@@ -382,7 +389,7 @@ def _plot_sweep(exp: ExperimentConfig, results: dict, path: Path, axis: str) -> 
                      f"{level if other == 'shift_level' else format(level, '.0%')}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"label efficiency vs {exp.reference} ({METRIC_NAMES[exp.metric]})")
-    axes[0][0].legend(fontsize=8)
+    _legend(axes[0][0], fontsize=8)
     _save(fig, path)
 
 

@@ -11,6 +11,7 @@ from taast_ray.errors import ConfigError, InputError
 from taast_ray.experiment.merge import merge_parts, write_merged_report
 
 STUDY = Path(__file__).parents[2] / "benchmarks" / "results" / "study_a_tail"
+GRID = Path(__file__).parents[2] / "benchmarks" / "results" / "study_b_grid"
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +116,16 @@ def test_a_part_needs_its_results_and_configuration(tmp_path):
     (tmp_path / "half" / "results.json").write_text("[]")
     with pytest.raises(InputError, match="not an experiment's results"):
         merge_parts([tmp_path / "half"])
+
+
+def test_a_sweep_of_the_reference_alone_plots_without_warnings(tmp_path):
+    """study (b)'s random arm alone: its efficiency panels have no line to label."""
+    import warnings
+
+    grid = (json.loads((GRID / "results.json").read_text()), yaml.safe_load((GRID / "experiment.yaml").read_text()))
+    part = write_part(tmp_path / "random", grid, ["random"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_merged_report([part], tmp_path / "merged")
+    assert (tmp_path / "merged" / "plots" / "efficiency_vs_empty_fraction.png").stat().st_size > 1000
+
