@@ -279,9 +279,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from taast_ray.io import check_out_dir
 
     check_out_dir(args.out)
-    command = f"taast report {' '.join(args.parts)} --out {args.out}" + (
-        f" --reference {args.reference}" if args.reference else "")
-    results = write_merged_report(args.parts, args.out, args.reference, command)
+    results = write_merged_report(args.parts, args.out, args.reference)
     arms = len({t["strategy"] for t in results["trials"]})
     print(f"{len(results['trials'])} trials, {arms} strategies from {len(args.parts)} part(s) -> "
           f"{Path(args.out) / 'report.md'}")

@@ -335,8 +335,9 @@ def config_from_dict(values: dict | None) -> TaastConfig:
     return fill(TaastConfig(), values)
 
 
-def read_yaml_mapping(path: str | Path) -> dict:
-    """A configuration file's top-level mapping, without the recorded ``versions``."""
+def read_yaml_mapping(path: str | Path, *, keep_versions: bool = False) -> dict:
+    """A configuration file's top-level mapping, without the recorded ``versions`` unless
+    ``keep_versions`` (a merged report names each part's software)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config: file not found: {path}")
@@ -346,7 +347,8 @@ def read_yaml_mapping(path: str | Path) -> dict:
         raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config: {path} must hold a mapping at the top level")
-    values.pop("versions", None)  # recorded by save_config, not a setting
+    if not keep_versions:
+        values.pop("versions", None)  # recorded by save_config, not a setting
     return values
 
 

@@ -44,17 +44,15 @@ def read_part(path: str | Path) -> Part:
         if not (path / name).is_file():
             raise InputError(f"{path}: no {name} (a part is a finished experiment directory, or the "
                              "experiment.yaml and results.json committed from one)")
+    values = read_yaml_mapping(path / "experiment.yaml", keep_versions=True)
     try:
-        exp = experiment_from_dict(read_yaml_mapping(path / "experiment.yaml"))
+        exp = experiment_from_dict(values)  # which sets the recorded versions aside
     except ConfigError as exc:
         raise InputError(f"{path / 'experiment.yaml'}: {exc}") from None
     results = read_json(path / "results.json")
     if not isinstance(results, dict) or not isinstance(results.get("trials"), list) or "classes" not in results:
         raise InputError(f"{path / 'results.json'}: not an experiment's results (no trials or classes)")
-    import yaml
-
-    versions = (yaml.safe_load((path / "experiment.yaml").read_text()) or {}).get("versions") or {}
-    return Part(path, exp, results, versions)
+    return Part(path, exp, results, values.get("versions") or {})
 
 
 def _flat(values, prefix: str = "") -> dict:
@@ -173,8 +171,7 @@ def part_lines(results: dict) -> list[str]:
     return lines + [""]
 
 
-def write_merged_report(paths: list[str | Path], out: str | Path, reference: str | None = None,
-                        command: str | None = None) -> dict:
+def write_merged_report(paths: list[str | Path], out: str | Path, reference: str | None = None) -> dict:
     """results.json, experiment.yaml (the merged arms, no versions: each part's are in results.json),
     report.md and plots/ under ``out``."""
     import yaml
@@ -186,6 +183,7 @@ def write_merged_report(paths: list[str | Path], out: str | Path, reference: str
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)
     write_text(out / "experiment.yaml", yaml.safe_dump(exp.to_dict(), sort_keys=False, allow_unicode=True))
-    write_report(exp, out, results, command or f"taast report {' '.join(map(str, paths))} --out {out}",
-                 notes=part_lines(results))
+    command = f"taast report {' '.join(map(str, paths))} --out {out}" + (
+        f" --reference {reference}" if reference else "")
+    write_report(exp, out, results, command, notes=part_lines(results))
     return results
