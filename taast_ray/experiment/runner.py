@@ -21,6 +21,7 @@ curve job per variant then scores each cycle's model on the variant's own test s
 from __future__ import annotations
 
 import shutil
+import time
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -157,8 +158,9 @@ def run_curves(cfg_dict: dict, directory: str, curves: str, test: str, images: s
     from taast_ray.loop.cycle import evaluate_weights
 
     cfg, run, curves = config_from_dict(cfg_dict), RunLayout(Path(directory)), Path(curves)
-    if (curves / "_markers" / "curves.done").exists():
+    if curves_marker(curves).exists():
         return
+    start = time.monotonic()
     for t in range(cycles + 1):
         target = curve_file(curves, t)
         if target.exists():
@@ -171,7 +173,11 @@ def run_curves(cfg_dict: dict, directory: str, curves: str, test: str, images: s
                                                 scored_in / f"cycle_{t}_predictions.json", run.labels_l0))
         if source != target:
             write_json(target, read_json(source))
-    mark_done(curves / "_markers", "curves")
+    mark_done(curves / "_markers", "curves", {"seconds": round(time.monotonic() - start, 3)})
+
+
+def curves_marker(curves: Path) -> Path:
+    return Path(curves) / "_markers" / "curves.done"
 
 
 def _parallelism(exp: ExperimentConfig) -> int:
@@ -237,6 +243,8 @@ class Progress:
         for t in self.trials:
             self.expected += t.run.expected_markers(self.cycles, warmup=False, test=test)
             self.expected.append(("trial", t.run.marker("trial")))
+        # shared training: each variant's test curves are a job of their own after the run
+        self.expected += [("curves", curves_marker(t.curves)) for t in trials if t.curves is not None]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -331,7 +339,7 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
         todo += [Job(run_curves, (configs[t], str(t.directory), str(t.curves), data[t.variant.name]["test"],
                                   data[t.variant.name]["images"], exp.base.protocol.cycles),
                      f"test curves {t.label}", labels[t.directory])
-                 for t in trials if not (t.curves / "_markers" / "curves.done").exists()]
+                 for t in trials if not curves_marker(t.curves).exists()]
     with Progress(exp, trials, parallel, progress_interval) as progress:
         _run_jobs(list(bases.values()) + todo, parallel)
         say(progress.line())

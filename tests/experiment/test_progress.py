@@ -34,6 +34,25 @@ def test_time_left_is_the_mean_of_each_kind_over_the_parallel_trials(tmp_path):
                                "at trial 2/2 default/taast/seed_1 cycle 1 select")
 
 
+def test_the_test_curve_jobs_of_shared_training_count_as_stages(tmp_path):
+    exp = experiment_from_dict({"strategies": ["random"], "seeds": [1], "curve_split": "test",
+                                "base": {"protocol": {"cycles": 1}},
+                                "sweep": {"label_shift": {"none": None, "strong": "dirichlet:0.5"}}})
+    trials = plan(exp, tmp_path)
+    assert exp.shares_training and len(trials) == 2
+    progress = Progress(exp, trials)
+    # one warm-up (4), one shared training run (6 cycle stages + trial, no test stage), 2 curve jobs
+    assert len(progress.expected) == 4 + 7 + 2
+    for kind, marker in progress.expected:
+        if kind != "curves":
+            mark_done(marker.parent, marker.name.removesuffix(".done"), {"seconds": 1.0})
+    # every training stage done: the curve jobs are still to run, and before one has, no estimate
+    assert progress.seconds_left() == (11, None)
+    mark_done(trials[0].curves / "_markers", "curves", {"seconds": 120.0})
+    assert progress.seconds_left() == (12, 120.0)
+    assert progress.line().startswith("experiment: 12/13 stages done, about 2 min left")
+
+
 def _record(log, name, until=None):
     """Log start and end; with ``until``, end only once that job has ended (at most 2 minutes)."""
     import time
