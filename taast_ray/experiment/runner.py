@@ -126,8 +126,9 @@ def run_trial(cfg_dict: dict, directory: str, base: str) -> list[dict]:
     from taast_ray.config import config_from_dict
     from taast_ray.loop.cycle import run_cycles
 
+    cfg = config_from_dict(cfg_dict)
     run, base_run = RunLayout(Path(directory)), RunLayout(Path(base))
-    if run.done("trial"):
+    if trial_finished(run, cfg.protocol.cycles):
         return read_json(run.cycles_json)
     if not run.warmup.done("evaluate"):
         shutil.rmtree(run.root, ignore_errors=True)
@@ -136,9 +137,20 @@ def run_trial(cfg_dict: dict, directory: str, base: str) -> list[dict]:
         for name in WARMUP_FILES:
             shutil.copyfile(base_run.warmup.dir / name, run.warmup.dir / name)
         shutil.copytree(base_run.warmup.markers, run.warmup.markers)
-    rows = run_cycles(config_from_dict(cfg_dict), run.root, resume=True)
-    mark_done(run.markers, "trial")
+    rows = run_cycles(cfg, run.root, resume=True)
+    mark_done(run.markers, "trial", {"cycles": cfg.protocol.cycles})
     return rows
+
+
+def trial_finished(run: RunLayout, cycles: int) -> bool:
+    """Done, and with this many cycles: ``--resume`` with more cycles grows a finished trial from
+    its last one (its earlier cycles and their models are kept; fewer cycles are not undone)."""
+    if not run.done("trial"):
+        return False
+    recorded = read_json(run.marker("trial")).get("cycles")
+    if recorded is None:  # a marker from before it recorded its cycles: count the rows
+        recorded = len(read_json(run.cycles_json)) - 1 if run.cycles_json.exists() else cycles
+    return recorded >= cycles
 
 
 def curve_file(curves: Path, cycle: int) -> Path:
@@ -158,7 +170,7 @@ def run_curves(cfg_dict: dict, directory: str, curves: str, test: str, images: s
     from taast_ray.loop.cycle import evaluate_weights
 
     cfg, run, curves = config_from_dict(cfg_dict), RunLayout(Path(directory)), Path(curves)
-    if curves_marker(curves).exists():
+    if curves_finished(curves, cycles):
         return
     start = time.monotonic()
     for t in range(cycles + 1):
@@ -173,11 +185,17 @@ def run_curves(cfg_dict: dict, directory: str, curves: str, test: str, images: s
                                                 scored_in / f"cycle_{t}_predictions.json", run.labels_l0))
         if source != target:
             write_json(target, read_json(source))
-    mark_done(curves / "_markers", "curves", {"seconds": round(time.monotonic() - start, 3)})
+    mark_done(curves / "_markers", "curves", {"seconds": round(time.monotonic() - start, 3), "cycles": cycles})
 
 
 def curves_marker(curves: Path) -> Path:
     return Path(curves) / "_markers" / "curves.done"
+
+
+def curves_finished(curves: Path, cycles: int) -> bool:
+    """Every cycle up to ``cycles`` scored (the trial may have grown since the marker)."""
+    marker = curves_marker(curves)
+    return marker.exists() and all(curve_file(curves, t).exists() for t in range(cycles + 1))
 
 
 def _parallelism(exp: ExperimentConfig) -> int:
@@ -268,7 +286,7 @@ class Progress:
     def running(self) -> list[str]:
         where = []
         for i, t in enumerate(self.trials):
-            if not t.run.warmup.dir.exists() or t.run.done("trial"):
+            if not t.run.warmup.dir.exists() or trial_finished(t.run, self.cycles):
                 continue
             for c in range(1, self.cycles + 1):
                 left = t.run.cycle(c).first_unfinished()
@@ -334,12 +352,12 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     bases = {b: job for b, job in bases.items() if not RunLayout(b).warmup.done("evaluate")}
     labels = {t.directory: f"trial {runs.index(t) + 1}/{len(runs)} {t.run_label}" for t in runs}
     todo = [Job(run_trial, (configs[t], str(t.directory), str(t.base)), labels[t.directory], t.warmup_label)
-            for t in runs if not t.run.done("trial")]
+            for t in runs if not trial_finished(t.run, exp.base.protocol.cycles)]
     if exp.shares_training:
         todo += [Job(run_curves, (configs[t], str(t.directory), str(t.curves), data[t.variant.name]["test"],
                                   data[t.variant.name]["images"], exp.base.protocol.cycles),
                      f"test curves {t.label}", labels[t.directory])
-                 for t in trials if not curves_marker(t.curves).exists()]
+                 for t in trials if not curves_finished(t.curves, exp.base.protocol.cycles)]
     with Progress(exp, trials, parallel, progress_interval) as progress:
         _run_jobs(list(bases.values()) + todo, parallel)
         say(progress.line())

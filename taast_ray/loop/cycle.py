@@ -246,8 +246,10 @@ def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> li
         rows.append(cycle_row(cycle, labels))
         labels_path, weights = cycle.labels, cycle.weights
     if data.test is not None:
+        # the final model's score: a run resumed with more cycles scores its new final model
         stage(run, "test", resume, lambda: write_json(layout.test_metrics, evaluate_weights(
-            cfg, weights, data.test, data.images, layout.test_predictions, layout.labels_l0)))
+            cfg, weights, data.test, data.images, layout.test_predictions, layout.labels_l0)),
+            of={"cycle": cfg.protocol.cycles})
     write_json(layout.cycles_json, rows)
     return rows
 

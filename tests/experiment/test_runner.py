@@ -171,3 +171,42 @@ def test_label_shift_variants_train_once_and_are_scored_on_their_own_test_split(
     predicted = [(tmp_path / "curves" / v / "random/seed_5/cycle_1_predictions.json").read_bytes() for v in by]
     assert predicted[0] != predicted[1]
     assert set(results["summary"]) == {"empty00-shift_none", "empty00-shift_strong"}
+
+    # --resume with one more cycle grows the finished run from its last model, and each variant's
+    # curve gets the new cycle scored on its own test split
+    weights = (run / "cycle_1/weights.pt").stat().st_mtime_ns
+    grown = run_experiment(experiment_from_dict({**exp.to_dict(), "base": _cycles(exp, 2)}), tmp_path,
+                           resume=True, progress_interval=5)
+    assert (run / "cycle_1/weights.pt").stat().st_mtime_ns == weights
+    for trial in grown["trials"]:
+        before = by[trial["variant"]]
+        assert [r["cycle"] for r in trial["rows"]] == [0, 1, 2] and trial["rows"][:2] == before["rows"]
+        assert trial["rows"][2]["labelled_images"] == before["rows"][1]["labelled_images"] + 8
+        assert trial["test"]["mAP"] == trial["rows"][-1]["mAP"]
+        assert (tmp_path / "curves" / trial["variant"] / "random/seed_5/cycle_2.json").exists()
+
+
+def _cycles(exp, cycles: int) -> dict:
+    base = exp.base.to_dict()
+    return {**base, "protocol": {**base["protocol"], "cycles": cycles}}
+
+
+def test_resume_with_more_cycles_grows_finished_trials_and_scores_their_new_final_model(finished, tmp_path):
+    import shutil
+
+    from taast_ray.io import read_json
+
+    exp, out, results = finished
+    out2 = tmp_path / "grown"
+    shutil.copytree(out, out2)
+    trial = out2 / "trials/default/random/seed_5"
+    weights = (trial / "cycle_1/weights.pt").stat().st_mtime_ns
+    grown = run_experiment(experiment_from_dict({**exp.to_dict(), "base": _cycles(exp, 2)}), out2,
+                           resume=True, progress_interval=5)
+    assert (trial / "cycle_1/weights.pt").stat().st_mtime_ns == weights  # cycle 1 was not redone
+    by = {t["strategy"]: t for t in results["trials"]}
+    for t in grown["trials"]:
+        assert [r["cycle"] for r in t["rows"]] == [0, 1, 2] and t["rows"][:2] == by[t["strategy"]]["rows"]
+        done = out2 / f"trials/default/{t['strategy']}/seed_5/_markers"
+        assert read_json(done / "test.done")["cycle"] == 2 and read_json(done / "trial.done")["cycles"] == 2
+    assert "T = 2 cycles" in (out2 / "report.md").read_text()
