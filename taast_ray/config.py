@@ -74,6 +74,10 @@ class TrainConfig:
     momentum: float = 0.937
     weight_decay: float = 5e-4
     workers: int = 2                  # Ray Train workers
+    # CPUs each Ray Train worker holds, and so its torch threads (Ray sets OMP_NUM_THREADS to it);
+    # None: Ray Train's default (1 CPU per CPU worker, none beside a GPU). On a laptop with one
+    # trial at a time, the machine's cores make training faster (and change the numerics)
+    cpus_per_worker: int | None = None
     imgsz: int = 640
     # false: keep the last epoch's weights (validated once, at the end); true: validate every
     # epoch and keep the best on the val split (slower, and selects on the split it reports)
@@ -209,6 +213,7 @@ def _checks(cfg: TaastConfig):
     yield "train.momentum", 0 <= t.momentum < 1, "must be in [0, 1)"
     yield "train.weight_decay", t.weight_decay >= 0, "must be >= 0"
     yield "train.workers", t.workers > 0, "must be > 0"
+    yield "train.cpus_per_worker", t.cpus_per_worker is None or t.cpus_per_worker > 0, "must be > 0 (or null)"
     yield "train.imgsz", t.imgsz >= 32 and t.imgsz % 32 == 0, "must be a multiple of 32, >= 32"
     yield "protocol.cycles", p.cycles >= 0, "must be >= 0"
     yield "protocol.seed_fraction", 0 < p.seed_fraction < 1, "must be in (0, 1)"

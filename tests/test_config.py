@@ -35,6 +35,7 @@ def test_yaml_then_overrides(tmp_path):
     ("ray.detector_actors_min=5", "ray.detector_actors_min"),
     ("ray.decode=gpu", "ray.decode"),
     ("ray.decode_cpus=0", "ray.decode_cpus"),
+    ("train.cpus_per_worker=0", "train.cpus_per_worker"),
 ])
 def test_bad_field_is_named(override, field):
     with pytest.raises(ConfigError) as err:

@@ -82,7 +82,7 @@ def train_and_evaluate(cfg: TaastConfig, data: Dataset, labels: dict, pseudo: di
                            lrf=t.lrf, momentum=t.momentum, weight_decay=t.weight_decay, cos_lr=True,
                            seed=cfg.selection.seed, num_classes=len(labels["categories"]),
                            optimizer=t.optimizer, select_best_epoch=t.select_best_epoch,
-                           use_gpu=cfg.ray.use_gpu)
+                           use_gpu=cfg.ray.use_gpu, cpus_per_worker=t.cpus_per_worker)
         shutil.copyfile(result["checkpoint"], cycle.weights)
         val = result["metrics"].get("metrics/mAP50(B)")
         say(f"{cycle.dir.name}: trained {epochs} epochs on {len(read_json(cycle.train_set)['images'])} "

@@ -25,10 +25,12 @@ def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path
               imgsz: int, batch: int, workers: int = 2, lr0: float = 0.01, lrf: float = 0.1,
               momentum: float = 0.937, weight_decay: float = 5e-4, cos_lr: bool = True,
               seed: int = 0, use_gpu: str = "auto", num_classes: int | None = None,
-              optimizer: str = "SGD", select_best_epoch: bool = False, extra: dict | None = None) -> dict:
+              optimizer: str = "SGD", select_best_epoch: bool = False, cpus_per_worker: int | None = None,
+              extra: dict | None = None) -> dict:
     """Fine-tune ``weights`` on ``dataset_yaml`` with ``workers`` Ray Train workers (DDP).
 
-    ``batch`` is the global batch (split evenly over workers). The weights of the last epoch are
+    ``batch`` is the global batch (split evenly over workers); ``cpus_per_worker`` the CPUs (and
+    torch threads) each worker holds, None for Ray Train's default. The weights of the last epoch are
     kept; ``select_best_epoch`` validates after every epoch and keeps the best on the val split
     instead (Ultralytics' best.pt), which costs a validation pass per epoch and picks on that split. Returns ``checkpoint`` (final
     weights, optimizer stripped: ``out_dir/weights.pt``), ``ray_checkpoint`` (Ray Train's copy),
@@ -49,12 +51,14 @@ def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path
                      momentum=momentum, weight_decay=weight_decay, cos_lr=cos_lr, seed=seed,
                      deterministic=True, amp=bool(use_gpu), plots=False, val=select_best_epoch,
                      project=str(out_dir / "runs"), name="train", exist_ok=True, **(extra or {}))
-    config = {"overrides": overrides, "out_dir": str(out_dir),
+    config = {"overrides": overrides, "out_dir": str(out_dir), "threads": cpus_per_worker,
               "env": {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}}
     trainer = TorchTrainer(
         _train_loop, train_loop_config=config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers, use_gpu=use_gpu,
+            resources_per_worker=None if cpus_per_worker is None else {"CPU": cpus_per_worker}),
         run_config=ray.train.RunConfig(
             name=f"fine_tune-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
             storage_path=str(out_dir / "ray_results"),
@@ -152,7 +156,7 @@ def _train_loop(config: dict) -> None:
     device_arg = "cpu" if device.type == "cpu" else str(device.index or 0)
     with _ultralytics_ranks(rank, local, world):
         trainer = trainer_cls(overrides=dict(config["overrides"], device=device_arg),
-                              world=world, out_dir=config["out_dir"])
+                              world=world, out_dir=config["out_dir"], threads=config.get("threads"))
         trainer.add_callback("on_fit_epoch_end", _report_epoch)
         trainer.train()
 
@@ -216,8 +220,12 @@ def _ray_trainer_class():
     class RayDetectionTrainer(DetectionTrainer):
         """DetectionTrainer as one rank of Ray Train's process group."""
 
-        def __init__(self, *, overrides: dict, world: int, out_dir: str):
+        def __init__(self, *, overrides: dict, world: int, out_dir: str, threads: int | None = None):
             super().__init__(overrides=overrides)
+            if threads is not None and self.device.type == "cpu":
+                # Ultralytics' select_device just set min(8, cores - 1) torch threads, whatever
+                # Ray assigned; use the CPUs this worker holds instead
+                torch.set_num_threads(threads)
             self.ray_rank = dist.get_rank() if world > 1 else 0
             # Ultralytics counts devices in args.device (0 on CPU) and would spawn its own DDP
             # launcher for several; here the processes and the group already exist.
@@ -260,7 +268,7 @@ def _ray_trainer_class():
             epochs = {str(k): v for k, v in self.seen_epochs.items()}
             self.seen_path.write_text(json.dumps({"rank": self.ray_rank, "epochs": epochs}))
             return {"rank": self.ray_rank, "device": str(self.device), "images": len(files),
-                    "unique": len(set(files)), "file": str(self.seen_path),
+                    "unique": len(set(files)), "file": str(self.seen_path), "threads": torch.get_num_threads(),
                     "ddp": isinstance(self.model, nn.parallel.DistributedDataParallel)}
 
         def final_eval(self):

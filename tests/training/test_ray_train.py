@@ -1,5 +1,6 @@
 """Fine-tuning through Ray Train: 2 CPU workers, one short epoch, on a tiny synthetic set."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,8 @@ def test_fine_tune_two_workers_disjoint_shards_and_reloadable(tmp_path, ray_loca
     assert seen[0] | seen[1] == train
     assert sorted(s["rank"] for s in out["seen"]) == [0, 1]
     assert all(s["images"] == N_TRAIN // 2 and s["ddp"] for s in out["seen"])
+    # no train.cpus_per_worker: Ultralytics' own thread count, min(8, cores − 1)
+    assert all(s["threads"] == min(8, max(1, (os.cpu_count() or 1) - 1)) for s in out["seen"])
     # reported through Ray Train: its persisted checkpoint holds Ultralytics' weights
     assert (Path(out["ray_checkpoint"]) / "last.pt").is_file()
 
@@ -60,6 +63,16 @@ def test_fine_tune_two_workers_disjoint_shards_and_reloadable(tmp_path, ray_loca
     pred = model.predict(str(tmp_path / "data" / "images" / "val" / "val000.jpg"), imgsz=SIZE,
                          device="cpu", verbose=False)
     assert len(pred) == 1
+
+
+@pytest.mark.slow
+def test_one_worker_holding_two_cpus_trains_with_two_torch_threads(tmp_path, ray_local):
+    """train.cpus_per_worker: the worker holds that many CPUs and trains with that many threads
+    (Ultralytics alone would set min(8, cores − 1), which is 1 on this 2-core machine)."""
+    data = _tiny_yolo_set(tmp_path / "data")
+    two = fine_tune(data, "yolov8n.yaml", tmp_path / "two", epochs=1, imgsz=SIZE, batch=8,
+                    workers=1, use_gpu="false", num_classes=len(COLOURS), seed=0, cpus_per_worker=2)
+    assert [s["threads"] for s in two["seen"]] == [2]
 
 
 def test_bad_inputs_fail_on_the_driver(tmp_path):
