@@ -44,6 +44,11 @@ def test_bad_field_is_named(override, field):
     assert message.startswith(field) and "\n" not in message
 
 
+def test_a_retired_strategy_says_why():
+    with pytest.raises(ConfigError, match=r"^selection\.strategy: taast-maxrare was dropped after study \(a\)"):
+        load_config(None, ["selection.strategy=taast-maxrare"])
+
+
 def test_unknown_section_and_bad_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("nope:\n  x: 1\n")

@@ -29,7 +29,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from taast_ray.config import (STRATEGIES, TaastConfig, apply_overrides, config_from_dict, fill, merge_settings,
+from taast_ray.config import (RETIRED_STRATEGIES, STRATEGIES, TaastConfig, apply_overrides, config_from_dict, fill, merge_settings,
                               read_yaml_mapping)
 from taast_ray.errors import ConfigError
 from taast_ray.evaluation.metrics import L0_KEYS, METRIC_KEYS
@@ -53,7 +53,7 @@ class StrategySpec:
             raise ConfigError(f"{where}: expected a strategy name or a mapping with 'name', got {value!r}")
         spec = fill(_StrategyFields(), value, f"{where}.")
         strategy = spec.strategy or spec.name
-        if strategy not in STRATEGIES:
+        if strategy not in STRATEGIES and strategy not in RETIRED_STRATEGIES:  # retired: experiment_from_dict
             raise ConfigError(f"{where}.strategy: must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         # the paper's baselines train without pseudo labels; taast and its ablations with them
         pseudo = strategy not in BASELINES if spec.pseudo_labels is None else spec.pseudo_labels
@@ -152,8 +152,11 @@ def _variants(sweep: SweepConfig | None, synthetic: bool, curve_split: str = "va
             for f, (level, spec) in itertools.product(fractions, shifts.items())]
 
 
-def experiment_from_dict(values: dict) -> ExperimentConfig:
-    """The experiment file through the same typed loading as a run's configuration."""
+def experiment_from_dict(values: dict, *, runnable: bool = True) -> ExperimentConfig:
+    """The experiment file through the same typed loading as a run's configuration.
+
+    ``runnable=False`` reads a finished study's record (``taast report``), whose arms may use a
+    strategy retired since (config.RETIRED_STRATEGIES); an experiment to run may not."""
     if not isinstance(values, dict):
         raise ConfigError("experiment: the file must hold a mapping at the top level")
     values = {k: v for k, v in values.items() if k != "versions"}
@@ -173,6 +176,10 @@ def experiment_from_dict(values: dict) -> ExperimentConfig:
         exp.strategies = [StrategySpec.from_config(n, "strategies") for n in ("random", "entropy", "coreset", "taast")]
     if exp.seeds is None:
         exp.seeds = list(exp.base.protocol.seeds)
+    retired = next((i for i, s in enumerate(exp.strategies) if s.strategy in RETIRED_STRATEGIES), None)
+    if runnable and retired is not None:
+        name = exp.strategies[retired].strategy
+        raise ConfigError(f"strategies[{retired}].strategy: {name} was {RETIRED_STRATEGIES[name]}")
     exp._variants = _variants(exp.sweep, exp.synthetic, exp.curve_split)
     _check(exp)
     return exp

@@ -46,7 +46,7 @@ def read_part(path: str | Path) -> Part:
                              "experiment.yaml and results.json committed from one)")
     values = read_yaml_mapping(path / "experiment.yaml", keep_versions=True)
     try:
-        exp = experiment_from_dict(values)  # which sets the recorded versions aside
+        exp = experiment_from_dict(values, runnable=False)  # sets the versions aside; retired arms read
     except ConfigError as exc:
         raise InputError(f"{path / 'experiment.yaml'}: {exc}") from None
     results = read_json(path / "results.json")

@@ -10,7 +10,7 @@ image_id rank (4), each in one array sized from the files' footers (grown by hal
 footer undercounts, never concatenated at the end); plus a constant for the batches in flight.
 A box's row in the spool comes from the counts and one int64 start per 1024 images.
 The spool is 24 bytes per box on disk (``TMPDIR``). A tail-aware variant's rarity rule
-(scoring.RARITY_RULES) spools one more C-row per image (4·C bytes: s_{b*} or max_b s_{k,b}),
+(scoring.RARITY_RULES) spools one more C-row per image (4·C bytes: s_{b*}),
 read back in chunks once the class counts are known.
 """
 from __future__ import annotations

@@ -177,12 +177,13 @@ def image_value(entropy: np.ndarray, cand_class: np.ndarray, weights: np.ndarray
     return phi
 
 
-# Tail-aware variants (README, design decisions): the image weight w(x) in φ = w(x) · E(x).
+# Tail-aware variant (README, design decisions): the image weight w(x) in φ = w(x) · E(x).
 # "class" is the paper's w_{c(x)} (eq. 7); "expected" the rarity expected under the least
-# confident box's distribution, Σ_k p_{k,b*} w_k; "max" the rarest plausible class,
-# max_{b,k} w_k · s_{k,b}. w depends on P's counts, known only once the pass is over, so the
-# reduction keeps one C-row per image (s_{b*}, or max_b s_{k,b}) and w(x) is taken afterwards.
-RARITY_RULES = {"taast-expected": "expected", "taast-maxrare": "max"}
+# confident box's distribution, Σ_k p_{k,b*} w_k. w depends on P's counts, known only once the
+# pass is over, so the reduction keeps one C-row per image (s_{b*}) and w(x) is taken afterwards.
+# (A "max" rule, the rarest plausible class max_{b,k} w_k · s_{k,b}, tied taast in study (a) and
+# was dropped.)
+RARITY_RULES = {"taast-expected": "expected"}
 
 
 def rarity_rule(strategy: str) -> str:
@@ -197,17 +198,7 @@ def weakest_box_scores(scores: np.ndarray, offsets: np.ndarray, least_confident:
     return rows
 
 
-def image_class_max(scores: np.ndarray, offsets: np.ndarray, least_confident=None) -> np.ndarray:
-    """max_b s_{k,b} per image and class, (n, C) float32; a zero row for an image without boxes."""
-    counts = np.diff(offsets)
-    rows = np.zeros((len(counts), scores.shape[1]), np.float32)
-    has = counts > 0
-    if has.any():
-        rows[has] = np.maximum.reduceat(np.asarray(scores, np.float32), offsets[:-1][has], axis=0)
-    return rows
-
-
-RULE_VECTOR = {"expected": weakest_box_scores, "max": image_class_max}
+RULE_VECTOR = {"expected": weakest_box_scores}
 _RULE_CHUNK = 1 << 16  # image rows of a memory-mapped (n, C) file read at a time
 
 
@@ -215,7 +206,7 @@ def image_rarity(vectors, weights: np.ndarray, rule: str, has_boxes: np.ndarray)
     """w(x) from the rule's (n, C) rows, chunk by chunk; 0 for an image without boxes.
 
     "expected": Σ_k p_k w_k with p = s_{b*} / Σ_k s_{k,b*} (uniform where the sum is 0, as for
-    p_b in §2); "max": max_k w_k · max_b s_{k,b} = max_{b,k} w_k s_{k,b} (w_k > 0)."""
+    p_b in §2)."""
     weights = np.asarray(weights, np.float64)
     out = np.zeros(len(has_boxes), np.float64)
     for start in range(0, len(out), _RULE_CHUNK):
@@ -224,8 +215,6 @@ def image_rarity(vectors, weights: np.ndarray, rule: str, has_boxes: np.ndarray)
             total = v.sum(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 w = np.where(total > 0, (v @ weights) / total, weights.mean())
-        elif rule == "max":
-            w = (v * weights).max(axis=1) if v.shape[1] else np.zeros(len(v))
         else:
             raise ValueError(f"unknown rarity rule {rule!r}")
         out[start:start + len(v)] = w
@@ -324,7 +313,7 @@ def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarra
                   confidence=None, rule: str = "class", image_vectors=None) -> ImageScores:
     """Eqs. 5–7 from the per-image scalars: n_c = L's counts + P's, w_c, φ.
 
-    ``rule`` "expected" or "max" (a variant, RARITY_RULES) replaces w_{c(x)} by w(x) read from
+    ``rule`` "expected" (the variant's, RARITY_RULES) replaces w_{c(x)} by w(x) read from
     ``image_vectors``, the (n, C) rows the reduction kept (a memory map when streamed)."""
     counts = np.asarray(labelled_counts, dtype=np.int64) + np.asarray(pseudo_counts, dtype=np.int64)
     weights = rarity_weight(counts, beta) if use_rarity else np.ones(num_classes)

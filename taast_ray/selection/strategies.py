@@ -193,7 +193,7 @@ def _balance(ctx: SelectionContext, value: np.ndarray, candidates: np.ndarray, c
 # The value each diverse strategy ranks candidates by: φ (the variants' φ = w(x)·E(x) where their
 # rarity rule applies, scoring.RARITY_RULES), or φ with w ≡ 1, which is E(x).
 DIVERSE_VALUE = {"taast": lambda scored: scored.value, "taast-no-rarity": lambda scored: scored.entropy,
-                 "taast-expected": lambda scored: scored.value, "taast-maxrare": lambda scored: scored.value,
+                 "taast-expected": lambda scored: scored.value,
                  "taast-balanced": lambda scored: scored.value}
 
 
@@ -206,7 +206,7 @@ def select_taast_no_rarity(ctx: SelectionContext) -> Picks:
 
 
 def select_taast_variant(ctx: SelectionContext) -> Picks:
-    """taast-expected / taast-maxrare: TAAST's steps on their φ = w(x)·E(x) (in scored.value)."""
+    """taast-expected: TAAST's steps on its φ = w(x)·E(x) (in scored.value)."""
     if ctx.scored.image_weight is None:
         raise ValueError("a tail-aware variant needs scores made with its rarity rule (scoring.rarity_rule)")
     return _diverse(ctx, ctx.scored.value)
@@ -269,10 +269,9 @@ STRATEGY_FUNCTIONS = {
     "random": select_random,
     "coreset": select_coreset,
     "taast-expected": select_taast_variant,
-    "taast-maxrare": select_taast_variant,
     "taast-balanced": select_taast_balanced,
 }
-NEEDS_EMBEDDINGS = {"taast", "taast-no-rarity", "coreset", "taast-expected", "taast-maxrare", "taast-balanced"}
+NEEDS_EMBEDDINGS = {"taast", "taast-no-rarity", "coreset", "taast-expected", "taast-balanced"}
 
 
 def run_strategy(name: str, ctx: SelectionContext) -> Picks:

@@ -12,7 +12,7 @@ NO_BOX_SHARE = 0.5  # more than half of the pool without a single box: loud
 # the value each strategy ranks by, as the warning names it; random and core-set rank by
 # something else (a seeded key, distances) and are not judged here
 RANKED_VALUE = {"taast": "φ(x)", "taast-no-diversity": "φ(x)", "taast-no-rarity": "E(x)",
-                "entropy": "E(x)", "taast-expected": "φ(x)", "taast-maxrare": "φ(x)",
+                "entropy": "E(x)", "taast-expected": "φ(x)",
                 "taast-balanced": "φ(x)"}
 
 

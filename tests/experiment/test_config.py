@@ -41,6 +41,13 @@ def test_label_shifts_scored_on_test_share_one_training_per_empty_share(tmp_path
     # trained and checked on the unshifted val; the test curves are scored afterwards
     assert (cfg.data.val, cfg.data.test) == ("a/val.json", None)
 
+def test_a_retired_strategy_fails_with_why_but_a_finished_studys_record_reads():
+    with pytest.raises(ConfigError, match=r"^strategies\[1\]\.strategy: taast-maxrare was dropped after study \(a\)"):
+        experiment_from_dict({"strategies": ["random", "taast-maxrare"]})
+    record = experiment_from_dict({"strategies": ["random", "taast-maxrare"]}, runnable=False)
+    assert [s.strategy for s in record.strategies] == ["random", "taast-maxrare"]
+
+
 @pytest.mark.parametrize("values, field", [
     ({"strategies": ["random", "nope"]}, "strategies[1].strategy"),
     ({"strategies": [{"name": "x", "strategy": "taast", "pseudo": True}]}, "strategies[0].pseudo"),
@@ -100,8 +107,7 @@ def test_study_a_has_every_arm_of_issue_15():
     assert arms == {("random", "random", False), ("entropy", "entropy", False), ("coreset", "coreset", False),
                     ("taast", "taast", True), ("taast-no-rarity", "taast-no-rarity", True),
                     ("taast-no-diversity", "taast-no-diversity", True), ("taast-no-pseudo", "taast", False),
-                    ("taast-expected", "taast-expected", True), ("taast-maxrare", "taast-maxrare", True),
-                    ("taast-balanced", "taast-balanced", True)}
+                    ("taast-expected", "taast-expected", True), ("taast-balanced", "taast-balanced", True)}
     b = study.base
     assert (study.seeds, b.protocol.cycles, b.model.embedder) == ([21, 42, 63], 3, "mobilenetv2-imagenet")
     assert (b.data.synthetic_images, b.data.synthetic_classes, study.zipf,

@@ -129,3 +129,15 @@ def test_a_sweep_of_the_reference_alone_plots_without_warnings(tmp_path):
         write_merged_report([part], tmp_path / "merged")
     assert (tmp_path / "merged" / "plots" / "efficiency_vs_empty_fraction.png").stat().st_size > 1000
 
+
+
+def test_the_committed_study_merges_again_with_its_retired_arm(tmp_path):
+    """study (a)'s six committed parts, taast-maxrare's among them (retired since: an experiment
+    may no longer run it), merge into exactly the committed all/ summary."""
+    parts = [STUDY, *(STUDY / p for p in ("part2", "part3-no-rarity", "part4-no-diversity",
+                                           "part5-expected", "part6-maxrare"))]
+    write_merged_report(parts, tmp_path / "all", reference="random")
+    merged = json.loads((tmp_path / "all" / "results.json").read_text())
+    committed = json.loads((STUDY / "all" / "results.json").read_text())
+    assert json.dumps(merged["summary"], sort_keys=True) == json.dumps(committed["summary"], sort_keys=True)
+    assert "taast-maxrare" in merged["summary"]["default"] and all(w["same"] for w in merged["warmups"])

@@ -175,7 +175,7 @@ def test_a_killed_detector_actor_is_restarted_and_nothing_is_lost(pool, baseline
 
 
 def test_a_tail_aware_variant_live_is_the_core_on_its_own_detections(pool, tmp_path, ray_local):
-    """taast-maxrare through the live pool (its per-image score rows spooled in the aggregator)
+    """taast-expected through the live pool (its per-image score rows spooled in the aggregator)
     selects what the selection core selects from the detections and embeddings it wrote."""
     from dataclasses import replace
 
@@ -184,10 +184,10 @@ def test_a_tail_aware_variant_live_is_the_core_on_its_own_detections(pool, tmp_p
 
     images, labels = pool
     cfg = config(detector_actors_min=1, detector_actors_max=1)
-    cfg = replace(cfg, selection=replace(cfg.selection, strategy="taast-maxrare"))
+    cfg = replace(cfg, selection=replace(cfg.selection, strategy="taast-expected"))
     out = tmp_path / "live"
     summary = select_live(cfg, str(images), labels, out, rows_per_file=20)
-    assert summary["strategy"] == "taast-maxrare" and summary["selected"] == 4
+    assert summary["strategy"] == "taast-expected" and summary["selected"] == 4
     core = select_from_detections(cfg, out / "detections", labels, tmp_path / "core",
                                   embedding_cache_dir(out / "embedding_cache", cfg))
     assert selected(out) == selected(tmp_path / "core") and core["candidates"] == summary["candidates"]

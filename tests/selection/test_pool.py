@@ -46,7 +46,7 @@ def reference_selection(folder, strategy: str, budget: int):
 
 
 @pytest.mark.parametrize("strategy", ["taast", "taast-no-rarity", "entropy", "random",
-                                      "taast-expected", "taast-maxrare", "taast-balanced"])
+                                      "taast-expected", "taast-balanced"])
 def test_streamed_selection_is_the_whole_table_selection(moderate, strategy, tmp_path):
     det, scored, picks = reference_selection(moderate, strategy, 48)
     cfg = config_from_dict({"selection": {"strategy": strategy, "budget": 48, "seed": 5}}).validate()
@@ -167,8 +167,7 @@ def test_a_failed_run_leaves_no_spool(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("taast-spool-*"))
 
 
-@pytest.mark.parametrize("rule", ["expected", "max"])
-def test_a_variants_score_rows_are_spooled_not_held(tmp_path, rule):
+def test_a_variants_score_rows_are_spooled_not_held(tmp_path, rule="expected"):
     """The rarity rule's one C-row per image goes to the spool (a memory map), in stream order,
     equal to the whole-table rows; the class rule spools none."""
     t = detections_table(500, 7, seed=9, confident_share=0.2)
