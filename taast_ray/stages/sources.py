@@ -150,9 +150,12 @@ def _folder(paths: list[str], root: str, prefix: str, limit: int | None, unreada
     return pa.Table.from_pylist([{"image_id": i, "uri": u} for i, u in rows], schema=_SCHEMA)
 
 
+LISTING_BLOCK_MIN_ROWS = 32
+
+
 def listing_dataset(table: pa.Table):
     # Several blocks even for a small pool, so the work downstream spreads over the actors.
-    step = max(32, min(2048, math.ceil(table.num_rows / 64)))
+    step = max(LISTING_BLOCK_MIN_ROWS, min(2048, math.ceil(table.num_rows / 64)))
     return ray.data.from_arrow([table.slice(i, step) for i in range(0, table.num_rows, step)])
 
 
