@@ -56,7 +56,8 @@ def _ray_overrides(args: argparse.Namespace, prefix: str = "") -> list[str]:
 
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, help="B: images to select (default 256)")
-    parser.add_argument("--strategy", choices=STRATEGIES,
+    # not argparse choices: the configuration's check says why a retired name was dropped
+    parser.add_argument("--strategy", metavar="{" + ",".join(STRATEGIES) + "}",
                         help="selection strategy (default taast); coreset needs embeddings of every "
                              "eligible image, taast, its variants and taast-no-rarity of the candidates "
                              "(README: design decisions)")

@@ -112,6 +112,16 @@ def test_a_malformed_address_is_one_line_before_any_work(inputs, capsys, address
     assert message in one_line(capsys) and not (tmp / "out").exists()
 
 
+@pytest.mark.parametrize("strategy, message", [
+    ("taast-maxrare", "selection.strategy: taast-maxrare was dropped after study (a)"),
+    ("nope", "selection.strategy: must be one of taast, entropy"),
+])
+def test_a_retired_or_unknown_strategy_flag_says_why_before_any_work(inputs, capsys, strategy, message):
+    det, labels, tmp = inputs
+    assert select(det, labels, tmp / "out", "--strategy", strategy) == 2
+    assert message in one_line(capsys) and not (tmp / "out").exists()
+
+
 def test_the_failure_set_replaces_a_previous_selection(tmp_path):
     """write_failed_outputs: errors + summary + config; an earlier selection.parquet goes with it."""
     from taast_ray.selection.outputs import write_failed_outputs
