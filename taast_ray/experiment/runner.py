@@ -20,9 +20,11 @@ curve job per variant then scores each cycle's model on the variant's own test s
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -153,6 +155,14 @@ def trial_finished(run: RunLayout, cycles: int) -> bool:
     return recorded >= cycles
 
 
+def _scored_cycle(marker: Path, cycles: int) -> bool:
+    """The test stage's marker scored the model of cycle ``cycles`` (loop.stages.stage's ``of``)."""
+    try:
+        return read_json(marker).get("cycle", cycles) == cycles
+    except (OSError, ValueError):
+        return False
+
+
 def curve_file(curves: Path, cycle: int) -> Path:
     return Path(curves) / f"cycle_{cycle}.json"
 
@@ -258,11 +268,20 @@ class Progress:
             self.expected += RunLayout(base).expected_markers(0, test=False)
         self.trials = unique_runs(trials)
         test = not exp.shares_training
+        # markers that may be from fewer cycles (a finished study resumed with more): done only if current
+        self._current: dict[Path, Callable[[], bool]] = {}
         for t in self.trials:
             self.expected += t.run.expected_markers(self.cycles, warmup=False, test=test)
             self.expected.append(("trial", t.run.marker("trial")))
+            self._current[t.run.marker("trial")] = functools.partial(trial_finished, t.run, self.cycles)
+            if test:
+                self._current[t.run.marker("test")] = functools.partial(_scored_cycle, t.run.marker("test"),
+                                                                        self.cycles)
         # shared training: each variant's test curves are a job of their own after the run
-        self.expected += [("curves", curves_marker(t.curves)) for t in trials if t.curves is not None]
+        for t in trials:
+            if t.curves is not None:
+                self.expected.append(("curves", curves_marker(t.curves)))
+                self._current[curves_marker(t.curves)] = functools.partial(curves_finished, t.curves, self.cycles)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -271,12 +290,12 @@ class Progress:
         times: dict[str, list[float]] = {}
         missing: list[str] = []
         for kind, marker in self.expected:
-            if marker.exists():
+            if marker.exists():  # a stale marker still tells how long its kind takes
                 try:
                     times.setdefault(kind, []).append(float(read_json(marker).get("seconds", 0.0)))
                 except (OSError, ValueError):
                     times.setdefault(kind, []).append(0.0)
-            else:
+            if not marker.exists() or not self._current.get(marker, lambda: True)():
                 missing.append(kind)
         if any(kind not in times and kind != "trial" for kind in missing):
             return len(self.expected) - len(missing), None

@@ -1,7 +1,14 @@
 """The experiment's progress line: stages done, where each trial is, time left from marker timings."""
 from taast_ray.experiment.config import experiment_from_dict
 from taast_ray.experiment.runner import Progress, plan
-from taast_ray.io import mark_done
+from taast_ray.io import mark_done, write_json
+
+
+def score_curves(curves, cycles, seconds):
+    """What runner.run_curves leaves: a score per cycle 0..cycles, then its marker."""
+    for c in range(cycles + 1):
+        write_json(curves / f"cycle_{c}.json", {"cycle": c})
+    mark_done(curves / "_markers", "curves", {"seconds": seconds, "cycles": cycles})
 
 
 def test_time_left_is_the_mean_of_each_kind_over_the_parallel_trials(tmp_path):
@@ -48,7 +55,7 @@ def test_the_test_curve_jobs_of_shared_training_count_as_stages(tmp_path):
             mark_done(marker.parent, marker.name.removesuffix(".done"), {"seconds": 1.0})
     # every training stage done: the curve jobs are still to run, and before one has, no estimate
     assert progress.seconds_left() == (11, None)
-    mark_done(trials[0].curves / "_markers", "curves", {"seconds": 120.0})
+    score_curves(trials[0].curves, 1, 120.0)
     assert progress.seconds_left() == (12, 120.0)
     assert progress.line().startswith("experiment: 12/13 stages done, about 2 min left")
 
@@ -78,3 +85,40 @@ def test_jobs_start_when_what_they_need_has_finished(tmp_path, ray_local):
     assert lines.index("start trial-a") > lines.index("end warm-a")
     assert lines.index("start trial-b") > lines.index("end warm-b")
     assert lines.index("end trial-b") < lines.index("end warm-a")
+
+
+def test_markers_of_fewer_cycles_count_as_stages_to_do_when_a_study_grows(tmp_path):
+    """`--resume` with more cycles: the trial, test and curve markers of a finished 1-cycle study
+    are stale for 2 cycles (runner.trial_finished, curves_finished, the test stage's ``of``)."""
+    one = experiment_from_dict({"strategies": ["random"], "seeds": [1], "base": {"protocol": {"cycles": 1}}})
+    two = experiment_from_dict({"strategies": ["random"], "seeds": [1], "base": {"protocol": {"cycles": 2}}})
+    trial = plan(one, tmp_path)[0]
+    finished = Progress(one, [trial])
+    for _, marker in finished.expected:
+        mark_done(marker.parent, marker.name.removesuffix(".done"), {"seconds": 1.0})
+    mark_done(trial.run.markers, "trial", {"seconds": 1.0, "cycles": 1})
+    mark_done(trial.run.markers, "test", {"seconds": 4.0, "cycle": 1})
+    assert finished.seconds_left() == (len(finished.expected), 0.0)
+
+    grown = Progress(two, plan(two, tmp_path))
+    # done: the warm-up's 4 and cycle 1's 6; to do: cycle 2's 6, the test (of cycle 2) and the trial
+    assert len(grown.expected) == 4 + 12 + 2
+    done, left = grown.seconds_left()
+    assert done == 10 and left == 6 * 1.0 + 4.0  # the stale test marker still times its kind
+    mark_done(trial.run.markers, "test", {"seconds": 4.0, "cycle": 2})
+    mark_done(trial.run.markers, "trial", {"seconds": 1.0, "cycles": 2})
+    assert grown.seconds_left()[0] == 12
+
+
+def test_stale_curve_markers_count_as_curve_jobs_to_do(tmp_path):
+    settings = {"strategies": ["random"], "seeds": [1], "curve_split": "test",
+                "sweep": {"label_shift": {"none": None, "strong": "dirichlet:0.5"}}}
+    one = experiment_from_dict({**settings, "base": {"protocol": {"cycles": 1}}})
+    two = experiment_from_dict({**settings, "base": {"protocol": {"cycles": 2}}})
+    trials = plan(one, tmp_path)
+    for t in trials:  # a 1-cycle study's curves: warm-up and cycle 1 scored, marker written
+        score_curves(t.curves, 1, 30.0)
+    assert all(marker.exists() for kind, marker in Progress(two, plan(two, tmp_path)).expected if kind == "curves")
+    grown = Progress(two, plan(two, tmp_path))
+    assert grown.seconds_left()[0] == 0  # nothing of the 2-cycle run's training done, no curve job current
+    assert Progress(one, trials).seconds_left()[0] == 2  # the 1-cycle study's two curve jobs are done
