@@ -20,7 +20,7 @@ from taast_ray.address import address_syntax_error
 
 # every strategy name and k-means backend the product knows; selection/ serves exactly these
 STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity",
-              "taast-expected", "taast-balanced")
+              "taast-expected", "taast-balanced", "taast-expected-balanced")
 # names the product served once and dropped after a study: a configuration naming one fails with
 # why, and committed results that hold one still read (taast report merges them)
 RETIRED_STRATEGIES = {"taast-maxrare": "dropped after study (a), where it tied taast "
