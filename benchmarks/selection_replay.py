@@ -28,9 +28,8 @@ import taast_ray  # noqa: F401  (offline switches for Ultralytics: import before
 
 # the committed selection_replay.json also holds taast-maxrare, replayed before it was dropped
 RULES = ("random", "entropy", "coreset", "taast", "taast-no-rarity", "taast-no-diversity",
-         "taast-expected", "taast-balanced", "taast-expected-balanced")
-SEEDED = {"random", "coreset", "taast", "taast-no-rarity", "taast-expected", "taast-balanced",
-          "taast-expected-balanced"}
+         "taast-expected", "taast-balanced")
+SEEDED = {"random", "coreset", "taast", "taast-no-rarity", "taast-expected", "taast-balanced"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -20,11 +20,14 @@ from taast_ray.address import address_syntax_error
 
 # every strategy name and k-means backend the product knows; selection/ serves exactly these
 STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity",
-              "taast-expected", "taast-balanced", "taast-expected-balanced")
+              "taast-expected", "taast-balanced")
 # names the product served once and dropped after a study: a configuration naming one fails with
 # why, and committed results that hold one still read (taast report merges them)
 RETIRED_STRATEGIES = {"taast-maxrare": "dropped after study (a), where it tied taast "
-                                       "(benchmarks/results/study_a_tail); use taast-expected or taast-balanced"}
+                                       "(benchmarks/results/study_a_tail); use taast-expected or taast-balanced",
+                      "taast-expected-balanced": "dropped after study (a), where it did not beat its parents "
+                                                 "taast-expected and taast-balanced (benchmarks/results/"
+                                                 "study_a_tail); use one of them"}
 DEFAULT_IMGSZ = 640
 KMEANS_BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "torch-cuda", "torch-cpu", "numpy")
 

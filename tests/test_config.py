@@ -44,9 +44,10 @@ def test_bad_field_is_named(override, field):
     assert message.startswith(field) and "\n" not in message
 
 
-def test_a_retired_strategy_says_why():
-    with pytest.raises(ConfigError, match=r"^selection\.strategy: taast-maxrare was dropped after study \(a\)"):
-        load_config(None, ["selection.strategy=taast-maxrare"])
+@pytest.mark.parametrize("name", ["taast-maxrare", "taast-expected-balanced"])
+def test_a_retired_strategy_says_why(name):
+    with pytest.raises(ConfigError, match=rf"^selection\.strategy: {name} was dropped after study \(a\)"):
+        load_config(None, [f"selection.strategy={name}"])
 
 
 def test_unknown_section_and_bad_yaml(tmp_path):

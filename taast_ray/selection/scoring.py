@@ -183,7 +183,7 @@ def image_value(entropy: np.ndarray, cand_class: np.ndarray, weights: np.ndarray
 # pass is over, so the reduction keeps one C-row per image (s_{b*}) and w(x) is taken afterwards.
 # (A "max" rule, the rarest plausible class max_{b,k} w_k · s_{k,b}, tied taast in study (a) and
 # was dropped.)
-RARITY_RULES = {"taast-expected": "expected", "taast-expected-balanced": "expected"}
+RARITY_RULES = {"taast-expected": "expected"}
 
 
 def rarity_rule(strategy: str) -> str:

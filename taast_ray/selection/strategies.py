@@ -194,8 +194,7 @@ def _balance(ctx: SelectionContext, value: np.ndarray, candidates: np.ndarray, c
 # rarity rule applies, scoring.RARITY_RULES), or φ with w ≡ 1, which is E(x).
 DIVERSE_VALUE = {"taast": lambda scored: scored.value, "taast-no-rarity": lambda scored: scored.entropy,
                  "taast-expected": lambda scored: scored.value,
-                 "taast-balanced": lambda scored: scored.value,
-                 "taast-expected-balanced": lambda scored: scored.value}
+                 "taast-balanced": lambda scored: scored.value}
 
 
 def select_taast(ctx: SelectionContext) -> Picks:
@@ -219,11 +218,6 @@ def select_taast_variant(ctx: SelectionContext) -> Picks:
 
 def select_taast_balanced(ctx: SelectionContext) -> Picks:
     return _diverse(ctx, ctx.scored.value, finish=_balance)
-
-
-def select_taast_expected_balanced(ctx: SelectionContext) -> Picks:
-    """taast-expected-balanced: taast-expected's φ, then taast-balanced's cap on c(x)."""
-    return _diverse(ctx, _variant_value(ctx), finish=_balance)
 
 
 def select_taast_no_diversity(ctx: SelectionContext) -> Picks:
@@ -280,10 +274,8 @@ STRATEGY_FUNCTIONS = {
     "coreset": select_coreset,
     "taast-expected": select_taast_variant,
     "taast-balanced": select_taast_balanced,
-    "taast-expected-balanced": select_taast_expected_balanced,
 }
-NEEDS_EMBEDDINGS = {"taast", "taast-no-rarity", "coreset", "taast-expected", "taast-balanced",
-                    "taast-expected-balanced"}
+NEEDS_EMBEDDINGS = {"taast", "taast-no-rarity", "coreset", "taast-expected", "taast-balanced"}
 
 
 def run_strategy(name: str, ctx: SelectionContext) -> Picks:

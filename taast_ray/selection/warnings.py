@@ -13,7 +13,7 @@ NO_BOX_SHARE = 0.5  # more than half of the pool without a single box: loud
 # something else (a seeded key, distances) and are not judged here
 RANKED_VALUE = {"taast": "φ(x)", "taast-no-diversity": "φ(x)", "taast-no-rarity": "E(x)",
                 "entropy": "E(x)", "taast-expected": "φ(x)",
-                "taast-balanced": "φ(x)", "taast-expected-balanced": "φ(x)"}
+                "taast-balanced": "φ(x)"}
 
 
 def selection_warnings(box_count: np.ndarray, value: np.ndarray, eligible: np.ndarray,

@@ -107,8 +107,7 @@ def test_study_a_has_every_arm_of_issue_15():
     assert arms == {("random", "random", False), ("entropy", "entropy", False), ("coreset", "coreset", False),
                     ("taast", "taast", True), ("taast-no-rarity", "taast-no-rarity", True),
                     ("taast-no-diversity", "taast-no-diversity", True), ("taast-no-pseudo", "taast", False),
-                    ("taast-expected", "taast-expected", True), ("taast-balanced", "taast-balanced", True),
-                    ("taast-expected-balanced", "taast-expected-balanced", True)}
+                    ("taast-expected", "taast-expected", True), ("taast-balanced", "taast-balanced", True)}
     b = study.base
     assert (study.seeds, b.protocol.cycles, b.model.embedder) == ([21, 42, 63], 3, "mobilenetv2-imagenet")
     assert (b.data.synthetic_images, b.data.synthetic_classes, study.zipf,

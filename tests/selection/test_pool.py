@@ -46,7 +46,7 @@ def reference_selection(folder, strategy: str, budget: int):
 
 
 @pytest.mark.parametrize("strategy", ["taast", "taast-no-rarity", "entropy", "random",
-                                      "taast-expected", "taast-balanced", "taast-expected-balanced"])
+                                      "taast-expected", "taast-balanced"])
 def test_streamed_selection_is_the_whole_table_selection(moderate, strategy, tmp_path):
     det, scored, picks = reference_selection(moderate, strategy, 48)
     cfg = config_from_dict({"selection": {"strategy": strategy, "budget": 48, "seed": 5}}).validate()
