@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from contextlib import contextmanager
 
 import torch
+
+from taast_ray.versions import cpu
 
 
 def sync(device: torch.device) -> None:
@@ -38,9 +39,7 @@ def rate(items: int, seconds: float, share: float = 1.0) -> dict:
 
 def hardware() -> dict:
     """CPU, memory, GPUs, and the load when the run started (the development machine is shared)."""
-    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
-                 platform.processor() or platform.machine())
-    info = {"cpu": model, "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
+    info = {**cpu(), "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
             "load_average_1m": round(os.getloadavg()[0], 2), "torch_threads": torch.get_num_threads(),
             "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
@@ -48,10 +47,3 @@ def hardware() -> dict:
         info["cuda"] = torch.version.cuda
     return info
 
-
-def _cpuinfo() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return f.read().splitlines()
-    except OSError:
-        return []

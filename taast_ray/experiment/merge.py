@@ -22,6 +22,7 @@ from taast_ray.config import read_yaml_mapping
 from taast_ray.errors import ConfigError, InputError
 from taast_ray.experiment.config import BASELINES, ExperimentConfig, StrategySpec, _check, experiment_from_dict
 from taast_ray.io import read_json, write_json, write_text
+from taast_ray.versions import MACHINE_KEYS
 
 # what may differ between parts: which arms ran, how they were scheduled, and the fields every
 # trial sets for itself (trial_config: selection.strategy and .seed, protocol.pseudo_labels and .seeds)
@@ -167,8 +168,20 @@ def part_lines(results: dict) -> list[str]:
                   if not differ else
                   "Warm-ups: **the parts did not start from the same model** for " + "; ".join(
                       f"{c['variant']}/seed {c['seed']} ({', '.join(f'{k}: ' + ' vs '.join(format(v[k], '.4f') for v in c['by_part'].values()) for k in WARMUP_KEYS)})"
-                      for c in differ) + ". Differences across parts on those seeds compare different starts."]
+                      for c in differ) + ". Differences across parts on those seeds compare different starts."
+                  + machine_note(results["parts"])]
     return lines + [""]
+
+
+def machine_note(parts: list[dict]) -> str:
+    """Where the parts' records say they ran on different machines: which (the same code and
+    wheels can train a different model on another CPU)."""
+    seen = {k: sorted({str(p["versions"][k]) for p in parts if k in p["versions"]}) for k in MACHINE_KEYS}
+    differ = {k: v for k, v in seen.items() if len(v) > 1}
+    if not differ:
+        return ""
+    return (" The parts ran on different machines (" + "; ".join(f"{k}: {' vs '.join(v)}" for k, v in differ.items())
+            + "): the same code and wheels can train a different model on another CPU.")
 
 
 def write_merged_report(paths: list[str | Path], out: str | Path, reference: str | None = None) -> dict:

@@ -106,6 +106,28 @@ def test_different_warm_ups_are_reported_not_hidden(study, tmp_path):
     assert [(w["seed"], w["same"]) for w in results["warmups"]] == [(21, True), (42, False), (63, True)]
     report = (tmp_path / "merged" / "report.md").read_text()
     assert "**the parts did not start from the same model** for default/seed 42" in report
+    assert "different machines" not in report  # both parts hold the same versions
+
+
+def test_different_warm_ups_from_different_machines_say_which(study, tmp_path):
+    """Study (a) part 7: the same code and wheels trained another warm-up on another CPU."""
+    def elsewhere(c, r):
+        c["versions"] = {"platform": "Linux-x86_64-b", "cpu": "AMD EPYC", "cpu_capability": "AVX512"}
+        for t in r["trials"]:
+            t["rows"][0]["APr@L0"] += 0.004
+    a = write_part(tmp_path / "a", study, ["random"],
+                   edit=lambda c, r: c.update(versions={"platform": "Linux-x86_64-a", "cpu": "AMD EPYC"}))
+    b = write_part(tmp_path / "b", study, ["taast"], edit=elsewhere)
+    results = write_merged_report([a, b], tmp_path / "merged")
+    assert not any(w["same"] for w in results["warmups"])
+    report = (tmp_path / "merged" / "report.md").read_text()
+    assert ("The parts ran on different machines (platform: Linux-x86_64-a vs Linux-x86_64-b): "
+            "the same code and wheels can train a different model on another CPU.") in report
+    c = write_part(tmp_path / "c", study, ["taast"], edit=lambda c, r: (
+        c.update(versions={"platform": "Linux-x86_64-a", "cpu": "AMD EPYC"}), elsewhere({}, r)))
+    write_merged_report([a, c], tmp_path / "same-machine")  # different warm-ups, one machine
+    report = (tmp_path / "same-machine" / "report.md").read_text()
+    assert "did not start from the same model" in report and "different machines" not in report
 
 
 def test_a_part_needs_its_results_and_configuration(tmp_path):
