@@ -1,7 +1,7 @@
 """What every record says about where it ran: software versions and the CPU."""
 import re
 
-import torch  # noqa: F401  (loaded, as in every run that trains or detects)
+import torch  # loaded first, as in every run that trains or detects: cpu_capability needs it
 
 from taast_ray.bench.measure import hardware
 from taast_ray.versions import MACHINE_KEYS, cpu, software_versions

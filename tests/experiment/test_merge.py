@@ -111,20 +111,20 @@ def test_different_warm_ups_are_reported_not_hidden(study, tmp_path):
 
 def test_different_warm_ups_from_different_machines_say_which(study, tmp_path):
     """Study (a) part 7: the same code and wheels trained another warm-up on another CPU."""
-    def elsewhere(c, r):
-        c["versions"] = {"platform": "Linux-x86_64-b", "cpu": "AMD EPYC", "cpu_capability": "AVX512"}
-        for t in r["trials"]:
-            t["rows"][0]["APr@L0"] += 0.004
-    a = write_part(tmp_path / "a", study, ["random"],
-                   edit=lambda c, r: c.update(versions={"platform": "Linux-x86_64-a", "cpu": "AMD EPYC"}))
-    b = write_part(tmp_path / "b", study, ["taast"], edit=elsewhere)
+    def ran_on(platform, other_warm_up=False, **more):
+        def edit(c, r):
+            c["versions"] = {"platform": platform, "cpu": "AMD EPYC", **more}
+            for t in r["trials"] if other_warm_up else []:
+                t["rows"][0]["APr@L0"] += 0.004
+        return edit
+    a = write_part(tmp_path / "a", study, ["random"], edit=ran_on("Linux-x86_64-a"))
+    b = write_part(tmp_path / "b", study, ["taast"], edit=ran_on("Linux-x86_64-b", True, cpu_capability="AVX512"))
     results = write_merged_report([a, b], tmp_path / "merged")
     assert not any(w["same"] for w in results["warmups"])
     report = (tmp_path / "merged" / "report.md").read_text()
     assert ("The parts ran on different machines (platform: Linux-x86_64-a vs Linux-x86_64-b): "
             "the same code and wheels can train a different model on another CPU.") in report
-    c = write_part(tmp_path / "c", study, ["taast"], edit=lambda c, r: (
-        c.update(versions={"platform": "Linux-x86_64-a", "cpu": "AMD EPYC"}), elsewhere({}, r)))
+    c = write_part(tmp_path / "c", study, ["taast"], edit=ran_on("Linux-x86_64-a", True))
     write_merged_report([a, c], tmp_path / "same-machine")  # different warm-ups, one machine
     report = (tmp_path / "same-machine" / "report.md").read_text()
     assert "did not start from the same model" in report and "different machines" not in report

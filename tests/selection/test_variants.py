@@ -2,8 +2,8 @@
 
 taast-expected: w(x) = Σ_k p_{k,b*} w_k, φ = w(x) · E(x). taast-balanced: TAAST's φ and pick,
 at most a cap of the B picks per c(x). (taast-maxrare, w(x) = max_{b,k} w_k · s_{k,b}, tied taast
-in study (a), and taast-expected-balanced, the first's φ with the second's cap, did not beat
-either; both were dropped: config.RETIRED_STRATEGIES.)
+in study (a), and taast-expected-balanced, the first's φ with the second's cap, fell below the
+first; both were dropped: config.RETIRED_STRATEGIES.)
 """
 import math
 
