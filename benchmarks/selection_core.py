@@ -39,8 +39,8 @@ from taast_ray.config import TaastConfig
 from taast_ray.data.labels import load_labels
 from taast_ray.selection.candidates import top_candidates
 from taast_ray.selection.kmeans import pick_nearest_to_means, run_kmeans
-from taast_ray.selection.outputs import write_selection_outputs
-from taast_ray.selection.pool import stream_pool
+from taast_ray.outputs.files import write_selection_outputs
+from taast_ray.contracts.pool import stream_pool
 from taast_ray.selection.scoring import finish_scores
 from taast_ray.selection.strategies import Picks
 from taast_ray.versions import software_versions

@@ -86,7 +86,7 @@ def replay(trial: Path, work: Path, strategies, selection_seeds: int) -> list[di
     from taast_ray.config import config_from_dict, read_yaml_mapping
     from taast_ray.evaluation.simulation import pool_ids, pool_truth, selection_tail
     from taast_ray.io import read_json
-    from taast_ray.selection.run import select_from_detections
+    from taast_ray.pipeline.precomputed import select_from_detections
 
     values = {k: v for k, v in read_yaml_mapping(trial / "config.yaml").items() if k != "versions"}
     cfg = config_from_dict(values)

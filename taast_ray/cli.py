@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from taast_ray.config import KMEANS_BACKENDS, PRESET_NAMES, STRATEGIES, TaastConfig, load_config, preset_settings
+from taast_ray.config import KMEANS_BACKENDS, PRESET_NAMES, TaastConfig, load_config, preset_settings
+from taast_ray.selection import registry
 from taast_ray.errors import ConfigError, TaastError
 
 
@@ -57,10 +58,10 @@ def _ray_overrides(args: argparse.Namespace, prefix: str = "") -> list[str]:
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, help="B: images to select (default 256)")
     # not argparse choices: the configuration's check says why a retired name was dropped
-    parser.add_argument("--strategy", metavar="{" + ",".join(STRATEGIES) + "}",
-                        help="selection strategy (default taast); coreset needs embeddings of every "
-                             "eligible image, taast, its variants and taast-no-rarity of the candidates "
-                             "(README: design decisions)")
+    parser.add_argument("--strategy", metavar="{" + ",".join(registry.names()) + "}",
+                        help=f"selection strategy (default {registry.DEFAULT}): " + "; ".join(
+                            f"{s.name}: {s.summary}" + (", needs embeddings" if s.embeds else "")
+                            for s in map(registry.strategy, registry.names())))
     parser.add_argument("--seed", type=int, help="seed of k-means++, random and the fill (default 42)")
     parser.add_argument("--tau", type=float, help="pseudo-label threshold τ of eq. 1 (default 0.8)")
     parser.add_argument("--candidate-fraction", type=float, help="q of eq. 8 (default 0.2)")
@@ -112,7 +113,7 @@ def cmd_select(args: argparse.Namespace) -> int:
                                   embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file,
                                   truth_path=args.ground_truth)
     else:
-        from taast_ray.selection.run import select_from_detections
+        from taast_ray.pipeline.precomputed import select_from_detections
 
         with _locked(out):  # config.yaml is part of the published set (selection/outputs.py)
             summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings,

@@ -17,25 +17,19 @@ import yaml
 
 from taast_ray.errors import ConfigError
 from taast_ray.address import address_syntax_error
+from taast_ray.selection import registry
+from taast_ray.selection.kmeans import BACKENDS as KMEANS_BACKENDS
 
-# every strategy name and k-means backend the product knows; selection/ serves exactly these
-STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-diversity", "taast-no-rarity",
-              "taast-expected", "taast-balanced")
-# names the product served once and dropped after a study: a configuration naming one fails with
-# why, and committed results that hold one still read (taast report merges them)
-RETIRED_STRATEGIES = {"taast-maxrare": "dropped after study (a), where it tied taast "
-                                       "(benchmarks/results/study_a_tail); use taast-expected or taast-balanced",
-                      "taast-expected-balanced": "dropped after study (a), where, from the same warm-ups, it fell "
-                                                 "below taast-expected on both seeds run and below taast on one "
-                                                 "(benchmarks/results/study_a_tail); use taast-expected or "
-                                                 "taast-balanced"}
+# the strategies (selection/registry.py, one record each) and k-means backends the product knows;
+# a configuration is checked against the registry when it validates, so a registered one is known
+STRATEGIES = registry.names()
+RETIRED_STRATEGIES = registry.retired()
 DEFAULT_IMGSZ = 640
-KMEANS_BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "torch-cuda", "torch-cpu", "numpy")
 
 
 @dataclass
 class SelectionConfig:
-    strategy: str = "taast"
+    strategy: str = registry.DEFAULT
     budget: int = 256                 # B, images sent for annotation per cycle
     seed: int = 42
     tau: float = 0.8                  # eq. 1, pseudo-label confidence threshold
@@ -197,9 +191,7 @@ def _checks(cfg: TaastConfig):
     yield "data.synthetic_images", d.synthetic_images >= 50, "must be >= 50"
     yield "data.synthetic_zipf", d.synthetic_zipf >= 0, "must be >= 0"
     yield "data.synthetic_eval_min_instances", d.synthetic_eval_min_instances >= 0, "must be >= 0"
-    yield "selection.strategy", s.strategy in STRATEGIES, (
-        f"{s.strategy} was {RETIRED_STRATEGIES[s.strategy]}" if s.strategy in RETIRED_STRATEGIES
-        else f"must be one of {', '.join(STRATEGIES)}")
+    yield "selection.strategy", s.strategy in registry.names(), strategy_rule(s.strategy)
     yield "selection.budget", s.budget > 0, "must be > 0"
     yield "selection.tau", 0.0 < s.tau <= 1.0, "must be in (0, 1]"
     yield "selection.det_conf", 0.0 <= s.det_conf < 1.0, "must be in [0, 1)"
@@ -243,6 +235,12 @@ def _checks(cfg: TaastConfig):
         f"{address_syntax_error(r.address)}; expected host:port, ray://host:port, auto or local"
     yield "ray.aggregator_resource", r.aggregator_resource not in ("CPU", "GPU", "memory", "object_store_memory"), \
         "must name a custom resource of the node type to pin the central actor to, not a built-in one"
+
+
+def strategy_rule(name: str) -> str:
+    """What a configuration naming ``name`` is told: why it was retired, or the names it may use."""
+    retired = registry.retired()
+    return f"{name} was {retired[name]}" if name in retired else f"must be one of {', '.join(registry.names())}"
 
 
 def _validate(cfg: TaastConfig) -> None:

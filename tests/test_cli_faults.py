@@ -124,7 +124,7 @@ def test_a_retired_or_unknown_strategy_flag_says_why_before_any_work(inputs, cap
 
 def test_the_failure_set_replaces_a_previous_selection(tmp_path):
     """write_failed_outputs: errors + summary + config; an earlier selection.parquet goes with it."""
-    from taast_ray.selection.outputs import write_failed_outputs
+    from taast_ray.outputs.files import write_failed_outputs
     from taast_ray.error_records import errors_table
 
     det = write_detections(tmp_path / "det.parquet", 30, 3, seed=2)

@@ -18,7 +18,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from taast_ray.data.synth import frequency_tag
+from taast_ray.data.frequency import lvis_tag
 from taast_ray.errors import InputError
 from taast_ray.io import read_document
 
@@ -63,7 +63,7 @@ def nuimages_to_coco(root: str | Path, version: str, *, frequency_from: str | Pa
     tags = _tags(frequency_from) if frequency_from else {}
     categories = [{"id": cid, "name": name, "image_count": len(holding[cid]),
                    # a class the training split never shows is rare, as in LVIS
-                   "frequency": tags.get(name, "r") if frequency_from else frequency_tag(len(holding[cid]))}
+                   "frequency": tags.get(name, "r") if frequency_from else lvis_tag(len(holding[cid]))}
                   for name, cid in cat_id.items()]
     images = [{"id": image_id[sd["token"]], "file_name": sd["filename"], "width": int(sd["width"]),
                "height": int(sd["height"]), "token": sd["token"]} for sd in keys]

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from taast_ray.data.frequency import l0_tag, lvis_tag
 from taast_ray.data.yolo import export_yolo
 from taast_ray.errors import ConfigError
 
@@ -79,11 +80,6 @@ def shifted_prior(prior: np.ndarray, shift: LabelShift | None, rng) -> np.ndarra
     rest = np.delete(prior, shift.cls)
     out = np.insert(rest / rest.sum() * (1.0 - shift.rho), shift.cls, shift.rho)
     return out / out.sum()
-
-
-def frequency_tag(image_count: int) -> str:
-    """LVIS groups by training images: r ≤ 10 (unseen classes too), c ≤ 100, f above."""
-    return "r" if image_count <= 10 else "c" if image_count <= 100 else "f"
 
 
 def _plan_split(rng, n: int, empty: np.ndarray, prior: np.ndarray) -> list[np.ndarray]:
@@ -223,7 +219,7 @@ def make_synthetic_dataset(out: Path, *, images: int = 3000, classes: int = 12, 
     records = {s: _write_images(np.random.default_rng([seed, 2, i]), out, s, firsts[s], plans[s],
                                 image_size, names) for i, s in enumerate(SPLITS)}
     counts = {s: _image_counts(records[s][1], classes) for s in SPLITS}
-    tags = [frequency_tag(n) for n in counts["train"]]
+    tags = [lvis_tag(n) for n in counts["train"]]
     instances = np.bincount([a["category_id"] - 1 for a in records["train"][1]], minlength=classes)
     cats = [{"id": k + 1, "name": names[k], "frequency": tags[k],
              "image_count": int(counts["train"][k]), "instance_count": int(instances[k])}
@@ -289,7 +285,6 @@ def format_class_table(stats: dict, l0_counts: list[int] | None = None) -> str:
 
     With ``l0_counts`` (images per class in L0) also L0, the pool (train − L0) and the tag
     counted on L0 (r < 10, c 10–100, f > 100 images: the paper's definition of rare)."""
-    from taast_ray.evaluation.tail import l0_tag
 
     extra = f"{'L0':>6}{'pool':>6}  {'L0 tag'}" if l0_counts is not None else ""
     rows = [f"{'id':>3}  {'class':<16}{'tag':<5}" + "".join(f"{s:>8}" for s in SPLITS) + extra]

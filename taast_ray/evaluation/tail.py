@@ -10,22 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-L0_RARE_BELOW = 10      # r: fewer than 10 L0 images
-L0_FREQUENT_ABOVE = 100  # f: more than 100 L0 images; c in between (10–100)
-
-
-def l0_tag(image_count: int) -> str:
-    return "r" if image_count < L0_RARE_BELOW else "c" if image_count <= L0_FREQUENT_ABOVE else "f"
-
-
-def image_counts(labels: dict) -> dict[int, int]:
-    """Category id → number of images holding ≥ 1 box of it; every category listed (0 if none)."""
-    seen = {(a["image_id"], a["category_id"]) for a in labels["annotations"]}
-    counts = {c["id"]: 0 for c in labels["categories"]}
-    for _, category in seen:
-        counts[category] = counts.get(category, 0) + 1
-    return counts
-
+from taast_ray.data.frequency import image_counts, l0_tag, lvis_tag
 
 def l0_frequency(labels: dict) -> dict[int, str]:
     """Category id → r/c/f counted on the images of ``labels`` (L0)."""
@@ -129,14 +114,6 @@ def degenerate_warning(coverage: dict, where: str) -> str | None:
             f"{coverage['images']} {coverage['over']} ({share:.0%} < {DEGENERATE_COVERAGE:.0%}); "
             f"uncertainty and rarity have little to rank, so this selection is close to arbitrary "
             f"(a degenerate start model: train the warm-up longer or start from better weights)")
-
-
-LVIS_RARE_MAX = 10       # LVIS tags: r <= 10 training images, c 11-100, f > 100
-LVIS_COMMON_MAX = 100
-
-
-def lvis_tag(image_count: int) -> str:
-    return "r" if image_count <= LVIS_RARE_MAX else "c" if image_count <= LVIS_COMMON_MAX else "f"
 
 
 def training_frequency(labels: dict) -> dict[int, str]:

@@ -29,12 +29,12 @@ import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from taast_ray.config import (RETIRED_STRATEGIES, STRATEGIES, TaastConfig, apply_overrides, config_from_dict, fill, merge_settings,
+from taast_ray.config import (TaastConfig, apply_overrides, config_from_dict, fill, merge_settings,
                               read_yaml_mapping)
 from taast_ray.errors import ConfigError
+from taast_ray.selection import registry
 from taast_ray.evaluation.metrics import L0_KEYS, METRIC_KEYS
 
-BASELINES = ("random", "entropy", "coreset")
 METRICS = METRIC_KEYS + L0_KEYS  # what `metric:` may name (label efficiency reads it)
 
 
@@ -53,10 +53,10 @@ class StrategySpec:
             raise ConfigError(f"{where}: expected a strategy name or a mapping with 'name', got {value!r}")
         spec = fill(_StrategyFields(), value, f"{where}.")
         strategy = spec.strategy or spec.name
-        if strategy not in STRATEGIES and strategy not in RETIRED_STRATEGIES:  # retired: experiment_from_dict
-            raise ConfigError(f"{where}.strategy: must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        # the paper's baselines train without pseudo labels; taast and its ablations with them
-        pseudo = strategy not in BASELINES if spec.pseudo_labels is None else spec.pseudo_labels
+        if strategy not in registry.REGISTRY:  # a retired one: experiment_from_dict
+            raise ConfigError(f"{where}.strategy: must be one of {', '.join(registry.names())}, got {strategy!r}")
+        # the record says whether an arm trains with P (the paper's baselines without, taast with)
+        pseudo = registry.REGISTRY[strategy].pseudo_labels if spec.pseudo_labels is None else spec.pseudo_labels
         return cls(spec.name, strategy, pseudo)
 
 
@@ -98,7 +98,7 @@ class ExperimentConfig:
     base: TaastConfig = field(default_factory=TaastConfig)
     seeds: list[int] | None = None            # unset: base.protocol.seeds
     strategies: list[StrategySpec] | None = None  # unset: random, entropy, coreset, taast
-    reference: str = "random"
+    reference: str = field(default_factory=lambda: registry.baselines()[0])  # random
     metric: str = "APr"
     curve_split: str = "val"
     parallel_trials: int | str = 1
@@ -156,7 +156,7 @@ def experiment_from_dict(values: dict, *, runnable: bool = True) -> ExperimentCo
     """The experiment file through the same typed loading as a run's configuration.
 
     ``runnable=False`` reads a finished study's record (``taast report``), whose arms may use a
-    strategy retired since (config.RETIRED_STRATEGIES); an experiment to run may not."""
+    strategy retired since (selection/registry.py); an experiment to run may not."""
     if not isinstance(values, dict):
         raise ConfigError("experiment: the file must hold a mapping at the top level")
     values = {k: v for k, v in values.items() if k != "versions"}
@@ -173,13 +173,13 @@ def experiment_from_dict(values: dict, *, runnable: bool = True) -> ExperimentCo
     except ConfigError as exc:
         raise ConfigError(f"base.{exc}") from None
     if exp.strategies is None:
-        exp.strategies = [StrategySpec.from_config(n, "strategies") for n in ("random", "entropy", "coreset", "taast")]
+        exp.strategies = [StrategySpec.from_config(n, "strategies") for n in (*registry.baselines(), registry.DEFAULT)]
     if exp.seeds is None:
         exp.seeds = list(exp.base.protocol.seeds)
-    retired = next((i for i, s in enumerate(exp.strategies) if s.strategy in RETIRED_STRATEGIES), None)
+    retired = next((i for i, s in enumerate(exp.strategies) if s.strategy in registry.retired()), None)
     if runnable and retired is not None:
         name = exp.strategies[retired].strategy
-        raise ConfigError(f"strategies[{retired}].strategy: {name} was {RETIRED_STRATEGIES[name]}")
+        raise ConfigError(f"strategies[{retired}].strategy: {name} was {registry.retired()[name]}")
     exp._variants = _variants(exp.sweep, exp.synthetic, exp.curve_split)
     _check(exp)
     return exp

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from taast_ray.config import read_yaml_mapping
 from taast_ray.errors import ConfigError, InputError
-from taast_ray.experiment.config import BASELINES, ExperimentConfig, StrategySpec, _check, experiment_from_dict
+from taast_ray.selection import registry
+from taast_ray.experiment.config import ExperimentConfig, StrategySpec, _check, experiment_from_dict
 from taast_ray.io import read_json, write_json, write_text
 from taast_ray.versions import MACHINE_KEYS
 
@@ -88,7 +89,8 @@ def _strategies(parts: list[Part]) -> list[StrategySpec]:
                 raise InputError(f"{p.path}: strategy {s.name!r} is {s.strategy} with pseudo labels "
                                  f"{str(s.pseudo_labels).lower()} there, but not in {specs[s.name][1]}")
             specs.setdefault(s.name, (s, p.path))
-    names = sorted(specs, key=lambda n: (BASELINES.index(n) if n in BASELINES else len(BASELINES)))
+    baselines = registry.baselines()
+    names = sorted(specs, key=lambda n: (baselines.index(n) if n in baselines else len(baselines)))
     return [specs[n][0] for n in names]  # the baselines first, then the arms as the parts list them
 
 

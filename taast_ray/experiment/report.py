@@ -10,6 +10,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+from taast_ray.selection import registry
 from taast_ray.evaluation.metrics import METRIC_KEYS as METRICS, METRIC_NAMES
 from taast_ray.experiment.config import ExperimentConfig
 from taast_ray.experiment.runner import curve_file
@@ -187,15 +188,16 @@ def verdict(d: MeanCI, better: str) -> str:
 
 def paper_arm(summary: dict) -> str | None:
     """The arm that runs the paper's formula: selection taast with pseudo labels (named taast if any)."""
-    arms = [n for n, s in summary.items() if s["selection"] == "taast" and s["pseudo_labels"]]
-    return "taast" if "taast" in arms else (arms[0] if arms else None)
+    paper = registry.DEFAULT
+    arms = [n for n, s in summary.items() if s["selection"] == paper and s["pseudo_labels"]]
+    return paper if paper in arms else (arms[0] if arms else None)
 
 
 def comparison_pairs(exp: ExperimentConfig, summary: dict) -> list[tuple[str, str]]:
     """(a, b) for a − b: each TAAST-type arm against each baseline, then every other TAAST-type
     arm (ablations, variants) against the paper's formula; with no TAAST, each against the reference."""
-    taasts = [n for n, s in summary.items() if s["selection"].startswith("taast")]
-    baselines = [n for n, s in summary.items() if not s["selection"].startswith("taast")]
+    taasts = [n for n, s in summary.items() if not registry.is_baseline(s["selection"])]
+    baselines = [n for n, s in summary.items() if registry.is_baseline(s["selection"])]
     if not taasts:
         return [(n, exp.reference) for n in summary if n != exp.reference]
     pairs = [(t, b) for t in taasts for b in baselines]
@@ -235,7 +237,7 @@ def paired_table(exp: ExperimentConfig, summary: dict) -> list[str]:
 def ordering_line(exp: ExperimentConfig, summary: dict, metric: str) -> str | None:
     """Whether the paper's claimed order TAAST > entropy > random holds in the means of ``metric``."""
     paper = paper_arm(summary)
-    names = [paper, "entropy", "random"]
+    names = [paper, *registry.paper_order()[1:]]
     if paper is None or not all(n in summary for n in names):
         return None
     means = [summary[n]["final"][metric]["mean"] for n in names]

@@ -19,13 +19,12 @@ from taast_ray.data.labels import load_labels
 from taast_ray.error_records import count_by_reason, count_by_stage, errors_table
 from taast_ray.errors import InputError
 from taast_ray.io import bare_paths, list_parquet, read_json
-from taast_ray.selection.embeddings import ParquetEmbeddings
+from taast_ray.contracts.embeddings import ParquetEmbeddings
 from taast_ray.selection.kmeans import resolve_backend
-from taast_ray.selection.outputs import write_failed_outputs, write_selection_outputs
-from taast_ray.selection.pool import stream_pool
-from taast_ray.selection.run import StageTimer, build_summary, make_context, score_detections
-from taast_ray.selection.scoring import rarity_rule
-from taast_ray.selection.strategies import rows_to_embed, run_strategy
+from taast_ray.outputs.files import write_failed_outputs, write_selection_outputs
+from taast_ray.contracts.pool import stream_pool
+from taast_ray.pipeline.precomputed import StageTimer, build_summary, make_context, score_detections
+from taast_ray.selection import registry
 from taast_ray.stages.device import granted_gpus
 from taast_ray.versions import software_versions
 
@@ -52,7 +51,7 @@ class CentralAggregator:
             fs, paths = bare_paths(files)
             try:
                 self.det = stream_pool(files, self.labels.num_classes, self.cfg.selection.tau, failed=failed,
-                                       rule=rarity_rule(self.cfg.selection.strategy))
+                                       rule=registry.strategy(self.cfg.selection.strategy).rarity_rule)
             except InputError:  # every record failed (all unreadable): not a bad file, a bad pool
                 rows = sum(pq.read_metadata(f, filesystem=fs).num_rows for f in paths)
                 if not failed or sum(t.num_rows for t in failed) != rows:
@@ -99,7 +98,8 @@ class CentralAggregator:
     def to_embed(self) -> pa.Table:
         """(image_id, uri) of the images the strategy will look up embeddings for."""
         sel = self._selection
-        rows = rows_to_embed(sel.strategy, make_context(self.det, self.scored, sel, None, self.labels))
+        rows = registry.strategy(sel.strategy).rows_to_embed(make_context(self.det, self.scored, sel, None,
+                                                                             self.labels))
         return pa.table({"image_id": pa.array(self.det.ids(rows), pa.string()),
                          "uri": pa.array(self.det.uris(rows), pa.string())})
 
@@ -110,7 +110,7 @@ class CentralAggregator:
         sel = self._selection
         with self.timer("select"):
             emb = ParquetEmbeddings(embeddings_dir) if embeddings_dir else None
-            picks = run_strategy(sel.strategy, make_context(self.det, self.scored, sel, emb, self.labels))
+            picks = registry.strategy(sel.strategy).run(make_context(self.det, self.scored, sel, emb, self.labels))
         summary = build_summary(self.cfg, self.det, self.scored, picks, self.labels, self.timer.seconds,
                                 {"errors": int(self.errors.num_rows),
                                  "errors_by_reason": count_by_reason(self.errors),

@@ -28,7 +28,7 @@ from taast_ray.pipeline.aggregator import CentralAggregator
 from taast_ray.console import Progress, say
 from taast_ray.models.checks import check_detector, check_embedder
 from taast_ray.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
-from taast_ray.selection.run import check_budget
+from taast_ray.pipeline.precomputed import check_budget
 from taast_ray.stages.detect import DetectStage, embeddings_from_detections
 from taast_ray.stages.embed import EmbedStage
 from taast_ray.stages.parquet_sink import write_rows_per_file

@@ -177,19 +177,12 @@ def image_value(entropy: np.ndarray, cand_class: np.ndarray, weights: np.ndarray
     return phi
 
 
-# Tail-aware variant (README, design decisions): the image weight w(x) in φ = w(x) · E(x).
-# "class" is the paper's w_{c(x)} (eq. 7); "expected" the rarity expected under the least
-# confident box's distribution, Σ_k p_{k,b*} w_k. w depends on P's counts, known only once the
-# pass is over, so the reduction keeps one C-row per image (s_{b*}) and w(x) is taken afterwards.
-# (A "max" rule, the rarest plausible class max_{b,k} w_k · s_{k,b}, tied taast in study (a) and
-# was dropped.)
-RARITY_RULES = {"taast-expected": "expected"}
-
-
-def rarity_rule(strategy: str) -> str:
-    return RARITY_RULES.get(strategy, "class")
-
-
+# Rarity rules (a strategy's record names its own, registry.py): the image weight w(x) in
+# φ = w(x) · E(x). "class" is the paper's w_{c(x)} (eq. 7); "expected" the rarity expected under
+# the least confident box's distribution, Σ_k p_{k,b*} w_k. w depends on P's counts, known only
+# once the pass is over, so the reduction keeps one C-row per image (s_{b*}) and w(x) is taken
+# afterwards. (A "max" rule, the rarest plausible class max_{b,k} w_k · s_{k,b}, tied taast in
+# study (a) and was dropped.)
 def weakest_box_scores(scores: np.ndarray, offsets: np.ndarray, least_confident: np.ndarray) -> np.ndarray:
     """s_{b*} per image, (n, C) float32; a zero row for an image without boxes."""
     rows = np.zeros((len(least_confident), scores.shape[1]), np.float32)
@@ -313,7 +306,7 @@ def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarra
                   confidence=None, rule: str = "class", image_vectors=None) -> ImageScores:
     """Eqs. 5–7 from the per-image scalars: n_c = L's counts + P's, w_c, φ.
 
-    ``rule`` "expected" (the variant's, RARITY_RULES) replaces w_{c(x)} by w(x) read from
+    ``rule`` "expected" (a variant's rarity rule) replaces w_{c(x)} by w(x) read from
     ``image_vectors``, the (n, C) rows the reduction kept (a memory map when streamed)."""
     counts = np.asarray(labelled_counts, dtype=np.int64) + np.asarray(pseudo_counts, dtype=np.int64)
     weights = rarity_weight(counts, beta) if use_rarity else np.ones(num_classes)

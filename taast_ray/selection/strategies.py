@@ -1,4 +1,6 @@
-"""Selection strategies behind one interface (SPEC.md §2): TAAST, its ablations and the baselines.
+"""The pure selection functions of SPEC.md §2, ``f(ctx, value) -> Picks``: TAAST's steps, its
+ablations and the baselines. Which strategy runs which function on which ranking value is the
+strategy registry's (``registry.py``), one record per strategy.
 
 Input rows can arrive in any order: every ordering here goes through (value, tie rank) or a rank
 alone, so permuting the detections table never changes the selection. The tie rank is a seeded
@@ -114,8 +116,8 @@ def _embed_rows(ctx: SelectionContext, rows: np.ndarray) -> np.ndarray:
     return normalise_rows(ctx.embed(list(ctx.image_ids[rows])), in_place=True)  # a fresh array
 
 
-def _diverse(ctx: SelectionContext, value: np.ndarray, finish=None) -> Picks:
-    """Top-q candidates by value, k-means with k = B on their z, member nearest each mean.
+def diverse(ctx: SelectionContext, value: np.ndarray, finish=None) -> Picks:
+    """TAAST's steps on ``value`` (eqs. 8–11): top-q candidates by value, k-means with k = B on their z, member nearest each mean.
 
     ``finish(ctx, value, candidates, chosen) -> (rows, info)`` may revise the chosen rows
     (taast-balanced's class cap) before the fill rule."""
@@ -190,45 +192,17 @@ def _balance(ctx: SelectionContext, value: np.ndarray, candidates: np.ndarray, c
     return rows, {"class_cap": cap, "cap_replaced": int(len(chosen) - kept), "cap_relaxed": relaxed}
 
 
-# The value each diverse strategy ranks candidates by: φ (the variants' φ = w(x)·E(x) where their
-# rarity rule applies, scoring.RARITY_RULES), or φ with w ≡ 1, which is E(x).
-DIVERSE_VALUE = {"taast": lambda scored: scored.value, "taast-no-rarity": lambda scored: scored.entropy,
-                 "taast-expected": lambda scored: scored.value,
-                 "taast-balanced": lambda scored: scored.value}
+def diverse_balanced(ctx: SelectionContext, value: np.ndarray) -> Picks:
+    """TAAST's steps, then at most a cap of the B picks per predicted class c(x)."""
+    return diverse(ctx, value, finish=_balance)
 
 
-def select_taast(ctx: SelectionContext) -> Picks:
-    return _diverse(ctx, DIVERSE_VALUE["taast"](ctx.scored))
+def top_by_value(ctx: SelectionContext, value: np.ndarray) -> Picks:
+    """The top B eligible images by ``value`` (entropy: E(x); taast-no-diversity: φ)."""
+    return _top_by(ctx, value, ~ctx.scored.pseudo)
 
 
-def select_taast_no_rarity(ctx: SelectionContext) -> Picks:
-    return _diverse(ctx, DIVERSE_VALUE["taast-no-rarity"](ctx.scored))
-
-
-def _variant_value(ctx: SelectionContext) -> np.ndarray:
-    if ctx.scored.image_weight is None:
-        raise ValueError("a tail-aware variant needs scores made with its rarity rule (scoring.rarity_rule)")
-    return ctx.scored.value
-
-
-def select_taast_variant(ctx: SelectionContext) -> Picks:
-    """taast-expected: TAAST's steps on its φ = w(x)·E(x) (in scored.value)."""
-    return _diverse(ctx, _variant_value(ctx))
-
-
-def select_taast_balanced(ctx: SelectionContext) -> Picks:
-    return _diverse(ctx, ctx.scored.value, finish=_balance)
-
-
-def select_taast_no_diversity(ctx: SelectionContext) -> Picks:
-    return _top_by(ctx, ctx.scored.value, ~ctx.scored.pseudo)
-
-
-def select_entropy(ctx: SelectionContext) -> Picks:
-    return _top_by(ctx, ctx.scored.entropy, ~ctx.scored.pseudo)
-
-
-def select_random(ctx: SelectionContext) -> Picks:
+def select_random(ctx: SelectionContext, value=None) -> Picks:
     """Uniform without replacement over U: a seeded key per image in image_id order, top B."""
     by_id = np.argsort(ctx.canonical_rank)
     key = np.empty(len(by_id))
@@ -236,7 +210,7 @@ def select_random(ctx: SelectionContext) -> Picks:
     return _top_by(ctx, key, np.ones(len(by_id), bool))
 
 
-def select_coreset(ctx: SelectionContext) -> Picks:
+def select_coreset(ctx: SelectionContext, value=None) -> Picks:
     """k-center greedy over the eligible images' z, starting from the labelled set's z."""
     eligible = ~ctx.scored.pseudo
     rows = np.flatnonzero(eligible)
@@ -263,33 +237,3 @@ def _pick_time_distance(chosen: np.ndarray, labelled: np.ndarray | None) -> np.n
         sq = (chosen ** 2).sum(1)[:, None] - 2 * chosen @ labelled.T + (labelled ** 2).sum(1)[None]
         earlier = np.minimum(earlier, np.maximum(sq, 0).min(axis=1))
     return np.sqrt(earlier)
-
-
-STRATEGY_FUNCTIONS = {
-    "taast": select_taast,
-    "taast-no-rarity": select_taast_no_rarity,
-    "taast-no-diversity": select_taast_no_diversity,
-    "entropy": select_entropy,
-    "random": select_random,
-    "coreset": select_coreset,
-    "taast-expected": select_taast_variant,
-    "taast-balanced": select_taast_balanced,
-}
-NEEDS_EMBEDDINGS = {"taast", "taast-no-rarity", "coreset", "taast-expected", "taast-balanced"}
-
-
-def run_strategy(name: str, ctx: SelectionContext) -> Picks:
-    return STRATEGY_FUNCTIONS[name](ctx)
-
-
-def rows_to_embed(name: str, ctx: SelectionContext) -> np.ndarray:
-    """Table rows whose embeddings the strategy will ask for: TAAST's candidates when there are
-    more than B of them, core-set's every eligible image, nothing for the others."""
-    eligible = ~ctx.scored.pseudo
-    if name == "coreset":
-        return np.flatnonzero(eligible)
-    if name in DIVERSE_VALUE:
-        rows = top_candidates(DIVERSE_VALUE[name](ctx.scored), eligible, ctx.tie_rank,
-                              ctx.candidate_fraction, ctx.budget)
-        return np.sort(rows) if len(rows) > ctx.budget else np.zeros(0, np.int64)
-    return np.zeros(0, np.int64)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import taast_ray  # noqa: F401
-from taast_ray.data.synth import (class_prior, format_class_table, frequency_tag,
+from taast_ray.data.frequency import lvis_tag as frequency_tag
+from taast_ray.data.synth import (class_prior, format_class_table,
                                   make_synthetic_dataset, parse_label_shift)
 from taast_ray.errors import ConfigError
 

@@ -180,7 +180,7 @@ def test_a_tail_aware_variant_live_is_the_core_on_its_own_detections(pool, tmp_p
     from dataclasses import replace
 
     from taast_ray.pipeline.live import embedding_cache_dir
-    from taast_ray.selection.run import select_from_detections
+    from taast_ray.pipeline.precomputed import select_from_detections
 
     images, labels = pool
     cfg = config(detector_actors_min=1, detector_actors_max=1)

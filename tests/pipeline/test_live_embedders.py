@@ -11,7 +11,7 @@ import pytest
 from taast_ray.config import load_config
 from taast_ray.data.synth import make_synthetic_dataset
 from taast_ray.pipeline.live import embedding_cache_dir, select_live
-from taast_ray.selection.run import select_from_detections
+from taast_ray.pipeline.precomputed import select_from_detections
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,8 @@ from hypothesis import given, settings, strategies as st
 
 from taast_ray.selection.candidates import candidate_count, id_rank, top_candidates
 from taast_ray.selection.scoring import score_images
-from taast_ray.selection.strategies import SelectionContext, normalise_rows, run_strategy
+from taast_ray.selection.registry import run_strategy
+from taast_ray.selection.strategies import SelectionContext, normalise_rows
 
 
 @pytest.mark.parametrize("n, q, b, expected", [(100, 0.2, 3, 20), (100, 0.2, 50, 50), (5, 0.2, 1, 1),
@@ -146,6 +147,6 @@ def test_coreset_starts_from_labelled_embeddings():
 
 def test_every_configured_strategy_has_a_function():
     from taast_ray.config import STRATEGIES
-    from taast_ray.selection.strategies import STRATEGY_FUNCTIONS
+    from taast_ray.selection.registry import REGISTRY
 
-    assert set(STRATEGY_FUNCTIONS) == set(STRATEGIES)
+    assert {n for n, s in REGISTRY.items() if s.select is not None} == set(STRATEGIES)

@@ -3,7 +3,7 @@
 taast-expected: w(x) = Σ_k p_{k,b*} w_k, φ = w(x) · E(x). taast-balanced: TAAST's φ and pick,
 at most a cap of the B picks per c(x). (taast-maxrare, w(x) = max_{b,k} w_k · s_{k,b}, tied taast
 in study (a), and taast-expected-balanced, the first's φ with the second's cap, fell below the
-first; both were dropped: config.RETIRED_STRATEGIES.)
+first; both were dropped: their records in selection/registry.py say why.)
 """
 import math
 
@@ -12,8 +12,8 @@ import pytest
 
 from taast_ray.selection import scoring
 from taast_ray.selection.candidates import id_rank
-from taast_ray.selection.strategies import (SelectionContext, capped_take, class_cap, occurrence_index,
-                                            run_strategy)
+from taast_ray.selection.registry import run_strategy
+from taast_ray.selection.strategies import SelectionContext, capped_take, class_cap, occurrence_index
 from tests.selection.test_scoring import LABELLED, OFFSETS, SCORES, H
 from tests.selection.test_strategies import check_diverse_pick, context
 

@@ -1,4 +1,5 @@
-"""One selection pass from precomputed detections (and embeddings): the core every path calls."""
+"""One selection pass from precomputed detections (and embeddings), without Ray: read the contracts,
+score, select through the strategy's record, publish. The live pass's aggregator shares its steps."""
 from __future__ import annotations
 
 import logging
@@ -12,12 +13,13 @@ from taast_ray.config import SelectionConfig, TaastConfig
 from taast_ray.data.labels import LabelSet, load_labels
 from taast_ray.errors import InputError
 from taast_ray.io import read_json
-from taast_ray.selection.embeddings import ParquetEmbeddings
-from taast_ray.selection.outputs import write_selection_outputs
-from taast_ray.selection.pool import PoolScalars, stream_pool
-from taast_ray.selection.scoring import ImageScores, finish_scores, rarity_rule
-from taast_ray.selection.strategies import NEEDS_EMBEDDINGS, Picks, SelectionContext, run_strategy
-from taast_ray.selection.warnings import selection_warnings
+from taast_ray.contracts.embeddings import ParquetEmbeddings
+from taast_ray.outputs.files import write_selection_outputs
+from taast_ray.contracts.pool import PoolScalars, stream_pool
+from taast_ray.selection import registry
+from taast_ray.selection.scoring import ImageScores, finish_scores
+from taast_ray.selection.strategies import Picks, SelectionContext
+from taast_ray.outputs.warnings import selection_warnings
 from taast_ray.versions import software_versions
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,11 @@ def check_budget(budget: int, pool_size: int, source: str) -> None:
 
 
 def score_detections(det: PoolScalars, labels: LabelSet, sel: SelectionConfig) -> ImageScores:
-    """Eqs. 5–7 from the streaming pass's per-image scalars."""
+    """Eqs. 5–7 from the streaming pass's per-image scalars, under the strategy's rarity rule."""
+    strategy = registry.strategy(sel.strategy)
     return finish_scores(det.entropy, det.candidate_class, det.pseudo, det.pseudo_counts[sel.count_mode],
                          labels.class_counts(sel.count_mode), labels.num_classes, beta=sel.beta,
-                         use_rarity=sel.strategy != "taast-no-rarity", rule=rarity_rule(sel.strategy),
+                         use_rarity=strategy.uses_rarity, rule=strategy.rarity_rule,
                          image_vectors=det.image_vectors)
 
 
@@ -104,17 +107,18 @@ def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path
     timer = StageTimer()
     with timer("read"):
         labels = load_labels(labels_path)
-        if sel.strategy in NEEDS_EMBEDDINGS and embeddings is None:
+        strategy = registry.strategy(sel.strategy)
+        if strategy.embeds and embeddings is None:
             raise InputError(f"--embeddings: strategy {sel.strategy!r} needs an embeddings file")
         emb = ParquetEmbeddings(embeddings) if embeddings is not None else None
     with timer("read_score"):  # one streaming pass: read, validate, eqs. 1–4 batch by batch
-        det = stream_pool(detections, labels.num_classes, sel.tau, rule=rarity_rule(sel.strategy))
+        det = stream_pool(detections, labels.num_classes, sel.tau, rule=strategy.rarity_rule)
     try:
         check_budget(sel.budget, det.num_images, str(detections))
         with timer("score"):
             scored = score_detections(det, labels, sel)
         with timer("select"):
-            picks = run_strategy(sel.strategy, make_context(det, scored, sel, emb, labels))
+            picks = strategy.run(make_context(det, scored, sel, emb, labels))
         summary = build_summary(cfg, det, scored, picks, labels, timer.seconds,
                                 {"detections": str(detections), "labels": str(labels_path),
                                  "embeddings": str(embeddings) if embeddings else None})

@@ -9,12 +9,13 @@ import pytest
 from taast_ray.config import config_from_dict
 from taast_ray.data.labels import load_labels
 from taast_ray.selection.candidates import id_rank, rank_by_value, top_candidates
-from taast_ray.selection.detections import read_detections
-from taast_ray.selection.embeddings import ParquetEmbeddings
-from taast_ray.selection.pool import stream_pool
-from taast_ray.selection.run import select_from_detections
-from taast_ray.selection.scoring import rarity_rule, reduce_images, score_images
-from taast_ray.selection.strategies import SelectionContext, run_strategy
+from taast_ray.contracts.detections import read_detections
+from taast_ray.contracts.embeddings import ParquetEmbeddings
+from taast_ray.contracts.pool import stream_pool
+from taast_ray.pipeline.precomputed import select_from_detections
+from taast_ray.selection.registry import run_strategy, strategy as strategy_record
+from taast_ray.selection.scoring import reduce_images, score_images
+from taast_ray.selection.strategies import SelectionContext
 from tests.factories import detections_table, write_embeddings, write_labels
 
 
@@ -36,7 +37,7 @@ def reference_selection(folder, strategy: str, budget: int):
     labels = load_labels(folder / "labels.json")
     det = read_detections(folder / "det.parquet", labels.num_classes)
     scored = score_images(det.scores, det.offsets, labels.class_counts("images"),
-                          use_rarity=strategy != "taast-no-rarity", rule=rarity_rule(strategy))
+                          use_rarity=strategy != "taast-no-rarity", rule=strategy_record(strategy).rarity_rule)
     emb = ParquetEmbeddings(folder / "emb.parquet")
     ctx = SelectionContext(image_ids=det.image_ids, tie_rank=id_rank(det.image_ids), scored=scored,
                            budget=budget, seed=5, embed=emb.get,
@@ -104,7 +105,7 @@ def test_stored_output_case(tmp_path):
 
 def test_block_by_block_reduction_is_bitwise_the_whole_reduction():
     t = detections_table(700, 9, seed=6, confident_share=0.3)
-    from taast_ray.selection.detections import flatten_detections
+    from taast_ray.contracts.detections import flatten_detections
 
     det = flatten_detections(t, 9)
     whole = reduce_images(det.scores, det.offsets, 0.8)
@@ -184,7 +185,7 @@ def test_a_variants_score_rows_are_spooled_not_held(tmp_path, rule="expected"):
 
 
 def test_growable_array_grows_by_half_and_trims_to_its_length():
-    from taast_ray.selection.pool import GrowableArray
+    from taast_ray.contracts.pool import GrowableArray
 
     a = GrowableArray(np.int64, capacity=4)
     a.append([1, 2, 3])
@@ -207,7 +208,7 @@ def test_growable_array_grows_by_half_and_trims_to_its_length():
 
 
 def test_string_column_is_the_concatenation_of_its_batches():
-    from taast_ray.selection.pool import _StringColumn
+    from taast_ray.contracts.pool import _StringColumn
 
     col = _StringColumn(expected_rows=1)  # 16 bytes expected: grown twice
     parts = [pa.array(["a", "bcd", ""]), pa.array(["é", "xyzxyzxyzxyzxyzxyz"], pa.large_string()),
@@ -222,7 +223,7 @@ def test_string_column_is_the_concatenation_of_its_batches():
 
 def test_rank_and_duplicate_check_in_sorted_order():
     from taast_ray.errors import InputError
-    from taast_ray.selection.pool import _rank_and_check_unique
+    from taast_ray.contracts.pool import _rank_and_check_unique
 
     ids = pa.array(["c", "a", "d", "b"])
     np.testing.assert_array_equal(_rank_and_check_unique(ids, "x", chunk=2), [2, 0, 3, 1])
@@ -235,7 +236,7 @@ def test_rank_and_duplicate_check_in_sorted_order():
 
 def test_row_groups_read_two_at_a_time_come_back_in_file_order(tmp_path):
     from taast_ray.errors import InputError
-    from taast_ray.selection.detections import DetectionsSource
+    from taast_ray.contracts.detections import DetectionsSource
 
     t = detections_table(230, 3, seed=9)
     pq.write_table(t, tmp_path / "d.parquet", row_group_size=20)
@@ -258,7 +259,7 @@ def test_row_groups_read_two_at_a_time_come_back_in_file_order(tmp_path):
 def test_ordered_parallel_keeps_task_order_and_raises_in_order():
     import time
 
-    from taast_ray.selection.detections import _ordered_parallel
+    from taast_ray.contracts.detections import _ordered_parallel
 
     def task(i, n, delay, fail=False):
         def run():
@@ -279,7 +280,7 @@ def test_ordered_parallel_keeps_task_order_and_raises_in_order():
 
 
 def test_box_index_finds_first_box_rows_from_counts_and_block_starts(monkeypatch):
-    from taast_ray.selection.pool import BoxIndex
+    from taast_ray.contracts.pool import BoxIndex
 
     monkeypatch.setattr(BoxIndex, "BLOCK", 4)
     counts = [2, 0, 3, 1, 5, 0, 0, 4, 1]   # first rows 0 2 2 5 | 6 11 11 11 | 15, total 16

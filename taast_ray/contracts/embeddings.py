@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from taast_ray.errors import InputError
-from taast_ray.selection.detections import type_name
+from taast_ray.contracts.detections import type_name
 from taast_ray.io import exists, filesystem, is_uri
 
 MEMMAP_BYTES = 1 << 30

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from taast_ray.config import save_with_versions
 from taast_ray.data.labels import LabelSet
 from taast_ray.io import publish_output_set, write_json, write_parquet, write_parquet_chunks, write_text
-from taast_ray.selection.pool import PoolScalars
+from taast_ray.contracts.pool import PoolScalars
 from taast_ray.selection.scoring import ImageScores
 from taast_ray.selection.strategies import Picks
 
@@ -145,7 +145,7 @@ def _detector_mix(det: PoolScalars, selected: np.ndarray, num_classes: int,
                   chunk_images: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
     """Images per detector class in the pool and in the selection, from the box spool read in
     chunks of whole index blocks (memory independent of the pool size)."""
-    from taast_ray.selection.report import images_per_class
+    from taast_ray.outputs.report import images_per_class
 
     index, box_class = det.boxes_index, det.spool.array("cls")
     step = max(index.BLOCK, chunk_images // index.BLOCK * index.BLOCK)
@@ -165,7 +165,7 @@ def _detector_mix(det: PoolScalars, selected: np.ndarray, num_classes: int,
 def report_html(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet, summary: dict,
                 truth: dict | None = None) -> str:
     """report.html (selection/report.py) from the pass's arrays: the B cards, the class mix."""
-    from taast_ray.selection.report import ReportCard, render_report, truth_class_counts
+    from taast_ray.outputs.report import ReportCard, render_report, truth_class_counts
 
     names, n, num_classes = labels.category_names, det.num_images, labels.num_classes
     selected = np.zeros(n, bool)

@@ -7,7 +7,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from taast_ray.selection.report import (ReportCard, images_per_class, render_report, thumbnail,
+from taast_ray.outputs.report import (ReportCard, images_per_class, render_report, thumbnail,
                                         truth_class_counts)
 
 
@@ -75,8 +75,8 @@ def test_the_detector_class_mix_read_in_chunks_equals_the_whole_pool(tmp_path):
     the same counts as one pass over every box, with chunk edges inside the pool."""
     import pyarrow.parquet as pq
 
-    from taast_ray.selection.outputs import _detector_mix
-    from taast_ray.selection.pool import stream_pool
+    from taast_ray.outputs.files import _detector_mix
+    from taast_ray.contracts.pool import stream_pool
     from tests.factories import detections_table
 
     pq.write_table(detections_table(3000, 5, seed=4), tmp_path / "d.parquet", row_group_size=700)

@@ -1,7 +1,7 @@
 """Degenerate selections are loud (issue 16): the summary's warnings, from the pure function."""
 import numpy as np
 
-from taast_ray.selection.warnings import selection_warnings
+from taast_ray.outputs.warnings import selection_warnings
 
 
 def test_most_of_the_pool_without_boxes_is_a_warning():

@@ -7,8 +7,8 @@ import pytest
 
 from taast_ray.cli import main
 from taast_ray.errors import InputError
-from taast_ray.selection.embeddings import ParquetEmbeddings
-from taast_ray.selection.pool import stream_pool
+from taast_ray.contracts.embeddings import ParquetEmbeddings
+from taast_ray.contracts.pool import stream_pool
 from tests.factories import detections_table, write_embeddings, write_labels
 
 F32 = pa.list_(pa.list_(pa.float32()))
@@ -148,7 +148,7 @@ def test_malformed_embeddings_exit_2_with_one_line(case, tmp_path, labels, capsy
 
 
 def test_embedding_lookup_streams_batches_and_keeps_the_order(tmp_path, monkeypatch):
-    import taast_ray.selection.embeddings as embeddings
+    import taast_ray.contracts.embeddings as embeddings
 
     monkeypatch.setattr(embeddings, "BATCH_ROWS", 7)
     ids = [f"e{i:03d}" for i in range(60)]

@@ -10,7 +10,7 @@ image_id rank (4), each in one array sized from the files' footers (grown by hal
 footer undercounts, never concatenated at the end); plus a constant for the batches in flight.
 A box's row in the spool comes from the counts and one int64 start per 1024 images.
 The spool is 24 bytes per box on disk (``TMPDIR``). A tail-aware variant's rarity rule
-(scoring.RARITY_RULES) spools one more C-row per image (4·C bytes: s_{b*}),
+(a strategy record's rarity_rule) spools one more C-row per image (4·C bytes: s_{b*}),
 read back in chunks once the class counts are known.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from taast_ray.errors import InputError
-from taast_ray.selection.detections import (BATCH_ROWS, DetectionsSource, check_score_range,
+from taast_ray.contracts.detections import (BATCH_ROWS, DetectionsSource, check_score_range,
                                             flatten_detections, without_failed)
 from taast_ray.selection.scoring import RULE_VECTOR, ImageReduction, reduce_images
 
@@ -373,7 +373,7 @@ def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = Non
 
     ``failed``: a list that receives the rows with an ``error`` (the live pass's undecodable
     records) as tables; those rows are left out of the pool. ``rule``: the strategy's rarity
-    rule (scoring.rarity_rule); a variant's spools its per-image score row.
+    rule (the strategy record's rarity_rule); a variant's spools its per-image score row.
     """
     source = DetectionsSource(path)
     spool = _Spool(Path(tempfile.mkdtemp(prefix="taast-spool-", dir=spool_dir)),

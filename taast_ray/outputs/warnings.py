@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from taast_ray.selection import registry
+
 NO_BOX_SHARE = 0.5  # more than half of the pool without a single box: loud
-# the value each strategy ranks by, as the warning names it; random and core-set rank by
-# something else (a seeded key, distances) and are not judged here
-RANKED_VALUE = {"taast": "φ(x)", "taast-no-diversity": "φ(x)", "taast-no-rarity": "E(x)",
-                "entropy": "E(x)", "taast-expected": "φ(x)",
-                "taast-balanced": "φ(x)"}
 
 
 def selection_warnings(box_count: np.ndarray, value: np.ndarray, eligible: np.ndarray,
                        strategy: str, seed: int) -> list[str]:
     """One sentence per degenerate condition: most of the pool without boxes; every eligible
-    image with the same ranking value. ``value``: the strategy's ranking value per image."""
+    image with the same ranking value. ``value``: the strategy's ranking value per image, named as
+    its registry record names it; a strategy that ranks by something else (random's seeded key,
+    core-set's distances) has no such name and is not judged here."""
     out = []
     n = len(box_count)
     empty = int(np.count_nonzero(np.asarray(box_count) == 0))
@@ -28,7 +27,7 @@ def selection_warnings(box_count: np.ndarray, value: np.ndarray, eligible: np.nd
         out.append(f"the detector found no boxes on {empty} of {n} pool images ({empty / n:.0%}): "
                    f"their E(x) and φ(x) are 0 and cannot be ranked; {tie_break}. Check model.weights "
                    f"(a random-init model finds nothing) and selection.det_conf")
-    name = RANKED_VALUE.get(strategy)
+    name = registry.strategy(strategy).value_label
     if name is not None:
         v = np.asarray(value, dtype=np.float64)[np.asarray(eligible, bool)]
         v = v[np.isfinite(v)]

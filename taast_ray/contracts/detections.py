@@ -460,7 +460,7 @@ def without_failed(table: pa.Table, failed: list | None) -> pa.Table:
 def read_detections(path: str | Path | list, num_classes: int, batch_rows: int = BATCH_ROWS,
                     failed: list | None = None) -> FlatDetections:
     """Every box of a detections input in flat arrays (small inputs, tests; the selection
-    itself streams with :func:`taast_ray.selection.pool.stream_pool`)."""
+    itself streams with :func:`taast_ray.contracts.pool.stream_pool`)."""
     source = DetectionsSource(path)
     parts = []
     for name, at, table in source.batches(batch_rows=batch_rows):
