@@ -39,6 +39,9 @@ class TimedDetectStage(DetectStage):
     def __init__(self, *args, **kwargs):
         self._born = time.time()
         super().__init__(*args, **kwargs)
+
+    def setup(self):
+        super().setup()  # the actor's constructor runs it: born → ready spans the model load
         self._ready = time.time()
 
     def __call__(self, batch):

@@ -8,6 +8,7 @@ import re
 
 from taast_ray.errors import TaastError
 from taast_ray.address import check_address, split_address
+from taast_ray.stages.stage import StageResources  # no torch: safe before the checks
 
 
 # Ray kills a worker process once it has been idle for 1 s while more than num_cpus workers are
@@ -236,11 +237,10 @@ def wants_gpu(use_gpu: str = "auto", needed: int = 1) -> bool:
     return ray.cluster_resources().get("GPU", 0) >= needed
 
 
-def actor_resources(use_gpu: str = "auto", cpus_per_actor: float = 1.0) -> "DetectResources":
-    """One GPU per model actor when GPUs are wanted, else one CPU."""
-    from taast_ray.stages.detect import DetectResources  # imports torch: not before the checks
-
-    return DetectResources(num_cpus=cpus_per_actor, num_gpus=1.0 if wants_gpu(use_gpu) else 0.0)
+def stage_resources(stage_cls, use_gpu: str = "auto") -> StageResources:
+    """What one actor of ``stage_cls`` asks Ray for: the stage declares its needs with a GPU and
+    without (``Stage.resources``); whether GPUs are wanted is decided here, from the cluster."""
+    return stage_cls.resources(gpu=wants_gpu(use_gpu))
 
 
 def aggregator_placement(ray_cfg) -> dict:

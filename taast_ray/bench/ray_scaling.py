@@ -23,7 +23,7 @@ def plain_loop(paths: list[Path], cfg: TaastConfig, classes: int) -> dict:
     times = {"load_model": 0.0, "read": 0.0, "decode_detect": 0.0}
     start = time.perf_counter()
     stage = DetectStage(cfg.model.weights, imgsz=cfg.model.input_size, conf=cfg.selection.det_conf,
-                        num_classes=classes, device=cfg.model.device)
+                        num_classes=classes, device=cfg.model.device).ensure_setup()
     times["load_model"] = time.perf_counter() - start
     size = cfg.ray.batch_size
     for lo in range(0, len(paths), size):
@@ -38,16 +38,17 @@ def plain_loop(paths: list[Path], cfg: TaastConfig, classes: int) -> dict:
             "stages_s": {k: round(v, 3) for k, v in times.items()}}
 
 
-def actor_capacity(use_gpu: str) -> int:
-    """How many model actors the cluster can hold at once (each asks for what actor_resources says)."""
+def actor_capacity(use_gpu: str, stage_cls=DetectStage) -> int:
+    """How many actors of ``stage_cls`` the cluster can hold at once (each asks for what the
+    stage declares, ray_env.stage_resources)."""
     import ray
 
-    from taast_ray.ray_env import actor_resources
+    from taast_ray.ray_env import stage_resources
 
-    need, have = actor_resources(use_gpu), ray.cluster_resources()
-    fits = [math.floor(have.get("CPU", 0) / need.num_cpus + 1e-9)] if need.num_cpus else []
-    if need.num_gpus:
-        fits.append(math.floor(have.get("GPU", 0) / need.num_gpus + 1e-9))
+    need, have = stage_resources(stage_cls, use_gpu), ray.cluster_resources()
+    fits = [math.floor(have.get("CPU", 0) / need.cpus + 1e-9)] if need.cpus else []
+    if need.gpus:
+        fits.append(math.floor(have.get("GPU", 0) / need.gpus + 1e-9))
     return min(fits) if fits else 0
 
 

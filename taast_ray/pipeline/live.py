@@ -27,12 +27,13 @@ from taast_ray.embedder_names import DETECTOR, cache_key
 from taast_ray.pipeline.aggregator import CentralAggregator
 from taast_ray.console import Progress, say
 from taast_ray.models.checks import check_detector, check_embedder
-from taast_ray.ray_env import actor_resources, aggregator_placement, ensure_ray, remote_call
+from taast_ray.ray_env import aggregator_placement, ensure_ray, remote_call, stage_resources
 from taast_ray.pipeline.precomputed import check_budget
 from taast_ray.stages.detect import DetectStage, embeddings_from_detections
 from taast_ray.stages.embed import EmbedStage
 from taast_ray.stages.parquet_sink import write_rows_per_file
 from taast_ray.stages.sources import list_pool_table, listing_dataset, read_pool_bytes
+from taast_ray.stages.stage import actor_class
 from taast_ray.stages.tensor_decode import decode_to_pixels
 
 log = logging.getLogger(__name__)
@@ -44,23 +45,27 @@ READ_CPUS = 0  # reading bytes is I/O: with a CPU slot of its own it could wait 
 def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], ray_cfg: RayConfig):
     """Read bytes (tasks) → [decode (CPU tasks)] → ``stage_cls`` on an autoscaling actor pool.
 
+    Each actor asks for what the stage declares (``stage_cls.resources``, GPUs when the cluster
+    has them), builds the stage from ``constructor_kwargs`` and sets it up (loads its model) once;
+    the pool is named after the stage (``MapBatches(detect)``) on the dashboard.
+
     Ray Data's actor pools default to max_restarts=-1 and max_task_retries=-1: a lost actor is
     restarted and its in-flight batches retried (actor_pool_map_operator.py). Decode tasks are
     retried by Ray's task retries; Ray Data runs as many as the cluster's free CPUs allow.
     """
     import ray
 
-    resources = actor_resources(ray_cfg.use_gpu)
+    resources = stage_resources(stage_cls, ray_cfg.use_gpu)
     reads = ray.data.TaskPoolStrategy(size=ray_cfg.read_tasks or actors[1])
     ds = read_pool_bytes(ds, batch_size=ray_cfg.batch_size, num_cpus=READ_CPUS, compute=reads)
     if ray_cfg.decode == "tasks":
         ds = ds.map_batches(decode_to_pixels, batch_format="pyarrow", batch_size=ray_cfg.batch_size,
                             num_cpus=ray_cfg.decode_cpus)
     return ds.map_batches(
-        stage_cls, batch_format="pyarrow", batch_size=ray_cfg.batch_size,
+        actor_class(stage_cls), batch_format="pyarrow", batch_size=ray_cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1]),
         fn_constructor_kwargs=constructor_kwargs,
-        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
+        num_cpus=resources.cpus, num_gpus=resources.gpus)
 
 
 def written_ids(folder) -> pa.Array:

@@ -6,14 +6,16 @@ import pyarrow as pa
 import torch
 
 from taast_ray.stages.decode import MAX_PIXELS
+from taast_ray.stages.stage import Stage
 from taast_ray.stages.tensor_decode import DecodedBatch, decode_to_tensors, pixels_to_decoded
 
 
-class DecodingStage:
-    """Subclasses load their model in ``__init__`` and call :meth:`decode` in ``__call__``."""
+class DecodingStage(Stage):
+    """Subclasses load their model in :meth:`~Stage.setup`, set ``device`` to the model's there,
+    and call :meth:`decode` in :meth:`~Stage.process`."""
 
-    def __init__(self, device: torch.device, max_pixels: int = MAX_PIXELS):
-        self.device, self.max_pixels = device, max_pixels
+    device: torch.device
+    max_pixels: int = MAX_PIXELS
 
     def decode(self, batch: pa.Table | dict) -> DecodedBatch:
         """Images as tensors on the device; a failed row keeps its reason and no image. A batch

@@ -1,15 +1,14 @@
 """Detector stage: compressed bytes in, the detections contract (SPEC.md §3) out, per image.
 
-A Ray Data actor (one model per worker, loaded in ``__init__``); the class also runs in a plain
-loop, which is how the benchmarks' in-process baselines and the GPU measurements call it.
+A Ray Data actor (one model per worker, loaded in :meth:`~taast_ray.stages.stage.Stage.setup`);
+the class also runs in a plain loop, which is how the benchmarks' in-process baselines and the GPU
+measurements call it.
 Undecodable records come out with ``error`` set and no boxes; they never stop the batch.
 With ``embed=True`` (``model.embedder: detector``) each row also carries ``embedding``, the
 detector's pooled neck features (SPEC §3 lets detections carry extra columns); null where the
 image did not decode.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +17,7 @@ from taast_ray.models.detector import BoxRows, Detector
 from taast_ray.stages.base import DecodingStage
 from taast_ray.stages.decode import MAX_PIXELS
 from taast_ray.stages.device import granted_device
+from taast_ray.stages.stage import StageResources
 from taast_ray.stages.tensor_decode import DecodedBatch
 
 _F32_ROWS = pa.list_(pa.list_(pa.float32()))
@@ -36,21 +36,25 @@ def detections_schema(embed_dim: int | None = None) -> pa.Schema:
     return DETECTIONS_SCHEMA.append(pa.field(EMBEDDING_COLUMN, pa.list_(pa.float32(), embed_dim)))
 
 
-@dataclass
-class DetectResources:
-    """What one detector actor asks Ray for; the pool size is configuration."""
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-
-
 class DetectStage(DecodingStage):
+    name = "detect"
+
     def __init__(self, weights: str, *, imgsz: int, conf: float, num_classes: int | None,
                  device: str = "auto", max_pixels: int = MAX_PIXELS, embed: bool = False):
-        self.detector = Detector(weights, imgsz=imgsz, conf=conf, device=granted_device(device),
-                                 num_classes=num_classes, embed=embed)
-        super().__init__(self.detector.device, max_pixels)
+        self.detector_args = {"weights": weights, "imgsz": imgsz, "conf": conf,
+                              "num_classes": num_classes, "embed": embed}
+        self.requested_device, self.max_pixels = device, max_pixels
 
-    def __call__(self, batch: pa.Table | dict) -> pa.Table:
+    @classmethod
+    def resources(cls, gpu: bool) -> StageResources:
+        """A whole GPU per detector actor when the cluster has GPUs, else one CPU."""
+        return StageResources(cpus=1.0, gpus=1.0 if gpu else 0.0)
+
+    def setup(self) -> None:
+        self.detector = Detector(**self.detector_args, device=granted_device(self.requested_device))
+        self.device = self.detector.device
+
+    def process(self, batch: pa.Table | dict) -> pa.Table:
         decoded = self.decode(batch)
         rows = self.detector.predict_rows([decoded.images[i] for i in decoded.ok])
         if rows.embeddings is None and self.detector.embed_dim is not None:  # nothing decoded

@@ -11,19 +11,32 @@ import pyarrow as pa
 from taast_ray.stages.base import DecodingStage
 from taast_ray.stages.decode import MAX_PIXELS
 from taast_ray.stages.device import granted_device
+from taast_ray.stages.stage import StageResources
 
 
 class EmbedStage(DecodingStage):
     """Ray Data actor around a frozen image tower (:func:`taast_ray.models.embedder.make_embedder`)."""
 
+    name = "embed"
+
     def __init__(self, model_name: str, weights: str, *, device: str = "auto",
                  image_size: int | None = None, max_pixels: int = MAX_PIXELS):
+        self.embedder_args = {"model_name": model_name, "weights": weights, "image_size": image_size}
+        self.requested_device, self.max_pixels = device, max_pixels
+
+    @classmethod
+    def resources(cls, gpu: bool) -> StageResources:
+        """A whole GPU per embedder actor when the cluster has GPUs, else one CPU: declared apart
+        from the detector's, so either can change (a smaller tower sharing a GPU) alone."""
+        return StageResources(cpus=1.0, gpus=1.0 if gpu else 0.0)
+
+    def setup(self) -> None:
         from taast_ray.models.embedder import make_embedder
 
-        self.embedder = make_embedder(model_name, weights, device=granted_device(device), image_size=image_size)
-        super().__init__(self.embedder.device, max_pixels)
+        self.embedder = make_embedder(**self.embedder_args, device=granted_device(self.requested_device))
+        self.device = self.embedder.device
 
-    def __call__(self, batch: pa.Table | dict) -> pa.Table:
+    def process(self, batch: pa.Table | dict) -> pa.Table:
         decoded = self.decode(batch)
         matrix = np.zeros((len(decoded.images), self.embedder.dim), np.float32)
         if decoded.ok:
