@@ -8,6 +8,7 @@ object appears only once its upload completed, so a single write is already atom
 below take either a local path or a URI.
 """
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -38,11 +40,38 @@ def child(base, *parts: str):
     return Path(base).joinpath(*parts)
 
 
+BUCKET_SCHEMES = {"s3", "gs", "gcs"}  # paths inside them are "bucket/key"
+
+
+def resolve(location, *, per_bucket: bool = False) -> tuple[pafs.FileSystem, str]:
+    """The one place a location becomes (pyarrow filesystem, path inside it): a local path (made
+    absolute), a ``file://`` URI, or an object-store URI (``s3://bucket/key`` → the bucket's
+    filesystem and ``bucket/key``). ``per_bucket``: reuse one filesystem per bucket in this process
+    (resolving S3's region costs a request; readers of many objects want it)."""
+    text = os.fspath(location)
+    if "://" not in text:
+        return _LOCAL, os.path.abspath(text)
+    scheme, rest = text.split("://", 1)
+    if scheme == "file":
+        return _LOCAL, urlparse(text).path
+    if per_bucket and scheme in BUCKET_SCHEMES:
+        return _bucket_filesystem(f"{scheme}://{rest.split('/', 1)[0]}"), rest
+    return _from_uri(text)
+
+
+def _from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's resolver, kept as one seam so tests can stand a local tree in for a bucket."""
+    return pafs.FileSystem.from_uri(uri)
+
+
+@functools.lru_cache(maxsize=64)
+def _bucket_filesystem(bucket_uri: str) -> pafs.FileSystem:
+    return _from_uri(bucket_uri)[0]
+
+
 def filesystem(path) -> tuple[pafs.FileSystem, str]:
     """(pyarrow filesystem, path inside it) for a local path or an object-store URI."""
-    if is_uri(path):
-        return pafs.FileSystem.from_uri(os.fspath(path))
-    return _LOCAL, os.path.abspath(os.fspath(path))
+    return resolve(path)
 
 
 def exists(path) -> bool:

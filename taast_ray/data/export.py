@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from taast_ray.data.images import image_size
+from taast_ray.data.labelstudio import recorded_size, task_boxes
 from taast_ray.data.yolo import _link, write_dataset_yaml, yolo_line
 from taast_ray.errors import InputError
 from taast_ray.io import write_json
@@ -31,31 +32,8 @@ def read_selection(folder: str | Path) -> tuple[list[dict], list[dict]]:
     return json.loads(tasks_file.read_text()), json.loads(pseudo_file.read_text())["categories"]
 
 
-def recorded_size(task: dict) -> tuple[int, int] | None:
-    """(width, height) a task's pre-annotations record, or None when it has none."""
-    for p in task.get("predictions") or []:
-        for r in p.get("result") or []:
-            if r.get("original_width") and r.get("original_height"):
-                return int(r["original_width"]), int(r["original_height"])
-    return None
-
-
 def task_size(task: dict) -> tuple[int, int]:
     return recorded_size(task) or image_size(task["data"]["image"])
-
-
-def task_boxes(task: dict, width: int, height: int) -> list[tuple[str, list[float], float | None]]:
-    """(label, COCO [x, y, w, h] pixels, score) of a task's pre-annotations."""
-    out = []
-    for p in task.get("predictions") or []:
-        for r in p.get("result") or []:
-            if r.get("type") != "rectanglelabels":
-                continue
-            v = r["value"]
-            out.append((v["rectanglelabels"][0], [v["x"] / 100 * width, v["y"] / 100 * height,
-                                                  v["width"] / 100 * width, v["height"] / 100 * height],
-                        r.get("score")))
-    return out
 
 
 def selection_to_coco(tasks: list[dict], categories: list[dict]) -> dict:

@@ -51,7 +51,8 @@ def ingest_labels(run: str | Path, labels_file: str | Path, *, partial: bool = F
 
 
 def _own_labels(layout: RunLayout, cycle: CycleLayout, path: Path) -> tuple[dict, list[str]]:
-    from taast_ray.data.annotations import coco_to_selected, label_studio_to_coco
+    from taast_ray.data.annotations import coco_to_selected
+    from taast_ray.data.labelstudio import label_studio_to_coco
     from taast_ray.data.images import image_size
     from taast_ray.data.labels import labels_from_dict, read_labels_json
 
@@ -76,7 +77,7 @@ def _task_sizes(cycle: CycleLayout) -> dict:
     """Image sizes the selection recorded in its Label Studio tasks (the detector saw them)."""
     if not cycle.label_studio_tasks.exists():
         return {}
-    from taast_ray.data.export import recorded_size
+    from taast_ray.data.labelstudio import recorded_size
 
     out = {}
     for task in read_json(cycle.label_studio_tasks):

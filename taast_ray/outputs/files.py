@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taast_ray.config import save_with_versions
+from taast_ray.data import labelstudio
 from taast_ray.data.labels import LabelSet
 from taast_ray.io import publish_output_set, write_json, write_parquet, write_parquet_chunks, write_text
 from taast_ray.contracts.pool import PoolScalars
@@ -110,26 +111,16 @@ def label_studio_tasks(det: PoolScalars, scored: ImageScores, picks: Picks, labe
                 "score": float(picks.score[row]) if np.isfinite(picks.score[row]) else None,
                 "candidate_class": names[k] if k >= 0 else None,
                 "candidate_category_id": int(labels.category_ids[k]) if k >= 0 else None}
-        task = {"data": data}
-        if chosen.width is not None and chosen.height is not None:
-            task["predictions"] = [{"model_version": "taast-ray", "result": _ls_boxes(chosen, rank, names)}]
-        tasks.append(task)
+        known = chosen.width is not None and chosen.height is not None
+        tasks.append(labelstudio.task(data, _boxes(chosen, rank, names) if known else None))
     return tasks
 
 
-def _ls_boxes(chosen, n: int, names: list[str]) -> list:
+def _boxes(chosen, n: int, names: list[str]) -> list:
     lo, hi = chosen.offsets[n], chosen.offsets[n + 1]
     width, height = float(chosen.width[n]), float(chosen.height[n])
-    result = []
-    for box, k, conf in zip(chosen.boxes[lo:hi], chosen.box_class[lo:hi], chosen.box_conf[lo:hi]):
-        x1, y1, x2, y2 = (float(v) for v in box)
-        result.append({"from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                       "original_width": int(width), "original_height": int(height),
-                       "score": float(conf),
-                       "value": {"x": 100 * x1 / width, "y": 100 * y1 / height,
-                                 "width": 100 * (x2 - x1) / width, "height": 100 * (y2 - y1) / height,
-                                 "rectanglelabels": [names[int(k)]]}})
-    return result
+    return [labelstudio.box_result(box, names[int(k)], conf, width, height)
+            for box, k, conf in zip(chosen.boxes[lo:hi], chosen.box_class[lo:hi], chosen.box_conf[lo:hi])]
 
 
 def read_image_bytes(uri: str) -> bytes:

@@ -18,12 +18,10 @@ Conventions:
   ``errors.parquet`` and the summary's count. Only an unreadable root stops the run.
 """
 import bisect
-import functools
 import math
 import os
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,9 +30,9 @@ import pyarrow.parquet as pq
 import ray.data
 
 from taast_ray.errors import ConfigError, InputError
+from taast_ray.io import resolve
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_BUCKET_SCHEMES = {"s3", "gs", "gcs"}  # listed paths are "bucket/key"; one filesystem per bucket
 _LOCAL = pafs.LocalFileSystem()
 _SCHEMA = pa.schema([("image_id", pa.string()), ("uri", pa.string())])
 
@@ -80,16 +78,11 @@ def _bare(location: str) -> str:
     return os.path.abspath(os.path.expanduser(location)).replace(os.sep, "/")
 
 
-def _from_uri(uri: str):
-    """pyarrow's resolver, kept as one seam so tests can stand a local tree in for a bucket."""
-    return pafs.FileSystem.from_uri(uri)
-
-
 def _resolve(pool: str):
     """(filesystem, root path in it, prefix turning a listed path back into a uri, root type)."""
     prefix = pool.split("://", 1)[0] + "://" if "://" in pool else ""
     try:
-        fs, path = _from_uri(pool) if prefix else (_LOCAL, _bare(pool))
+        fs, path = resolve(pool) if prefix else (_LOCAL, _bare(pool))
         path = path.rstrip("/") or path
         return fs, path, prefix, fs.get_file_info(path).type
     except (ValueError, OSError) as exc:  # bad scheme, no credentials, unreachable store
@@ -226,7 +219,7 @@ def _read_one(uri: str | None):
     if not uri:
         return None, "missing"
     try:
-        fs, path = _locate(uri)
+        fs, path = resolve(uri, per_bucket=True)
         with fs.open_input_stream(path) as stream:
             return stream.read(), None
     except Exception as exc:  # noqa: BLE001  (any storage failure is this record's reason)
@@ -257,21 +250,3 @@ def _local_reason(uri: str) -> str | None:
             return f"unreadable: folder, {(exc.strerror or str(exc)).lower()} (its images are not listed)"
         return "not a file"
     return None
-
-
-def _locate(uri: str):
-    """(filesystem, path) for a uri as ``list_pool`` spells it, or for a plain local path."""
-    if "://" not in uri:
-        return _LOCAL, uri
-    scheme, rest = uri.split("://", 1)
-    if scheme == "file":
-        return _LOCAL, urlparse(uri).path
-    if scheme in _BUCKET_SCHEMES:
-        return _filesystem(f"{scheme}://{rest.split('/', 1)[0]}"), rest
-    return _from_uri(uri)
-
-
-@functools.lru_cache(maxsize=64)
-def _filesystem(bucket_uri: str):
-    """One filesystem per bucket per worker: resolving S3's region costs a request."""
-    return _from_uri(bucket_uri)[0]

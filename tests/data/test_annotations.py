@@ -1,7 +1,8 @@
 """What annotators send back → COCO for the selected images: Label Studio exports and COCO."""
 import pytest
 
-from taast_ray.data.annotations import coco_to_selected, label_studio_to_coco
+from taast_ray.data.annotations import coco_to_selected
+from taast_ray.data.labelstudio import label_studio_to_coco
 from taast_ray.data.labels import labels_from_dict
 from taast_ray.errors import InputError
 

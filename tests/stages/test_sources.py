@@ -9,6 +9,7 @@ import pytest
 import ray
 from PIL import Image
 
+from taast_ray import io as taast_io
 from taast_ray.errors import ConfigError, InputError
 from taast_ray.stages import sources
 from taast_ray.bench.pillow_decode import decode_batch
@@ -138,8 +139,8 @@ def test_bucket_style_listing_and_reading(tmp_path, monkeypatch, folder):
     """A local tree stands in for s3://bucket: listing and reading run the bucket code path."""
     shutil.copytree(folder, tmp_path / "bucket")
     store = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
-    monkeypatch.setattr(sources, "_from_uri", lambda uri: (store, uri.split("://", 1)[1]))
-    sources._filesystem.cache_clear()
+    monkeypatch.setattr(taast_io, "_from_uri", lambda uri: (store, uri.split("://", 1)[1]))
+    taast_io._bucket_filesystem.cache_clear()
     listed = list_pool("s3://bucket/a").take_all()
     assert listed == [{"image_id": "deep/y.jpeg", "uri": "s3://bucket/a/deep/y.jpeg"},
                       {"image_id": "x.PNG", "uri": "s3://bucket/a/x.PNG"}]
@@ -147,7 +148,7 @@ def test_bucket_style_listing_and_reading(tmp_path, monkeypatch, folder):
         {"image_id": "z", "uri": "s3://bucket/a/nope.jpg"}]))
     assert table["bytes"][1].as_py() == (folder / "a" / "x.PNG").read_bytes()
     assert table["error"].to_pylist() == [None, None, "missing"]
-    sources._filesystem.cache_clear()
+    taast_io._bucket_filesystem.cache_clear()
 
 
 def test_read_failures_are_reasons_not_raises(tmp_path):

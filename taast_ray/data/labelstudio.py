@@ -1,0 +1,170 @@
+"""The Label Studio format, in one place: the tasks a selection sends, the labelling config they
+fit, and the exports that come back.
+
+Tasks out: one per selected image, ``data`` = {image, image_id, rank, fill, score,
+candidate_class, candidate_category_id}, the detector's boxes as ``predictions`` of type
+``rectanglelabels`` from the control ``label`` onto the image ``image``, in percent of the image
+(x = 100 · x_px / width), with ``original_width``/``original_height``. The labelling config
+(:func:`label_config`) names those controls and every category, so a project made from it shows
+the predictions.
+
+Exports in: the JSON export (a list of tasks) or JSON_MIN, as COCO for the selected images, on
+:mod:`taast_ray.data.annotations`' matching and box rules. A task is matched by ``data.image_id``
+(ours), else ``data.image`` (the URI we sent, or a URL ending in the image_id); its latest
+annotation that was not cancelled counts; a ``rectanglelabels`` result is in percent of the image:
+x_px = x / 100 · width. A task with an annotation whose result is empty is labelled, with no
+objects.
+
+JSON_MIN: one flat record per annotation, the task's data fields at the top level beside ``id``
+(the task's), ``annotation_id``, ``created_at`` …, and each control's results under its name as a
+list of values (``{"x", "y", "width", "height", "rectanglelabels", …}``), as label-studio-sdk's
+``convert_to_json_min`` writes them. A task nobody annotated is a record with ``annotation_id``
+null and no results. The records become tasks of the full export (``json_min_to_tasks``), so every
+rule above holds for both.
+"""
+from __future__ import annotations
+
+from typing import Callable
+from xml.sax.saxutils import quoteattr
+
+from taast_ray.data.annotations import ImageMatcher, add_box, finish_doc, new_doc, recorded_or_measured_size
+from taast_ray.errors import InputError
+
+FROM_NAME = "label"          # the RectangleLabels control of the labelling config
+TO_NAME = "image"            # its Image object, fed by the task's data.image
+BOX_TYPE = "rectanglelabels"
+MODEL_VERSION = "taast-ray"  # the predictions' model_version
+
+
+def box_result(xyxy, label: str, score: float, width: float, height: float) -> dict:
+    """One pre-annotated box: pixels (x1, y1, x2, y2) → Label Studio's percent of the image."""
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    return {"from_name": FROM_NAME, "to_name": TO_NAME, "type": BOX_TYPE,
+            "original_width": int(width), "original_height": int(height), "score": float(score),
+            "value": {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
+                      "height": 100 * (y2 - y1) / height, BOX_TYPE: [label]}}
+
+
+def task(data: dict, boxes: list[dict] | None) -> dict:
+    """A task; ``boxes`` (box_result rows) become its predictions, None where sizes are unknown."""
+    out = {"data": data}
+    if boxes is not None:
+        out["predictions"] = [{"model_version": MODEL_VERSION, "result": boxes}]
+    return out
+
+
+def label_config(category_names: list[str]) -> str:
+    """The labelling config the tasks fit: their control and object names, every category."""
+    labels = "\n".join(f"    <Label value={quoteattr(str(n))}/>" for n in category_names)
+    return (f"<View>\n  <Image name={quoteattr(TO_NAME)} value=\"$image\"/>\n"
+            f"  <RectangleLabels name={quoteattr(FROM_NAME)} toName={quoteattr(TO_NAME)}>\n{labels}\n"
+            f"  </RectangleLabels>\n</View>\n")
+
+
+def recorded_size(task: dict) -> tuple[int, int] | None:
+    """(width, height) a task's pre-annotations record, or None when it has none."""
+    for p in task.get("predictions") or []:
+        for r in p.get("result") or []:
+            if r.get("original_width") and r.get("original_height"):
+                return int(r["original_width"]), int(r["original_height"])
+    return None
+
+
+def task_boxes(task: dict, width: int, height: int) -> list[tuple[str, list[float], float | None]]:
+    """(label, COCO [x, y, w, h] pixels, score) of a task's pre-annotations."""
+    out = []
+    for p in task.get("predictions") or []:
+        for r in p.get("result") or []:
+            if r.get("type") != BOX_TYPE:
+                continue
+            v = r["value"]
+            out.append((v[BOX_TYPE][0], [v["x"] / 100 * width, v["y"] / 100 * height,
+                                         v["width"] / 100 * width, v["height"] / 100 * height],
+                        r.get("score")))
+    return out
+
+
+def _latest(annotations: list) -> dict | None:
+    kept = [a for a in annotations or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    if not kept:
+        return None
+    return max(enumerate(kept), key=lambda p: (str(p[1].get("updated_at") or p[1].get("created_at") or ""), p[0]))[1]
+
+
+JSON_MIN_META = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
+                 "history", "was_cancelled")
+
+
+def is_json_min(records: list) -> bool:
+    """A JSON_MIN export: flat records (no ``data`` object) carrying ``annotation_id``."""
+    return bool(records) and all(isinstance(r, dict) and "data" not in r and "annotation_id" in r
+                                 for r in records)
+
+
+def _boxes(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, dict) and BOX_TYPE in v for v in value)
+
+
+def json_min_to_tasks(records: list[dict]) -> list[dict]:
+    """JSON_MIN records → tasks of the full export: one task per task id, one annotation per record."""
+    tasks: dict = {}
+    for n, r in enumerate(records):
+        controls = [k for k, v in r.items() if k not in JSON_MIN_META and _boxes(v)]
+        data = {k: v for k, v in r.items() if k not in JSON_MIN_META and k not in controls}
+        key = r.get("id", f"#{n}")
+        task = tasks.setdefault(key, {"id": key, "data": data, "annotations": []})
+        if r.get("annotation_id") is None and not controls:
+            continue  # exported unannotated
+        task["annotations"].append({
+            "result": [{"type": BOX_TYPE, "from_name": k, "value": v} for k in controls for v in r[k]],
+            "created_at": r.get("created_at"), "updated_at": r.get("updated_at"),
+            "was_cancelled": bool(r.get("was_cancelled"))})
+    return list(tasks.values())
+
+
+def label_studio_to_coco(tasks, selected: dict[str, dict], categories: list[dict], source: str,
+                         size_of: Callable[[str], tuple[int, int]]) -> tuple[dict, list[str]]:
+    if not isinstance(tasks, list):
+        raise InputError(f"{source}: a Label Studio export is a JSON list of tasks")
+    if is_json_min(tasks):
+        tasks = json_min_to_tasks(tasks)
+    match, by_name = ImageMatcher(selected), {str(c["name"]): c["id"] for c in categories}
+    doc, found, first_task = new_doc(categories), {}, {}
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise InputError(f"{source}: task #{i} has no 'data' object")
+        data, name = task["data"], f"task {task.get('id', f'#{i}')}"
+        key = match(data.get("image_id"), data.get("image"))
+        if key is None:
+            raise InputError(f"{source}: {name}: image {data.get('image_id') or data.get('image')!r} "
+                             f"is not one of the selected images")
+        if key in first_task:
+            raise InputError(f"{source}: {name}: image {key!r} is also in {first_task[key]}")
+        first_task[key] = name
+        annotation = _latest(task.get("annotations"))
+        if annotation is None:
+            continue  # not labelled yet (or every annotation cancelled): missing
+        width, height = recorded_or_measured_size(key, selected, size_of)
+        image_id = len(found) + 1
+        found[key] = {"id": image_id, "file_name": key, "width": width, "height": height,
+                      "taast_image_id": key}
+        for r in annotation.get("result") or []:
+            if not isinstance(r, dict) or r.get("type") != BOX_TYPE:
+                continue  # choices, text areas ...: not boxes
+            value, where = r.get("value") or {}, f"{source}: {name}"
+            labels = value.get(BOX_TYPE) or []
+            if len(labels) != 1:
+                raise InputError(f"{where}: a rectangle needs exactly one label, got {labels}")
+            if labels[0] not in by_name:
+                raise InputError(f"{where}: label {labels[0]!r} is not a category of this run "
+                                 f"({', '.join(sorted(by_name))})")
+            if abs(float(value.get("rotation") or 0)) > 1e-6:
+                raise InputError(f"{where}: rotated rectangles ({value['rotation']} degrees) are not supported")
+            try:
+                x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
+            except (KeyError, TypeError, ValueError):
+                raise InputError(f"{where}: rectangle without numeric x, y, width, height") from None
+            add_box(doc, image_id, by_name[labels[0]],
+                     [x / 100 * width, y / 100 * height, w / 100 * width, h / 100 * height], width, height, where)
+    return finish_doc(doc, list(selected), found)
