@@ -76,14 +76,15 @@ _FLAG_FIELDS = {"budget": "selection.budget", "strategy": "selection.strategy", 
                 "embedder_weights": "model.embedder_weights"}
 
 
-def build_config(args: argparse.Namespace) -> TaastConfig:
-    """Config file < --set overrides < explicit flags; validated before any work starts."""
+def build_config(args: argparse.Namespace, base: dict | None = None) -> TaastConfig:
+    """``base`` (a preset, or the demo's sizes) < config file < --set overrides < explicit flags;
+    validated before any work starts."""
     overrides = list(args.overrides)
     for flag, field_name in _FLAG_FIELDS.items():
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field_name}={value}")
-    return load_config(args.config, overrides + _ray_overrides(args), base=_preset(args))
+    return load_config(args.config, overrides + _ray_overrides(args), base=_preset(args) if base is None else base)
 
 
 def _locked(out):
@@ -309,11 +310,10 @@ def cmd_nuimages(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from taast_ray.demo import run_demo
-
+    from taast_ray.demo import DEMO_SETTINGS, run_demo
     from taast_ray.io import check_out_dir
 
-    cfg = build_config(args)
+    cfg = build_config(args, base=DEMO_SETTINGS)
     check_out_dir(args.out)
     return run_demo(cfg, Path(args.out))
 

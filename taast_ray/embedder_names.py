@@ -59,6 +59,10 @@ def embedder_problem(name: str, weights: str) -> str | None:
     return None
 
 
+# model.embedder_precision: the image tower's autocast on CUDA (models/tower.py maps them to dtypes)
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
 def cache_key(name: str, weights: str) -> str:
     """What the embedding cache is keyed by besides image_id: everything that changes the rows."""
     if name == MOBILENET:

@@ -176,22 +176,6 @@ def is_done(directory: Path | str, stage: str) -> bool:
     return exists(child(directory, f"{stage}.done"))
 
 
-@contextlib.contextmanager
-def staged_directory(target: Path | str) -> Iterator[Path]:
-    """Build a whole directory under a temporary name and move it into place on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------------------------
 # Output sets. A selection writes several files (scores, selection, pseudo labels, Label Studio
 # tasks, errors, summary, config) that only make sense together. They are written into

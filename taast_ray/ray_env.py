@@ -108,11 +108,6 @@ def loopback_only(enabled: bool = True):
             os.environ[_CLUSTER_MODE_ENV] = saved_env
 
 
-def local_init_kwargs() -> dict:
-    """``ray.init`` keyword arguments of a loopback-only local instance (use inside loopback_only)."""
-    return {"_node_ip_address": LOOPBACK, "include_dashboard": False}
-
-
 def quiet_ray_data_console() -> None:
     """Ray Data prints each dataset's plan and progress at INFO on the console (every few seconds
     when stdout is not a terminal); keep warnings there, everything in the session's ray-data.log."""

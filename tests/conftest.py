@@ -12,11 +12,11 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 def ray_local():
     import ray
 
-    from taast_ray.ray_env import local_init_kwargs, loopback_only, worker_pool_env
+    from taast_ray.ray_env import LOOPBACK, loopback_only, worker_pool_env
 
     if not ray.is_initialized():
         os.environ.update(worker_pool_env())  # as taast's own local instances (ensure_ray)
         with loopback_only():  # listening on 127.0.0.1 only, as ensure_ray's
             ray.init(num_cpus=2, ignore_reinit_error=True, log_to_driver=False, configure_logging=False,
-                     **local_init_kwargs())
+                     _node_ip_address=LOOPBACK, include_dashboard=False)
     yield ray

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from taast_ray.contracts import detections
+from taast_ray.errors import InputError
 
 
 def detections_table(n_images: int, num_classes: int, seed: int = 0, max_boxes: int = 5,
@@ -76,3 +80,41 @@ def one_line(capsys) -> str:
     lines = [line for line in err.strip().splitlines() if not line.startswith("[taast] ")]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+def read_detections(path: str | Path | list, num_classes: int, batch_rows: int = detections.BATCH_ROWS,
+                    failed: list | None = None) -> detections.FlatDetections:
+    """Every box of a detections input in flat arrays, whole: the reference the streaming pass
+    (:func:`taast_ray.contracts.pool.stream_pool`) is checked against on small inputs."""
+    source = detections.DetectionsSource(path)
+    parts = []
+    for name, at, table in source.batches(batch_rows=batch_rows):
+        table = detections.without_failed(table, failed)
+        if table.num_rows:
+            parts.append(detections.flatten_detections(table, num_classes, source=name, check_unique=False,
+                                            first_record=at))
+    if not parts:
+        raise InputError(f"{source.path}: the pool is empty (no rows)")
+    image_ids = np.concatenate([p.image_ids for p in parts])
+    detections._check_unique(pa.array(image_ids, pa.string()), str(source.path))
+    offsets = np.zeros(len(image_ids) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate([p.counts for p in parts]), out=offsets[1:])
+    extra = {k: None if any(getattr(p, k) is None for p in parts) else
+             np.concatenate([getattr(p, k) for p in parts]) for k in ("width", "height", "uri")}
+    return detections.FlatDetections(image_ids, offsets, np.concatenate([p.boxes for p in parts]),
+                          np.concatenate([p.scores for p in parts]), **extra)
+
+
+def embeddings_table(image_ids: Sequence[str], matrix: np.ndarray) -> pa.Table:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    values = pa.array(matrix.reshape(-1))
+    embedding = pa.FixedSizeListArray.from_arrays(values, matrix.shape[1]) if matrix.size else \
+        pa.array([[] for _ in image_ids], type=pa.list_(pa.float32()))
+    return pa.table({"image_id": pa.array(list(image_ids), pa.string()), "embedding": embedding})
+
+
+def run_strategy(name: str, ctx):
+    """A registered strategy's picks for a context (registry.strategy(name).run)."""
+    from taast_ray.selection import registry
+
+    return registry.strategy(name).run(ctx)

@@ -455,26 +455,3 @@ def without_failed(table: pa.Table, failed: list | None) -> pa.Table:
         keep = [c for c in ("image_id", "uri", "error", "error_stage") if c in table.column_names]
         failed.append(table.filter(bad).select(keep))
     return table.filter(pc.invert(bad))
-
-
-def read_detections(path: str | Path | list, num_classes: int, batch_rows: int = BATCH_ROWS,
-                    failed: list | None = None) -> FlatDetections:
-    """Every box of a detections input in flat arrays (small inputs, tests; the selection
-    itself streams with :func:`taast_ray.contracts.pool.stream_pool`)."""
-    source = DetectionsSource(path)
-    parts = []
-    for name, at, table in source.batches(batch_rows=batch_rows):
-        table = without_failed(table, failed)
-        if table.num_rows:
-            parts.append(flatten_detections(table, num_classes, source=name, check_unique=False,
-                                            first_record=at))
-    if not parts:
-        raise InputError(f"{source.path}: the pool is empty (no rows)")
-    image_ids = np.concatenate([p.image_ids for p in parts])
-    _check_unique(pa.array(image_ids, pa.string()), str(source.path))
-    offsets = np.zeros(len(image_ids) + 1, dtype=np.int64)
-    np.cumsum(np.concatenate([p.counts for p in parts]), out=offsets[1:])
-    extra = {k: None if any(getattr(p, k) is None for p in parts) else
-             np.concatenate([getattr(p, k) for p in parts]) for k in ("width", "height", "uri")}
-    return FlatDetections(image_ids, offsets, np.concatenate([p.boxes for p in parts]),
-                          np.concatenate([p.scores for p in parts]), **extra)

@@ -127,11 +127,3 @@ class ParquetEmbeddings:
             raise InputError(f"{self.path}: embedding of image_id "
                              f"{ids[int(np.flatnonzero(~finite)[0])].as_py()!r} has NaN or infinite values")
         return matrix
-
-
-def embeddings_table(image_ids: Sequence[str], matrix: np.ndarray) -> pa.Table:
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    values = pa.array(matrix.reshape(-1))
-    embedding = pa.FixedSizeListArray.from_arrays(values, matrix.shape[1]) if matrix.size else \
-        pa.array([[] for _ in image_ids], type=pa.list_(pa.float32()))
-    return pa.table({"image_id": pa.array(list(image_ids), pa.string()), "embedding": embedding})

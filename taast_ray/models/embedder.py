@@ -2,7 +2,7 @@
 
 :func:`make_embedder` builds whichever tower ``model.embedder`` names (see
 :mod:`taast_ray.embedder_names`): open_clip here, the packaged ImageNet MobileNetV2 in
-:mod:`taast_ray.models.mobilenet`; both have ``embed``, ``dim``, ``device`` and ``cache_key``.
+:mod:`taast_ray.models.mobilenet`; both have ``embed``, ``dim`` and ``device`` (the embedding cache's key is ``embedder_names.cache_key``).
 
 Only the image tower is kept (the text tower is dropped after loading). Pre-processing is
 open_clip's eval transform (resize the shortest side, centre crop, normalise) redone in batched
@@ -109,7 +109,6 @@ class Embedder(FrozenTower):
         self.dim = int(out_dim) if out_dim else embedding_dim(model_name)
         self.model_name, self.weights, self.image_size = model_name, str(weights), self._pp["size"]
         # embeddings are cached by this key across cycles: anything that changes them belongs in it
-        self.cache_key = f"{model_name}|{weights}" + (f"|{image_size}px" if image_size else "")
         self._dtype = dtype
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:

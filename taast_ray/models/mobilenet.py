@@ -21,7 +21,7 @@ import torch
 from torchvision.transforms.v2.functional import InterpolationMode, resize_image
 
 from taast_ray.errors import ConfigError
-from taast_ray.embedder_names import MOBILENET, MOBILENET_PACKAGED, cache_key
+from taast_ray.embedder_names import MOBILENET, MOBILENET_PACKAGED
 from taast_ray.models.letterbox import group_by_shape, resolve_device
 from taast_ray.models.tower import FrozenTower, autocast_dtype
 
@@ -112,7 +112,6 @@ class MobileNetEmbedder(FrozenTower):
         self.visual = fuse_conv_bn(build_mobilenet(weights).eval()).to(self.device).requires_grad_(False)
         self.dim = DIM
         self.model_name, self.weights, self.image_size = MOBILENET, str(weights), size
-        self.cache_key = cache_key(MOBILENET, str(weights)) + (f"|{image_size}px" if image_size else "")
         self._dtype = dtype
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,18 +12,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from taast_ray.embedder_names import PRECISIONS
 from taast_ray.errors import ConfigError
 from taast_ray.models.letterbox import as_image_tensors
 from taast_ray.models.transfer import to_host
 
-PRECISIONS = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+DTYPES = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}  # PRECISIONS
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """``model.embedder_precision`` → the CUDA autocast dtype (None: float32)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"model.embedder_precision: {precision!r} is not one of {sorted(PRECISIONS)}")
-    return PRECISIONS[precision]
+    if precision not in DTYPES:
+        raise ConfigError(f"model.embedder_precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return DTYPES[precision]
 
 
 class FrozenTower:

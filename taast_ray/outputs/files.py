@@ -51,10 +51,6 @@ def scores_chunks(det: PoolScalars, scored: ImageScores, picks: Picks, labels: L
         })
 
 
-def scores_table(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet) -> pa.Table:
-    return pa.concat_tables(scores_chunks(det, scored, picks, labels))
-
-
 def selection_table(det: PoolScalars, picks: Picks) -> pa.Table:
     rows = picks.rows
     score = picks.score[rows].astype(np.float64)

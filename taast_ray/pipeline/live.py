@@ -144,7 +144,8 @@ def embed_missing(cfg: TaastConfig, wanted: pa.Table, cache, rows_per_file: int 
         return 0
     ds = through_model_pool(
         listing_dataset(missing), EmbedStage,
-        {"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights, "device": cfg.model.device},
+        {"model_name": cfg.model.embedder, "weights": cfg.model.embedder_weights, "device": cfg.model.device,
+         "precision": cfg.model.embedder_precision},
         (cfg.ray.embedder_actors_min, cfg.ray.embedder_actors_max), cfg.ray)
     write_blocks(ds.map_batches(_embedded_rows, batch_format="pyarrow", num_cpus=READ_CPUS), cache, rows_per_file,
                  Progress("embed", missing.num_rows))

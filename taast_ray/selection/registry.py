@@ -149,7 +149,3 @@ def strategy(name: str) -> Strategy:
         raise ValueError(f"{name} was {record.retired}" if record is not None
                          else f"unknown strategy {name!r}: one of {', '.join(names())}")
     return record
-
-
-def run_strategy(name: str, ctx: SelectionContext) -> Picks:
-    return strategy(name).run(ctx)

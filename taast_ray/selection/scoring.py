@@ -95,16 +95,6 @@ def box_statistics(scores: np.ndarray, with_class: bool = False, row_min: bool =
     return (confidence, entropy, best, minimum) if with_class else (confidence, entropy)
 
 
-def box_confidence(scores: np.ndarray) -> np.ndarray:
-    """conf_b = max_k s_{k,b}."""
-    return box_statistics(scores)[0]
-
-
-def box_entropy(scores: np.ndarray) -> np.ndarray:
-    """H(p_b) with p_b = s_b / Σ_k s_{k,b} (uniform where the sum is 0), natural log."""
-    return box_statistics(scores)[1]
-
-
 def image_entropy(box_entropies: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """E(x) = Σ_b H(p_b); 0 for an image without boxes (eq. 2)."""
     counts = np.diff(offsets)
@@ -148,20 +138,6 @@ def pseudo_labelled(confidence: np.ndarray, offsets: np.ndarray, tau: float) -> 
         segment_min = np.minimum.reduceat(confidence, offsets[:-1][has_boxes])
         result[has_boxes] = segment_min >= tau
     return result
-
-
-def pseudo_class_counts(scores: np.ndarray, offsets: np.ndarray, pseudo: np.ndarray,
-                        mode: str = "images") -> np.ndarray:
-    """Per-class counts contributed by P: images holding ≥ 1 pseudo box of class c, or boxes."""
-    num_classes = scores.shape[1]
-    counts = np.diff(offsets)
-    box_image = np.repeat(np.arange(len(counts)), counts)
-    in_p = pseudo[box_image]
-    classes = np.argmax(scores[in_p], axis=1) if in_p.any() else np.zeros(0, dtype=np.int64)
-    if mode == "boxes":
-        return np.bincount(classes, minlength=num_classes).astype(np.int64)
-    pairs = box_image[in_p] * num_classes + classes
-    return np.bincount(np.unique(pairs) % num_classes, minlength=num_classes).astype(np.int64)
 
 
 def rarity_weight(class_counts: np.ndarray, beta: float = 1.0) -> np.ndarray:

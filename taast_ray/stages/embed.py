@@ -20,8 +20,9 @@ class EmbedStage(DecodingStage):
     name = "embed"
 
     def __init__(self, model_name: str, weights: str, *, device: str = "auto",
-                 image_size: int | None = None, max_pixels: int = MAX_PIXELS):
-        self.embedder_args = {"model_name": model_name, "weights": weights, "image_size": image_size}
+                 image_size: int | None = None, precision: str = "auto", max_pixels: int = MAX_PIXELS):
+        self.embedder_args = {"model_name": model_name, "weights": weights, "image_size": image_size,
+                              "precision": precision}
         self.requested_device, self.max_pixels = device, max_pixels
 
     @classmethod

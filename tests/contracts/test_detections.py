@@ -8,9 +8,9 @@ import pytest
 
 from taast_ray.data.labels import load_labels
 from taast_ray.errors import InputError
-from taast_ray.contracts.detections import flatten_detections, read_detections
-from taast_ray.contracts.embeddings import ParquetEmbeddings, embeddings_table
-from tests.factories import detections_table, write_labels
+from taast_ray.contracts.detections import flatten_detections
+from taast_ray.contracts.embeddings import ParquetEmbeddings
+from tests.factories import detections_table, write_labels, embeddings_table, read_detections
 
 F32 = pa.list_(pa.list_(pa.float32()))
 

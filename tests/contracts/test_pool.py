@@ -9,14 +9,13 @@ import pytest
 from taast_ray.config import config_from_dict
 from taast_ray.data.labels import load_labels
 from taast_ray.selection.candidates import id_rank, rank_by_value, top_candidates
-from taast_ray.contracts.detections import read_detections
 from taast_ray.contracts.embeddings import ParquetEmbeddings
 from taast_ray.contracts.pool import stream_pool
 from taast_ray.pipeline.precomputed import select_from_detections
-from taast_ray.selection.registry import run_strategy, strategy as strategy_record
+from taast_ray.selection.registry import strategy as strategy_record
 from taast_ray.selection.scoring import reduce_images, score_images
 from taast_ray.selection.strategies import SelectionContext
-from tests.factories import detections_table, write_embeddings, write_labels
+from tests.factories import detections_table, read_detections, run_strategy, write_embeddings, write_labels
 
 
 @pytest.fixture(scope="module")

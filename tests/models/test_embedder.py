@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from taast_ray.embedder_names import cache_key
 from taast_ray.errors import ConfigError
 from taast_ray.models.embedder import TINY_MODEL, Embedder, clip_preprocess, embedding_dim
 from taast_ray.models.letterbox import as_image_tensors
@@ -39,7 +40,7 @@ def test_rows_are_unit_norm_and_deterministic(tiny):
     # a batch mixes sizes; each row must not depend on its neighbours
     np.testing.assert_allclose(z[2:3], tiny.embed(_images()[2:3]), atol=1e-5)
     assert tiny.embed([]).shape == (0, DIM)
-    assert tiny.cache_key == f"{TINY_MODEL}|none" and tiny.model_name == TINY_MODEL
+    assert cache_key(TINY_MODEL, "none") == f"{TINY_MODEL}|none" and tiny.model_name == TINY_MODEL
 
 
 def test_matches_open_clip_preprocess(tiny):
@@ -74,7 +75,7 @@ def test_local_weights_file_loads(tmp_path, tiny):
     path = tmp_path / "tiny_clip.pt"
     torch.save(model.state_dict(), path)
     loaded = Embedder(TINY_MODEL, str(path), device="cpu")
-    assert loaded.cache_key == f"{TINY_MODEL}|{path}"
+    assert cache_key(TINY_MODEL, str(path)) == f"{TINY_MODEL}|{path}"  # the run's embedding cache
     x = clip_preprocess(as_image_tensors(_images(), torch.device("cpu")), **loaded._pp)
     with torch.no_grad():
         expected = F.normalize(model.encode_image(x), dim=-1).numpy()
@@ -85,7 +86,7 @@ def test_local_weights_file_loads(tmp_path, tiny):
 
 def test_image_size_override_and_dims():
     small = Embedder(TINY_MODEL, "none", device="cpu", image_size=32)
-    assert small.image_size == 32 and small.cache_key.endswith("|32px")
+    assert small.image_size == 32
     assert small.embed(_images()[:2]).shape == (2, DIM)
     # the production tower's size, read from its config without building ViT-L/14
     assert embedding_dim("ViT-L-14-quickgelu") == 768
@@ -120,3 +121,10 @@ def test_cuda_bf16_close_to_cpu(tiny):
     z = gpu.embed(_images())
     assert z.dtype == np.float32 and z.shape == (6, DIM)
     assert (z * tiny.embed(_images())).sum(1).min() > 0.99
+
+
+def test_every_configurable_precision_has_a_dtype():
+    from taast_ray.embedder_names import PRECISIONS
+    from taast_ray.models.tower import DTYPES
+
+    assert set(DTYPES) == set(PRECISIONS)

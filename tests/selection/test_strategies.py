@@ -5,8 +5,8 @@ from hypothesis import given, settings, strategies as st
 
 from taast_ray.selection.candidates import candidate_count, id_rank, top_candidates
 from taast_ray.selection.scoring import score_images
-from taast_ray.selection.registry import run_strategy
 from taast_ray.selection.strategies import SelectionContext, normalise_rows
+from tests.factories import run_strategy
 
 
 @pytest.mark.parametrize("n, q, b, expected", [(100, 0.2, 3, 20), (100, 0.2, 50, 50), (5, 0.2, 1, 1),

@@ -12,10 +12,10 @@ import pytest
 
 from taast_ray.selection import scoring
 from taast_ray.selection.candidates import id_rank
-from taast_ray.selection.registry import run_strategy
 from taast_ray.selection.strategies import SelectionContext, capped_take, class_cap, occurrence_index
 from tests.selection.test_scoring import LABELLED, OFFSETS, SCORES, H
 from tests.selection.test_strategies import check_diverse_pick, context
+from tests.factories import run_strategy
 
 # L + P = [4, 1, 9] (D ∈ P holds classes 0 and 1): w = 1/ln 5, 1/ln 2, 1/ln 10
 W = [1 / math.log(5), 1 / math.log(2), 1 / math.log(10)]
