@@ -291,10 +291,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _check_experiment_models(exp) -> None:
     """The base's data files, detector and embedder, before Ray starts and before any file."""
-    from taast_ray.loop.preflight import check_data_files
-    from taast_ray.models.checks import check_detector, check_embedder
+    from taast_ray.loop.preflight import check_data_files, check_start_model
+    from taast_ray.models.checks import check_embedder
 
-    check_detector(exp.base.model.weights, check_data_files(exp.base))
+    check_start_model(exp.base, check_data_files(exp.base))
     check_embedder(exp.base.model.embedder, exp.base.model.embedder_weights)
 
 

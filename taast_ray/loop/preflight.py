@@ -36,16 +36,27 @@ def check_run_directory(run: Path, resume: bool) -> None:
 
 
 def check_data_files(cfg: TaastConfig) -> int:
-    """Parse every label file the run will read; the number of classes (synthetic: its setting)."""
+    """Parse every label file the run will read; the number of classes: the labelled set's (a
+    simulation's data.train, a production run's data.labelled or data.yolo's names), or a
+    synthetic set's setting."""
     from taast_ray.data.labels import load_labels
 
     d = cfg.data
-    if not d.train:
+    if d.yolo:
+        from taast_ray.data.yolo_import import class_names, read_data_yaml
+
+        try:
+            spec, _ = read_data_yaml(d.yolo)
+            return len(class_names(spec, Path(d.yolo)))
+        except InputError as exc:
+            raise ConfigError(f"data.yolo: {exc}") from None
+    labelled = "labelled" if d.labelled else "train"
+    if not getattr(d, labelled):
         return d.synthetic_classes
     if not Path(d.images).is_dir():
         raise ConfigError(f"data.images: {d.images} is not a folder")
     classes = None
-    for field_name in ("train", "val", "test"):
+    for field_name in (labelled, "val", "test"):
         path = getattr(d, field_name)
         if not path:
             continue
@@ -56,19 +67,33 @@ def check_data_files(cfg: TaastConfig) -> int:
         if classes is None:
             classes = labels.num_classes
         elif labels.num_classes != classes:
-            raise ConfigError(f"data.{field_name}: {labels.num_classes} categories, data.train has {classes}")
+            raise ConfigError(f"data.{field_name}: {labels.num_classes} categories, data.{labelled} has {classes}")
     return classes
 
 
 def check_run_inputs(cfg: TaastConfig, run: Path, resume: bool) -> None:
     """Everything a run can be refused for, before Ray starts and before any file is written."""
-    from taast_ray.models.checks import check_detector, check_embedder
+    from taast_ray.models.checks import check_embedder
 
     cfg.validate_for_run()
     check_run_directory(Path(run), resume)
     num_classes = check_data_files(cfg)
-    check_detector(cfg.model.weights, num_classes)
+    check_start_model(cfg, num_classes)
     check_embedder(cfg.model.embedder, cfg.model.embedder_weights)
+
+
+def check_start_model(cfg: TaastConfig, num_classes: int) -> None:
+    """The detector loads; a model YAML is built with the data's classes; a .pt of any class count
+    is taken (a team's own detector), and one whose classes are not the data's needs a warm-up
+    on L to fit its head to them (train.warmup_epochs > 0)."""
+    from taast_ray.models.checks import check_detector
+
+    weights = cfg.model.weights
+    from_yaml = weights.lower().endswith((".yaml", ".yml"))
+    classes = check_detector(weights, num_classes if from_yaml else None)
+    if classes != num_classes and cfg.train.warmup_epochs < 1:
+        raise ConfigError(f"train.warmup_epochs: {weights} has {classes} classes, the labelled set has "
+                          f"{num_classes}; a warm-up on it (> 0 epochs) fits the detector to them")
 
 
 def _cycle_stage_finished(run: Path) -> bool:

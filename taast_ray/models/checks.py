@@ -16,8 +16,9 @@ from urllib.parse import urlparse
 from taast_ray.errors import ConfigError
 
 
-def check_detector(weights: str, num_classes: int | None) -> None:
-    """Load the detector once on the driver; every failure is the ConfigError the actors would raise."""
+def check_detector(weights: str, num_classes: int | None) -> int:
+    """Load the detector once on the driver; every failure is the ConfigError the actors would
+    raise. Returns its number of classes."""
     from taast_ray.models.detector import load_detection_model
 
     name = str(weights)
@@ -39,8 +40,10 @@ def check_detector(weights: str, num_classes: int | None) -> None:
     except Exception as exc:  # noqa: BLE001  (anything else a bad file makes torch/Ultralytics raise)
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ConfigError(f"model.weights: cannot load {weights!r}: {reason}") from None
+    classes = int(model.model[-1].nc)
     del model
     gc.collect()
+    return classes
 
 
 def check_embedder(model_name: str, weights: str) -> None:

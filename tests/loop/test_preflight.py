@@ -131,3 +131,40 @@ def test_experiment_checks_its_models_before_work(tmp_path, capsys):
     assert main(["experiment", "--config", str(tmp_path / "e.yaml"), "--out", str(out)]) == 2
     assert one_line(capsys).startswith("taast: error: model.weights: cannot build 'nosuch.yaml'")
     assert not out.exists()
+
+
+def _production(tmp_path, weights, warmup: int, classes: int = 10) -> "TaastConfig":
+    from taast_ray.config import config_from_dict
+
+    (tmp_path / "images").mkdir(exist_ok=True)
+    (tmp_path / "pool").mkdir(exist_ok=True)
+    labelled = write_labels(tmp_path / "L.json", [3] * classes)
+    return config_from_dict({"data": {"labelled": str(labelled), "pool": str(tmp_path / "pool"),
+                                      "images": str(tmp_path / "images")},
+                             "model": {"weights": weights}, "train": {"warmup_epochs": warmup}})
+
+
+@pytest.mark.parametrize("pt_classes, warmup, refused", [(10, 0, None), (7, 3, None),
+                                                         (7, 0, "has 7 classes, the labelled set has 10")])
+def test_a_teams_own_detector_of_any_class_count_is_taken(tmp_path, pt_classes, warmup, refused):
+    """The production run's classes are L's (data.labelled), not the synthetic setting's 12: a
+    10-class .pt starts the cycles as it is, another count is fitted by a warm-up."""
+    from taast_ray.errors import ConfigError
+    from taast_ray.loop.preflight import check_data_files, check_start_model
+    from tests.loop.test_warmup import detector_pt
+
+    cfg = _production(tmp_path, detector_pt(tmp_path / "own.pt", pt_classes), warmup)
+    assert check_data_files(cfg) == 10
+    if refused is None:
+        check_start_model(cfg, 10)
+    else:
+        with pytest.raises(ConfigError, match=f"^train.warmup_epochs: .*{refused}"):
+            check_start_model(cfg, 10)
+
+
+def test_a_yolo_import_counts_the_classes_its_data_yaml_names(tmp_path):
+    from taast_ray.config import config_from_dict
+    from taast_ray.loop.preflight import check_data_files
+
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images\nnames: [a, b, c, d, e, f, g, h, i, j, k]\n")
+    assert check_data_files(config_from_dict({"data": {"yolo": str(tmp_path / "data.yaml")}})) == 11
