@@ -339,10 +339,18 @@ def _synth_flags(parser: argparse.ArgumentParser, images: int) -> None:
                              "objects there (0: none)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line and a pointer to --help, not argparse's usage block."""
+
+    def error(self, message: str):
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see '{self.prog} --help')\n")
+
+
 def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; ``command`` (the subcommand about to run) lets a subcommand whose
     options live in a heavier module (bench) declare them only when it is the one asked for."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="taast", description="taast-ray: tail-aware active self-training selection for object "
                                   "detection, on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)

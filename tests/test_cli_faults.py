@@ -166,3 +166,32 @@ def test_a_second_experiment_on_the_same_directory_is_refused(tmp_path, capsys):
         assert main(["experiment", "--config", str(config), "--out", str(out)]) == 2
         assert "in use by taast pid" in one_line(capsys)
     assert not out.exists()  # nothing written; the lock's own folder went with it
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_published_files_get_the_mode_the_umask_gives(inputs, umask, mode):
+    """A teammate, an annotation server or a Ray worker running as another user reads the set as it
+    would any file this user made (the temporary-file-then-rename write once kept mkstemp's 0600)."""
+    det, labels, tmp = inputs
+    old = os.umask(umask)
+    try:
+        assert select(det, labels, tmp / "out") == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp / "out").iterdir()}
+    assert modes == {name: mode for name in SET}
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["nosuch"], "taast: error: argument command: invalid choice: 'nosuch'"),
+    (["select", "--budget", "two"], "taast select: error: argument --budget: invalid int value: 'two'"),
+    (["run", "--preset", "gpu9"], "taast run: error: argument --preset: invalid choice: 'gpu9'"),
+    (["export", "x", "--format", "pascalvoc", "--out", "y"], "taast export: error: argument --format"),
+])
+def test_a_usage_error_is_one_line_and_a_pointer_to_help(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(says), err
+    assert err.rstrip().endswith(f"(see '{says.split(': error')[0]} --help')")
