@@ -74,11 +74,37 @@ def check_address(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> None
     except (socket.gaierror, UnicodeError):
         raise ConfigError(f"ray.address: cannot resolve host {host!r} (from {address!r})") from None
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            speaks = speaks_http2(conn, timeout)
     except socket.timeout:
         raise ConfigError(f"ray.address: no answer from {host}:{port} within {timeout:.0f} s; "
                           f"is the cluster up and the port open to this machine?") from None
     except OSError as exc:
         raise ConfigError(f"ray.address: cannot connect to {host}:{port} ({exc.strerror or exc}); "
                           f"start the cluster or fix --address / RAY_ADDRESS") from None
+    if not speaks:  # Ray would retry such a listener for ever
+        raise ConfigError(f"ray.address: {host}:{port} accepts connections but is not a Ray cluster (no gRPC "
+                          f"answer within {timeout:.0f} s); check the port: the head's GCS (ray start "
+                          f"--head, {GCS_PORT}) or Ray Client (ray://, {CLIENT_PORT})")
+
+
+# An HTTP/2 client's opening (RFC 9113 §3.4): the preface and an empty SETTINGS frame. Ray's GCS
+# and Ray Client are gRPC servers, which answer with a SETTINGS frame of their own.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS = 4
+
+
+def speaks_http2(conn: socket.socket, timeout: float) -> bool:
+    """Whether the peer answers an HTTP/2 opening with a frame header of a SETTINGS frame."""
+    conn.settimeout(timeout)
+    try:
+        conn.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except OSError:  # a reset, or silence until the timeout
+        return False
+    return header[3] == _SETTINGS

@@ -42,13 +42,15 @@ def ensure_ray(address: str | None = None, *, worker_logs: bool = False) -> None
     check_address(address)  # a typo or an unreachable head: one line in seconds, not minutes of retries
     if ray.is_initialized():
         return
-    # a local instance, or one on this machine's loopback (a laptop's `ray start`, the tests'):
-    # this driver's node address is loopback too, or it would look for its raylet elsewhere
-    on_loopback = not address or _is_loopback(address)
-    if not address:  # a local instance: its raylet reads these (as environment, not _system_config,
+    # a local instance (no address, or "local": a new one even where RAY_ADDRESS is set), or one on
+    # this machine's loopback (a laptop's `ray start`, the tests'): this driver's node address is
+    # loopback too, or it would look for its raylet elsewhere
+    starts_local = address in (None, "local")
+    on_loopback = starts_local or _is_loopback(address)
+    if starts_local:  # its raylet reads these (as environment, not _system_config,
         for name, value in worker_pool_env().items():  # which prints an "unstable API" warning)
             os.environ.setdefault(name, value)
-    if address:  # the driver's GCS client logs every failed retry on stderr; the failure is one line
+    else:  # the driver's GCS client logs every failed retry on stderr; the failure is one line
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
         with loopback_only(on_loopback), quiet_ray_start(not worker_logs):

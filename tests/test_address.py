@@ -34,3 +34,53 @@ def test_an_unreachable_address_fails_fast_with_one_line():
     assert time.perf_counter() - start < 5 and "cannot connect to 127.0.0.1:1" in str(err.value)
     with pytest.raises(ConfigError, match="cannot resolve host 'notahost.invalid'"):
         check_address("notahost.invalid:6379")
+
+
+@pytest.fixture()
+def listener():
+    """A TCP listener on loopback that answers each connection with ``reply`` (or stays silent)."""
+    import socket
+    import threading
+
+    servers = []
+
+    def start(reply: bytes | None):
+        server = socket.create_server(("127.0.0.1", 0))
+        servers.append(server)
+
+        def serve():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(64)
+                if reply is not None:
+                    conn.sendall(reply)
+                time.sleep(3)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"127.0.0.1:{server.getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("reply", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n", b"SSH-2.0-OpenSSH_9.6\r\n"])
+def test_a_listener_that_is_not_ray_fails_in_bounded_time_with_one_line(listener, reply):
+    """Ray retried such an address for ever (killed at 600 s); the probe asks it for gRPC first."""
+    address = listener(reply)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=f"^ray.address: {address} accepts connections but is not a Ray cluster"):
+        check_address(address, timeout=1.0)
+    assert time.perf_counter() - start < 3
+
+
+def test_an_http2_server_passes_the_probe(listener):
+    settings = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # an empty SETTINGS frame, as a gRPC server opens
+    check_address(listener(settings), timeout=1.0)
+
+
+def test_a_real_ray_gcs_passes_the_probe(ray_local):
+    check_address(ray_local.get_runtime_context().gcs_address)

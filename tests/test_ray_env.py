@@ -15,6 +15,8 @@ import ray
 from taast_ray.ray_env import ensure_ray
 if sys.argv[1] == "taast":
     ensure_ray(None)
+elif sys.argv[1] == "taast-local":
+    ensure_ray("local")
 else:
     ray.init(include_dashboard=False, logging_level=logging.WARNING, configure_logging=False, log_to_driver=False)
 ray.get(ray.remote(lambda: 1).remote())
@@ -40,8 +42,9 @@ def listening_sockets(mode: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
-def test_a_local_instance_listens_on_loopback_only():
-    sockets = listening_sockets("taast")
+@pytest.mark.parametrize("mode", ["taast", "taast-local"])  # no address, and --address local
+def test_a_local_instance_listens_on_loopback_only(mode):
+    sockets = listening_sockets(mode)
     assert len(sockets) >= 4  # GCS, raylet, a worker, the agents: the count is real
     assert [s for s in sockets if not s.startswith(LOOPBACK)] == []
 
