@@ -43,6 +43,8 @@ class SelectionConfig:
     # FAISS's own default: Lloyd trains on ≤ 256·k points (65,536 for k = 256), every point is
     # assigned at the end; +0.3% inertia against 1024 at 200k × 768, for half the time
     kmeans_max_points_per_centroid: int = 256
+    # class-balanced: σ of a(b) = u(b)·exp(−σ·p(l̂_b)) (arXiv 2508.17849; = scoring.BALANCE_SIGMA)
+    balance_sigma: float = 10.0
     # taast-balanced: at most this many of the B picks per predicted class c(x);
     # 0: ⌈B / number of classes c(x) among the candidates⌉
     class_cap: int = 0
@@ -200,6 +202,8 @@ def _checks(cfg: TaastConfig):
     yield "selection.det_conf", 0.0 <= s.det_conf < 1.0, "must be in [0, 1)"
     yield "selection.candidate_fraction", 0.0 < s.candidate_fraction <= 1.0, "must be in (0, 1]"
     yield "selection.beta", s.beta >= 0 and math.isfinite(s.beta), "must be a finite number >= 0"
+    yield "selection.balance_sigma", s.balance_sigma >= 0 and math.isfinite(s.balance_sigma), \
+        "must be a finite number >= 0"
     yield "selection.count_mode", s.count_mode in ("images", "boxes"), "must be 'images' or 'boxes'"
     yield "selection.kmeans_backend", s.kmeans_backend in KMEANS_BACKENDS, \
         f"must be one of {', '.join(KMEANS_BACKENDS)}"

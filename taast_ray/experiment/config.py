@@ -173,7 +173,7 @@ def experiment_from_dict(values: dict, *, runnable: bool = True) -> ExperimentCo
     except ConfigError as exc:
         raise ConfigError(f"base.{exc}") from None
     if exp.strategies is None:
-        exp.strategies = [StrategySpec.from_config(n, "strategies") for n in (*registry.baselines(), registry.DEFAULT)]
+        exp.strategies = [StrategySpec.from_config(n, "strategies") for n in registry.default_arms()]
     if exp.seeds is None:
         exp.seeds = list(exp.base.protocol.seeds)
     retired = next((i for i, s in enumerate(exp.strategies) if s.strategy in registry.retired()), None)

@@ -51,7 +51,7 @@ def score_detections(det: PoolScalars, labels: LabelSet, sel: SelectionConfig) -
     return finish_scores(det.entropy, det.candidate_class, det.pseudo, det.pseudo_counts[sel.count_mode],
                          labels.class_counts(sel.count_mode), labels.num_classes, beta=sel.beta,
                          use_rarity=strategy.uses_rarity, rule=strategy.rarity_rule,
-                         image_vectors=det.image_vectors)
+                         image_vectors=det.image_vectors, balance_sigma=sel.balance_sigma)
 
 
 class PoolIds:

@@ -19,7 +19,8 @@ from taast_ray.selection.scoring import ImageScores
 from taast_ray.selection.strategies import (Picks, SelectionContext, diverse, diverse_balanced, select_coreset,
                                             select_random, top_by_value)
 
-RARITY = ("class", "expected", "none")  # w_{c(x)} (eq. 7); Σ_k p_{k,b*} w_k; w ≡ 1
+RARITY = ("class", "expected", "box-balanced", "none")  # w_{c(x)} (eq. 7); Σ_k p_{k,b*} w_k;
+# max_b H(p_b)·exp(−σ p(l̂_b)) in place of φ (arXiv 2508.17849, scoring.class_balanced_value); w ≡ 1
 EMBEDS = (None, "candidates", "eligible")
 
 
@@ -36,6 +37,7 @@ class Strategy:
     baseline: int | None = None        # a comparison arm's place in reports, which pair TAAST-type arms
                                        # against these; None: a TAAST-type arm
     paper_rank: int | None = None      # the paper's claimed order TAAST > entropy > random (0 first)
+    default_arm: bool = False          # an arm of an experiment that lists no strategies (the paper's)
     retired: str | None = None         # why it was dropped; a configuration naming it fails with this
 
     @property
@@ -74,7 +76,8 @@ def entropy(scored: ImageScores) -> np.ndarray:
 
 
 def phi_of_rule(scored: ImageScores) -> np.ndarray:
-    """φ(x) = w(x) · E(x) of a rarity rule other than the paper's; refuses scores made without it."""
+    """The value of a rarity rule other than the paper's (φ(x) = w(x) · E(x); the class-balanced
+    rule's a(x)); refuses scores made without it."""
     if scored.image_weight is None:
         raise ValueError("a tail-aware variant needs scores made with its rarity rule (Strategy.rarity_rule)")
     return scored.value
@@ -83,13 +86,16 @@ def phi_of_rule(scored: ImageScores) -> np.ndarray:
 _STUDY_A = "benchmarks/results/study_a_tail"
 REGISTRY: dict[str, Strategy] = {s.name: s for s in (
     Strategy("taast", diverse, "the paper's formula: top-q by φ = w_{c(x)}·E(x), k-means, nearest to each mean",
-             phi, "φ(x)", embeds="candidates", paper_rank=0),
+             phi, "φ(x)", embeds="candidates", paper_rank=0, default_arm=True),
     Strategy("entropy", top_by_value, "the top B eligible images by E(x)", entropy, "E(x)",
-             pseudo_labels=False, baseline=1, paper_rank=1),
+             pseudo_labels=False, baseline=1, paper_rank=1, default_arm=True),
     Strategy("random", select_random, "uniform over the pool, seeded", pseudo_labels=False, baseline=0,
-             paper_rank=2),
+             paper_rank=2, default_arm=True),
     Strategy("coreset", select_coreset, "k-center greedy on the embeddings from the labelled set's",
-             embeds="eligible", pseudo_labels=False, baseline=2),
+             embeds="eligible", pseudo_labels=False, baseline=2, default_arm=True),
+    Strategy("class-balanced", top_by_value, "the literature's box-level class-balanced score (arXiv "
+             "2508.17849): the top B eligible images by a(x) = max over boxes of H(p_b)·exp(−σ·p(class))",
+             phi_of_rule, "a(x)", rarity="box-balanced", pseudo_labels=False, baseline=3),
     Strategy("taast-no-diversity", top_by_value, "ablation: the top B eligible images by φ", phi, "φ(x)"),
     Strategy("taast-no-rarity", diverse, "ablation: taast with w ≡ 1 (ranks by E(x))", entropy, "E(x)",
              rarity="none", embeds="candidates"),
@@ -134,6 +140,12 @@ def baselines() -> tuple[str, ...]:
 def is_baseline(name: str) -> bool:
     """A comparison arm (retired names included: committed studies still read)."""
     return name in REGISTRY and REGISTRY[name].baseline is not None
+
+
+def default_arms() -> tuple[str, ...]:
+    """An experiment's arms when it lists none: the paper's baselines, then its formula."""
+    arms = [n for n in names() if REGISTRY[n].default_arm]
+    return tuple(sorted(arms, key=lambda n: (REGISTRY[n].baseline is None, REGISTRY[n].baseline or 0)))
 
 
 def paper_order() -> tuple[str, ...]:

@@ -158,8 +158,11 @@ def image_value(entropy: np.ndarray, cand_class: np.ndarray, weights: np.ndarray
 # the least confident box's distribution, Σ_k p_{k,b*} w_k. w depends on P's counts, known only
 # once the pass is over, so the reduction keeps one C-row per image (s_{b*}) and w(x) is taken
 # afterwards. (A "max" rule, the rarest plausible class max_{b,k} w_k · s_{k,b}, tied taast in
-# study (a) and was dropped.)
-def weakest_box_scores(scores: np.ndarray, offsets: np.ndarray, least_confident: np.ndarray) -> np.ndarray:
+# study (a) and was dropped.) "box-balanced" is the literature's box-level class-balanced score
+# (arXiv 2508.17849), a comparison arm rather than a weight on E(x): see class_balanced_value.
+# A rule's row function takes (scores, offsets, b*, H(p_b), argmax_k s_{k,b}) of one block.
+def weakest_box_scores(scores: np.ndarray, offsets: np.ndarray, least_confident: np.ndarray,
+                       *_box_stats) -> np.ndarray:
     """s_{b*} per image, (n, C) float32; a zero row for an image without boxes."""
     rows = np.zeros((len(least_confident), scores.shape[1]), np.float32)
     has = least_confident >= 0
@@ -167,7 +170,32 @@ def weakest_box_scores(scores: np.ndarray, offsets: np.ndarray, least_confident:
     return rows
 
 
-RULE_VECTOR = {"expected": weakest_box_scores}
+# The class-balanced rule, a(b) = u(b) · exp(−σ · p(l̂_b)) (arXiv 2508.17849, read through its
+# HTML page and a summary of it; the passage on σ's value and on u(b) was not reachable): the paper
+# takes u(b) from the consistency of a box's predictions over augmented copies of the image
+# (after CALD), which the detections contract does not hold, so u(b) = H(p_b), the box term of
+# eq. 2; p comes "from the pseudo labels", which there cover every confident box of the pool and
+# so nearly all the training data: here P holds only wholly confident images, so p is the class
+# share over L ∪ P (eq. 5's n_c, the same counts taast's w reads; the arms differ in the rule
+# alone); the paper picks boxes, so an image ranks by its best box (top boxes → their images).
+# σ: its value was not found; 10 puts a class holding a tenth of the counts at e^−1 of an unseen
+# class's factor, a head class holding a third at e^−3.3; the configuration's selection.balance_sigma.
+BALANCE_SIGMA = 10.0
+
+
+def class_max_uncertainty(scores: np.ndarray, offsets: np.ndarray, least_confident: np.ndarray,
+                          box_entropy: np.ndarray, box_class: np.ndarray) -> np.ndarray:
+    """Per image and predicted class k, max u(b) over its boxes b with l̂_b = argmax_j s_{j,b} = k,
+    u(b) = H(p_b) (§2's box entropy, eq. 2's term); (n, C) float32, −1 where the image has no box
+    of class k (so a class without boxes never wins the max, even against boxes with u = 0)."""
+    n = len(offsets) - 1
+    rows = np.full((n, scores.shape[1]), -1.0, np.float32)
+    box_image = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+    np.maximum.at(rows, (box_image, np.asarray(box_class, np.int64)), np.asarray(box_entropy, np.float32))
+    return rows
+
+
+RULE_VECTOR = {"expected": weakest_box_scores, "box-balanced": class_max_uncertainty}
 _RULE_CHUNK = 1 << 16  # image rows of a memory-mapped (n, C) file read at a time
 
 
@@ -191,6 +219,38 @@ def image_rarity(vectors, weights: np.ndarray, rule: str, has_boxes: np.ndarray)
     return out
 
 
+def class_frequency(class_counts: np.ndarray) -> np.ndarray:
+    """p(k) = n_k / Σ_j n_j over L ∪ P's counts (eq. 5's n_c, in the pass's count mode: boxes gives
+    the share of boxes); uniform when every count is 0."""
+    counts = np.asarray(class_counts, np.float64)
+    total = counts.sum()
+    return counts / total if total > 0 else np.full(len(counts), 1.0 / len(counts))
+
+
+def class_balanced_value(vectors, factors: np.ndarray, has_boxes: np.ndarray):
+    """a(x) = max_b u(b) · exp(−σ · p(l̂_b)) = max_k v_k · f_k from the (n, C) rows v of
+    :func:`class_max_uncertainty` and f_k = exp(−σ p(k)), chunk by chunk; with it the factor f of
+    the class that gives the max (lowest class index on ties), the image's "weight". Both 0 for an
+    image without boxes. Ranking images by the max over their boxes is ranking the pool's boxes
+    by a(b) and taking each box's image until B images are taken (the paper's box-level pick
+    under an image budget)."""
+    factors = np.asarray(factors, np.float64)
+    value = np.zeros(len(has_boxes), np.float64)
+    weight = np.zeros(len(has_boxes), np.float64)
+    for start in range(0, len(value), _RULE_CHUNK):
+        a = np.array(vectors[start:start + _RULE_CHUNK], np.float64)  # a copy, scaled in place
+        absent = a < 0
+        a *= factors
+        a[absent] = -1.0  # a class without boxes never wins (even where f underflows to 0)
+        best = a.argmax(axis=1)
+        value[start:start + len(a)] = a[np.arange(len(a)), best]
+        weight[start:start + len(a)] = factors[best]
+    has = np.asarray(has_boxes, bool)
+    value[~has] = 0.0
+    weight[~has] = 0.0
+    return value, weight
+
+
 def variant_value(entropy: np.ndarray, image_weight: np.ndarray, has_boxes: np.ndarray) -> np.ndarray:
     """φ(x) = w(x) · E(x); 0 when x has no boxes."""
     return np.where(has_boxes, image_weight * entropy, 0.0)
@@ -204,10 +264,11 @@ class ImageScores:
     least_confident: np.ndarray | None  # global box row of b*, −1 for none (None when streamed)
     pseudo: np.ndarray           # x ∈ P
     class_counts: np.ndarray     # n_c over L ∪ P
-    weights: np.ndarray          # w_c
+    weights: np.ndarray          # w_c (the class-balanced rule: its factors exp(−σ p(c)))
     value: np.ndarray            # φ(x)
     confidence: np.ndarray | None  # conf_b per box (None when streamed: the rows are gone)
-    image_weight: np.ndarray | None = None  # a variant's w(x), 0 without boxes; None: w_{c(x)}
+    image_weight: np.ndarray | None = None  # a variant's w(x) (class-balanced: the winning box's
+                                            # factor), 0 without boxes; None: w_{c(x)}
 
     def weight_of(self, rows) -> np.ndarray:
         """The weight φ multiplies E(x) by for these rows: w_{c(x)}, or a variant's w(x); 0 where
@@ -271,7 +332,7 @@ def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
     pairs = np.unique(box_image[in_p] * scores.shape[1] + classes)
     pseudo_counts = {"boxes": np.bincount(classes, minlength=scores.shape[1]).astype(np.int64),
                      "images": np.bincount(pairs % scores.shape[1], minlength=scores.shape[1]).astype(np.int64)}
-    vector = RULE_VECTOR[rule](scores, offsets, b_star) if rule in RULE_VECTOR else None
+    vector = RULE_VECTOR[rule](scores, offsets, b_star, box_entropies, box_class) if rule in RULE_VECTOR else None
     return ImageReduction(entropy, cand_class, pseudo, counts.astype(np.int32), pseudo_counts,
                           confidence, b_star, box_class, row_minimum, vector)
 
@@ -279,11 +340,16 @@ def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
 def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarray,
                   pseudo_counts: np.ndarray, labelled_counts: np.ndarray, num_classes: int, *,
                   beta: float = 1.0, use_rarity: bool = True, least_confident=None,
-                  confidence=None, rule: str = "class", image_vectors=None) -> ImageScores:
+                  confidence=None, rule: str = "class", image_vectors=None,
+                  balance_sigma: float = BALANCE_SIGMA) -> ImageScores:
     """Eqs. 5–7 from the per-image scalars: n_c = L's counts + P's, w_c, φ.
 
     ``rule`` "expected" (a variant's rarity rule) replaces w_{c(x)} by w(x) read from
-    ``image_vectors``, the (n, C) rows the reduction kept (a memory map when streamed)."""
+    ``image_vectors``, the (n, C) rows the reduction kept (a memory map when streamed).
+    ``rule`` "box-balanced" (the class-balanced comparison arm) ranks by
+    a(x) = max_b H(p_b) · exp(−σ · p(l̂_b)) instead of φ, σ = ``balance_sigma``, p the class shares
+    of the same n_c (:func:`class_frequency`); its ``weights`` are the factors exp(−σ p(k)) and its
+    ``image_weight`` the factor of the box that gives a(x)."""
     counts = np.asarray(labelled_counts, dtype=np.int64) + np.asarray(pseudo_counts, dtype=np.int64)
     weights = rarity_weight(counts, beta) if use_rarity else np.ones(num_classes)
     if rule == "class":
@@ -292,6 +358,11 @@ def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarra
     if image_vectors is None:
         raise ValueError(f"rarity rule {rule!r} needs the per-image score rows of the reduction")
     has_boxes = np.asarray(cand_class) >= 0
+    if rule == "box-balanced":
+        factors = np.exp(-float(balance_sigma) * class_frequency(counts))
+        value, image_weight = class_balanced_value(image_vectors, factors, has_boxes)
+        return ImageScores(entropy, cand_class, least_confident, pseudo, counts, factors, value,
+                           confidence, image_weight)
     image_weight = image_rarity(image_vectors, weights, rule, has_boxes)
     return ImageScores(entropy, cand_class, least_confident, pseudo, counts, weights,
                        variant_value(entropy, image_weight, has_boxes), confidence, image_weight)
@@ -299,10 +370,12 @@ def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarra
 
 def score_images(scores: np.ndarray, offsets: np.ndarray, labelled_counts: np.ndarray, *,
                  tau: float = 0.8, beta: float = 1.0, count_mode: str = "images",
-                 use_rarity: bool = True, rule: str = "class") -> ImageScores:
+                 use_rarity: bool = True, rule: str = "class",
+                 balance_sigma: float = BALANCE_SIGMA) -> ImageScores:
     """Eqs. 1–7 in one pass. ``labelled_counts`` is n_c over L (same count mode)."""
     r = reduce_images(scores, offsets, tau, rule)
     return finish_scores(r.entropy, r.candidate_class.astype(np.int64), r.pseudo,
                          r.pseudo_counts[count_mode], labelled_counts, scores.shape[1], beta=beta,
                          use_rarity=use_rarity, least_confident=r.least_confident,
-                         confidence=r.confidence, rule=rule, image_vectors=r.image_vector)
+                         confidence=r.confidence, rule=rule, image_vectors=r.image_vector,
+                         balance_sigma=balance_sigma)

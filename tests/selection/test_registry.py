@@ -87,7 +87,8 @@ def test_records_are_consistent():
         if record.embeds == "candidates":
             assert record.value is not None, record.name
     assert registry.paper_order() == (registry.DEFAULT, "entropy", "random")
-    assert registry.baselines() == ("random", "entropy", "coreset")
+    assert registry.baselines() == ("random", "entropy", "coreset", "class-balanced")
+    assert registry.default_arms() == ("random", "entropy", "coreset", registry.DEFAULT)  # the paper's study
     with pytest.raises(ValueError, match="ranking value"):
         registry.register(registry.Strategy("x", diverse, "no value", embeds="candidates"))
 
