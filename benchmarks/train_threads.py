@@ -19,6 +19,7 @@ from pathlib import Path
 
 import taast_ray  # noqa: F401  (offline switches before Ultralytics)
 from taast_ray.bench.measure import hardware
+from taast_ray.config import TrainConfig
 from taast_ray.data.synth import make_synthetic_dataset
 from taast_ray.ray_env import ensure_ray
 from taast_ray.training.trainer import fine_tune
@@ -27,8 +28,8 @@ from taast_ray.versions import software_versions
 
 def seconds(dataset: Path, out: Path, epochs: int, cpus: int | None) -> tuple[float, list]:
     start = time.perf_counter()
-    result = fine_tune(dataset, "yolov8n.yaml", out, epochs=epochs, imgsz=160, batch=16, workers=1,
-                       lr0=0.002, optimizer="AdamW", seed=0, use_gpu="false", cpus_per_worker=cpus)
+    train = TrainConfig(imgsz=160, batch=16, workers=1, lr0=0.002, optimizer="AdamW", cpus_per_worker=cpus)
+    result = fine_tune(train, dataset, "yolov8n.yaml", out, epochs=epochs, seed=0, use_gpu="false")
     return time.perf_counter() - start, [s.get("threads") for s in result["seen"]]
 
 

@@ -174,7 +174,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out: {args.out} is a URI; `taast run` trains in its run directory and needs "
                           f"a path (on a cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
     check_out_dir(args.out)
-    from taast_ray.loop.cycle import AwaitingAnnotation, format_table, run_cycles
+    from taast_ray.loop.cycle import run_cycles
+    from taast_ray.loop.production import AwaitingAnnotation
+    from taast_ray.loop.rows import format_table
     from taast_ray.loop.preflight import check_run_inputs, undo_failed_first_start
     from taast_ray.ray_env import ensure_ray
 
@@ -194,10 +196,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from taast_ray.io import read_json
     from taast_ray.loop.ingest import ingest_labels
+    from taast_ray.loop.layout import CycleLayout
 
     with _locked(Path(args.run)):  # never beside a `taast run --resume` still writing there
         path = ingest_labels(args.run, args.labels, partial=args.partial)
-    report = read_json(path.parent / "ingest.json")
+    report = read_json(CycleLayout(path.parent).ingest_record)
     back = f", {report['returned_to_pool']} returned to the pool" if report["returned_to_pool"] else ""
     print(f"{report['labelled']} images ({report['boxes']} boxes) stored in {path}{back}; continue with: "
           f"taast run --config {Path(args.run) / 'config.yaml'} --out {args.run} --resume")

@@ -36,7 +36,8 @@ def run_demo(cfg: TaastConfig, out: Path) -> int:
     from taast_ray.data.synth import format_class_table
     from taast_ray.data.frequency import image_counts
     from taast_ray.io import read_json
-    from taast_ray.loop.cycle import _num, format_table, run_cycles
+    from taast_ray.loop.cycle import run_cycles
+    from taast_ray.loop.rows import format_metric, format_table
     from taast_ray.loop.layout import RunLayout
     from taast_ray.ray_env import ensure_ray
 
@@ -58,6 +59,6 @@ def run_demo(cfg: TaastConfig, out: Path) -> int:
     if layout.test_metrics.exists():
         test = read_json(layout.test_metrics)
         print("test split, final model: " + "  ".join(
-            f"{k} {_num(test.get(k))}" for k in ("AP", "APr@L0", "APc@L0", "APf@L0", "APr", "APc", "APf", "mAP")))
+            f"{k} {format_metric(test.get(k))}" for k in ("AP", "APr@L0", "APc@L0", "APf@L0", "APr", "APc", "APf", "mAP")))
     print(f"\ndone in {(time.perf_counter() - start) / 60:.1f} min; everything is under {out}/")
     return 0

@@ -3,6 +3,7 @@
 Reads what the loop already wrote (L0's labels, the pool listing, the detector's per-image
 detections, scores.parquet) and the training ground truth; the arithmetic is
 :mod:`taast_ray.evaluation.tail`. No Ray here: the loop and the pilots' post-hoc analysis share it.
+The loop passes every path (loop/layout.py): this layer does not know a run directory's layout.
 """
 from __future__ import annotations
 
@@ -56,11 +57,12 @@ def selection_tail(select_dir: str | Path, truth: dict, l0_labels: dict) -> dict
     return tail_lift(truth, selected, rare_ids(l0_frequency(l0_labels)), candidates)
 
 
-def cycle_tail(cycle_dir: str | Path, train_gt_path: str | Path, l0_labels_path: str | Path) -> dict:
-    """Tail lift and the detector's box coverage for ``cycle_dir`` (pool.parquet, select/)."""
-    cycle_dir = Path(cycle_dir)
-    truth = pool_truth(read_json(train_gt_path), pool_ids(cycle_dir / "pool.parquet"))
+def cycle_tail(pool: str | Path, select_dir: str | Path, detections: str | Path,
+               train_gt_path: str | Path, l0_labels_path: str | Path) -> dict:
+    """Tail lift and the detector's box coverage of one cycle: its pool listing, its selection
+    (scores.parquet) and its detections folder, where the loop's layout put them."""
+    truth = pool_truth(read_json(train_gt_path), pool_ids(pool))
     l0 = read_json(l0_labels_path)
-    out = selection_tail(cycle_dir / "select", truth, l0)
-    out["box_coverage"] = pool_coverage(cycle_dir / "select" / "detections", truth)
+    out = selection_tail(select_dir, truth, l0)
+    out["box_coverage"] = pool_coverage(detections, truth)
     return out

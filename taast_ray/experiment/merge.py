@@ -21,6 +21,7 @@ from pathlib import Path
 from taast_ray.config import read_yaml_mapping
 from taast_ray.errors import ConfigError, InputError
 from taast_ray.selection import registry
+from taast_ray.experiment.layout import ExperimentLayout
 from taast_ray.experiment.config import ExperimentConfig, StrategySpec, _check, experiment_from_dict
 from taast_ray.io import read_json, write_json, write_text
 from taast_ray.versions import MACHINE_KEYS
@@ -42,18 +43,19 @@ class Part:
 
 def read_part(path: str | Path) -> Part:
     path = Path(path)
-    for name in ("experiment.yaml", "results.json"):
-        if not (path / name).is_file():
-            raise InputError(f"{path}: no {name} (a part is a finished experiment directory, or the "
-                             "experiment.yaml and results.json committed from one)")
-    values = read_yaml_mapping(path / "experiment.yaml", keep_versions=True)
+    layout = ExperimentLayout(path)
+    for file in (layout.config, layout.results):
+        if not file.is_file():
+            raise InputError(f"{path}: no {file.name} (a part is a finished experiment directory, or the "
+                             f"{layout.config.name} and {layout.results.name} committed from one)")
+    values = read_yaml_mapping(layout.config, keep_versions=True)
     try:
         exp = experiment_from_dict(values, runnable=False)  # sets the versions aside; retired arms read
     except ConfigError as exc:
-        raise InputError(f"{path / 'experiment.yaml'}: {exc}") from None
-    results = read_json(path / "results.json")
+        raise InputError(f"{layout.config}: {exc}") from None
+    results = read_json(layout.results)
     if not isinstance(results, dict) or not isinstance(results.get("trials"), list) or "classes" not in results:
-        raise InputError(f"{path / 'results.json'}: not an experiment's results (no trials or classes)")
+        raise InputError(f"{layout.results}: not an experiment's results (no trials or classes)")
     return Part(path, exp, results, values.get("versions") or {})
 
 
@@ -196,8 +198,9 @@ def write_merged_report(paths: list[str | Path], out: str | Path, reference: str
     exp, results = merge_parts(paths, reference)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", results)
-    write_text(out / "experiment.yaml", yaml.safe_dump(exp.to_dict(), sort_keys=False, allow_unicode=True))
+    layout = ExperimentLayout(out)
+    write_json(layout.results, results)
+    write_text(layout.config, yaml.safe_dump(exp.to_dict(), sort_keys=False, allow_unicode=True))
     command = f"taast report {' '.join(map(str, paths))} --out {out}" + (
         f" --reference {reference}" if reference else "")
     write_report(exp, out, results, command, notes=part_lines(results))

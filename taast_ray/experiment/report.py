@@ -13,11 +13,11 @@ from pathlib import Path
 from taast_ray.selection import registry
 from taast_ray.evaluation.metrics import METRIC_KEYS as METRICS, METRIC_NAMES
 from taast_ray.experiment.config import ExperimentConfig
-from taast_ray.experiment.runner import curve_file
+from taast_ray.experiment.layout import CurvesLayout, ExperimentLayout
 from taast_ray.experiment.stats import MeanCI, label_efficiency, mean_ci, paired_difference
 from taast_ray.io import read_json, write_json
-from taast_ray.loop.cycle import ROW_METRIC_KEYS
 from taast_ray.loop.layout import RunLayout
+from taast_ray.loop.rows import ROW_METRIC_KEYS
 
 # groups counted on L0 (the paper's rare: < 10 L0 images), beside the label file's own tags
 REPORT_METRICS = tuple(dict.fromkeys((*METRICS, "APr@L0", "APc@L0", "APf@L0")))
@@ -50,7 +50,7 @@ def _trial_record(exp: ExperimentConfig, trial) -> dict:
     if trial.curves is not None:
         # shared training: the run's rows (selection, labels, tail lift) with this variant's own
         # test-split metrics in place of the unshifted val's; the last cycle's is its test result
-        curves = [read_json(curve_file(trial.curves, r["cycle"])) for r in rows]
+        curves = [read_json(CurvesLayout(trial.curves).score(r["cycle"])) for r in rows]
         rows = [{**r, **{k: m.get(k) for k in ROW_METRIC_KEYS}} for r, m in zip(rows, curves)]
         test = curves[-1]
     return {"variant": trial.variant.name, "strategy": trial.strategy.name, "seed": trial.seed,
@@ -133,7 +133,7 @@ def collect_results(exp: ExperimentConfig, out: Path, trials, data: dict[str, di
     classes = {v.name: _class_table([t for t in trials if t.variant == v], data[v.name]["train"])
                for v in exp.variants}
     results = results_from_records(exp, records, classes)
-    write_json(out / "results.json", results)
+    write_json(ExperimentLayout(out).results, results)
     return results
 
 
@@ -412,14 +412,14 @@ def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str |
     """``notes``: lines after the header (a merged report's parts)."""
     from taast_ray.versions import software_versions
 
-    plots = out / "plots"
-    plots.mkdir(exist_ok=True)
+    layout = ExperimentLayout(out)
+    layout.plots.mkdir(exist_ok=True)
     b = exp.base
     lines = [f"# Experiment: {exp.name}", ""]
     if exp.description:
         lines += [exp.description.strip(), ""]
     lines += [
-        f"- Command: `{command or f'taast experiment --config {out}/experiment.yaml --out {out}'}`",
+        f"- Command: `{command or f'taast experiment --config {layout.config} --out {out}'}`",
         f"- Strategies: {', '.join(f'{s.name} ({s.strategy}, pseudo labels {str(s.pseudo_labels).lower()})' for s in exp.strategies)}",
         f"- Seeds: {', '.join(map(str, exp.seeds))} (each seed: its own L0/U split and warm-up, shared by every strategy)",
         f"- Protocol: L0 = {b.protocol.seed_fraction:.0%} of train, B = {b.selection.budget}, T = {b.protocol.cycles} cycles, "
@@ -443,17 +443,24 @@ def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str |
         if comparison_pairs(exp, summary):
             lines += ["Paired differences of the final values (a − b, seeds in common; ± 1.96σ/√n, "
                       "t-interval in brackets):", ""] + paired_table(exp, summary) + [""]
-        _plot_curves(exp, summary, plots / f"curves_{v.name}.png", title)
-        _plot_classes(summary, results["classes"][v.name], plots / f"selected_classes_{v.name}.png", title)
-        lines += [f"![curves](plots/curves_{v.name}.png)", "",
-                  f"![selected classes](plots/selected_classes_{v.name}.png)", "",
+        curves_png = layout.plot(f"curves_{v.name}.png")
+        classes_png = layout.plot(f"selected_classes_{v.name}.png")
+        _plot_curves(exp, summary, curves_png, title)
+        _plot_classes(summary, results["classes"][v.name], classes_png, title)
+        lines += [f"![curves]({_relative(curves_png, layout)})", "",
+                  f"![selected classes]({_relative(classes_png, layout)})", "",
                   "<details><summary>Per cycle</summary>", ""] + cycle_table(summary) + ["", "</details>", ""]
     if len(exp.variants) > 1:
         lines += ["## Sweep", ""] + sweep_table(exp, results) + [""]
         for axis in ("empty_fraction", "shift_level"):
             if len({v[axis] for v in results["variants"]}) > 1:
-                _plot_sweep(exp, results, plots / f"efficiency_vs_{axis}.png", axis)
-                lines += [f"![efficiency against {axis}](plots/efficiency_vs_{axis}.png)", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+                plot = layout.plot(f"efficiency_vs_{axis}.png")
+                _plot_sweep(exp, results, plot, axis)
+                lines += [f"![efficiency against {axis}]({_relative(plot, layout)})", ""]
+    layout.report.write_text("\n".join(lines) + "\n")
+    return layout.report
+
+
+def _relative(path: Path, layout: ExperimentLayout) -> str:
+    """A file's link in report.md, which lies at the experiment's root."""
+    return path.relative_to(layout.report.parent).as_posix()

@@ -1,18 +1,11 @@
 """``taast experiment``: strategies × seeds × cycles over one or more datasets, resumable by trial.
 
-    EXP/experiment.yaml                     the configuration, with software versions
-    EXP/datasets/<variant>/                 synthetic data (one per sweep point)
-    EXP/bases/<variant>/seed_<s>/           the split (L0, U) and the warm-up on L0 for this seed
-    EXP/trials/<variant>/<strategy>/seed_<s>/   a `taast run` directory, cycles 1..T
-    EXP/curves/<variant>/<strategy>/seed_<s>/   shared training only: cycle_<t>.json, each cycle's
-                                            model scored on this variant's own test split
-    EXP/results.json, EXP/report.md, EXP/plots/*.png
-
-Every strategy of a seed starts from the same L0, U and warm-up model, so the warm-up is trained
-once per (variant, seed) and copied into each trial. Trials run in the driver one after the other
-(``parallel_trials: 1``) or as Ray tasks, several at once, each asking the cluster for its own actor
-pools and Ray Train workers. A trial is a `taast run` directory with its stage markers, so a
-re-run with ``--resume`` picks each trial up at its first unfinished stage.
+The experiment directory is :mod:`taast_ray.experiment.layout`'s. Every strategy of a seed starts
+from the same L0, U and warm-up model, so the warm-up is trained once per (variant, seed) and
+copied into each trial. Trials run in the driver one after the other (``parallel_trials: 1``) or
+as Ray tasks, several at once, each asking the cluster for its own actor pools and Ray Train
+workers. A trial is a `taast run` directory with its stage markers, so a re-run with ``--resume``
+picks each trial up at its first unfinished stage.
 
 Label-shift variants scored on the test split (``curve_split: test``) differ only in that split, so
 bases and trials live under the shared name ``Variant.trains_as`` (``empty50``) and train once; a
@@ -31,6 +24,7 @@ from pathlib import Path
 from taast_ray.config import save_with_versions
 from taast_ray.errors import InputError
 from taast_ray.experiment.config import ExperimentConfig, StrategySpec, Variant, trial_config
+from taast_ray.experiment.layout import CURVES_STAGE, CurvesLayout, ExperimentLayout
 from taast_ray.console import say
 from taast_ray.io import mark_done, read_json
 from taast_ray.loop.layout import WARMUP_FILES, RunLayout
@@ -78,9 +72,9 @@ def unique_runs(trials: list[Trial]) -> list[Trial]:
 def plan(exp: ExperimentConfig, out: Path) -> list[Trial]:
     """One trial per variant, seed and strategy; trials of variants that train alike share their
     directory and base (``Variant.trains_as``) and keep their own curves."""
-    return [Trial(v, s, seed, out / "trials" / v.trains_as / s.name / f"seed_{seed}",
-                  out / "bases" / v.trains_as / f"seed_{seed}",
-                  out / "curves" / v.name / s.name / f"seed_{seed}" if exp.shares_training else None)
+    layout = ExperimentLayout(out)
+    return [Trial(v, s, seed, layout.trial(v.trains_as, s.name, seed), layout.base(v.trains_as, seed),
+                  layout.curves(v.name, s.name, seed) if exp.shares_training else None)
             for v in exp.variants for seed in exp.seeds for s in exp.strategies]
 
 
@@ -94,23 +88,17 @@ def training_variants(exp: ExperimentConfig) -> dict[str, Variant]:
 
 def variant_data(exp: ExperimentConfig, variant: Variant, out: Path) -> dict:
     """The data section for this variant: the user's files, or a synthetic set made once."""
+    from taast_ray.loop.sources import synthetic_dataset
+
     d = exp.base.data
     if not exp.synthetic:
         return {"train": d.train, "val": d.val, "test": d.test, "images": d.images}
-    root = out / "datasets" / variant.name
-    if not (root / "stats.json").exists():
-        from taast_ray.data.synth import make_synthetic_dataset
-
-        say(f"dataset {variant.name}: {d.synthetic_images} synthetic images "
-            f"(empty share {variant.empty_fraction:.0%}, label shift {variant.label_shift or 'none'})")
-        shutil.rmtree(root, ignore_errors=True)
-        make_synthetic_dataset(root, images=d.synthetic_images, classes=d.synthetic_classes,
-                               seed=exp.data_seed, image_size=d.synthetic_image_size, zipf=exp.zipf,
-                               empty_fraction=variant.empty_fraction, label_shift=variant.label_shift,
-                               eval_min_instances=d.synthetic_eval_min_instances)
-    ann = root / "annotations"
-    return {"train": str(ann / "train.json"), "val": str(ann / "val.json"),
-            "test": str(ann / "test.json"), "images": str(root / "images")}
+    data = synthetic_dataset(
+        ExperimentLayout(out).dataset(variant.name), d, seed=exp.data_seed, zipf=exp.zipf,
+        note=f"dataset {variant.name}: {d.synthetic_images} synthetic images (empty share "
+             f"{variant.empty_fraction:.0%}, label shift {variant.label_shift or 'none'})",
+        empty_fraction=variant.empty_fraction, label_shift=variant.label_shift)
+    return {"train": str(data.train), "val": str(data.val), "test": str(data.test), "images": str(data.images)}
 
 
 def run_base(cfg_dict: dict, base: str) -> None:
@@ -163,49 +151,29 @@ def _scored_cycle(marker: Path, cycles: int) -> bool:
         return False
 
 
-def curve_file(curves: Path, cycle: int) -> Path:
-    return Path(curves) / f"cycle_{cycle}.json"
-
-
-def warmup_curves(curves: Path) -> Path:
-    """EXP/curves/<variant>/_warm-up/seed_<s>: the warm-up's score, shared by the seed's strategies."""
-    curves = Path(curves)
-    return curves.parent.parent / "_warm-up" / curves.name
-
-
 def run_curves(cfg_dict: dict, directory: str, curves: str, test: str, images: str, cycles: int) -> None:
     """A shared trial's models, warm-up and cycles 1..T, scored on one variant's test split."""
     from taast_ray.config import config_from_dict
     from taast_ray.io import write_json
-    from taast_ray.loop.cycle import evaluate_weights
+    from taast_ray.loop.train import evaluate_weights
 
-    cfg, run, curves = config_from_dict(cfg_dict), RunLayout(Path(directory)), Path(curves)
-    if curves_finished(curves, cycles):
+    cfg, run, curves = config_from_dict(cfg_dict), RunLayout(Path(directory)), CurvesLayout(Path(curves))
+    if curves.finished(cycles):
         return
     start = time.monotonic()
     for t in range(cycles + 1):
-        target = curve_file(curves, t)
+        target = curves.score(t)
         if target.exists():
             continue
         # the warm-up is the seed's, copied into every strategy's run: scored once per variant and seed
-        scored_in = warmup_curves(curves) if t == 0 else curves
-        source = curve_file(scored_in, t)
+        scored_in = curves.warmup if t == 0 else curves
+        source = scored_in.score(t)
         if not source.exists():
             write_json(source, evaluate_weights(cfg, run.cycle(t).weights, Path(test), Path(images),
-                                                scored_in / f"cycle_{t}_predictions.json", run.labels_l0))
+                                                scored_in.predictions(t), run.labels_l0))
         if source != target:
             write_json(target, read_json(source))
-    mark_done(curves / "_markers", "curves", {"seconds": round(time.monotonic() - start, 3), "cycles": cycles})
-
-
-def curves_marker(curves: Path) -> Path:
-    return Path(curves) / "_markers" / "curves.done"
-
-
-def curves_finished(curves: Path, cycles: int) -> bool:
-    """Every cycle up to ``cycles`` scored (the trial may have grown since the marker)."""
-    marker = curves_marker(curves)
-    return marker.exists() and all(curve_file(curves, t).exists() for t in range(cycles + 1))
+    mark_done(curves.markers, CURVES_STAGE, {"seconds": round(time.monotonic() - start, 3), "cycles": cycles})
 
 
 def _parallelism(exp: ExperimentConfig) -> int:
@@ -280,8 +248,9 @@ class Progress:
         # shared training: each variant's test curves are a job of their own after the run
         for t in trials:
             if t.curves is not None:
-                self.expected.append(("curves", curves_marker(t.curves)))
-                self._current[curves_marker(t.curves)] = functools.partial(curves_finished, t.curves, self.cycles)
+                curves = CurvesLayout(t.curves)
+                self.expected.append(("curves", curves.marker))
+                self._current[curves.marker] = functools.partial(curves.finished, self.cycles)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -351,7 +320,7 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
     out = Path(out)
     check_fresh(out, resume)
     out.mkdir(parents=True, exist_ok=True)
-    save_with_versions(exp.to_dict(), out / "experiment.yaml")
+    save_with_versions(exp.to_dict(), ExperimentLayout(out).config)
     ensure_ray(exp.base.ray.address, worker_logs=exp.base.ray.worker_logs)
     trials = plan(exp, out)
     runs = unique_runs(trials)  # shared training: each run once
@@ -376,7 +345,7 @@ def run_experiment(exp: ExperimentConfig, out: str | Path, *, resume: bool = Fal
         todo += [Job(run_curves, (configs[t], str(t.directory), str(t.curves), data[t.variant.name]["test"],
                                   data[t.variant.name]["images"], exp.base.protocol.cycles),
                      f"test curves {t.label}", labels[t.directory])
-                 for t in trials if not curves_finished(t.curves, exp.base.protocol.cycles)]
+                 for t in trials if not CurvesLayout(t.curves).finished(exp.base.protocol.cycles)]
     with Progress(exp, trials, parallel, progress_interval) as progress:
         _run_jobs(list(bases.values()) + todo, parallel)
         say(progress.line())

@@ -43,9 +43,9 @@ def ingest_labels(run: str | Path, labels_file: str | Path, *, partial: bool = F
                          f"{selected - len(missing)} labelled ones and return the rest to the pool")
     if not new["images"]:
         raise InputError(f"{labels_file}: no selected image is labelled in it")
-    write_json(cycle.dir / "ingest.json", {"source": str(labels_file), "labelled": len(new["images"]),
-                                           "boxes": len(new["annotations"]), "missing": missing,
-                                           "returned_to_pool": len(missing)})
+    write_json(cycle.ingest_record, {"source": str(labels_file), "labelled": len(new["images"]),
+                                     "boxes": len(new["annotations"]), "missing": missing,
+                                     "returned_to_pool": len(missing)})
     write_json(cycle.labels_new, new)
     return cycle.labels_new
 

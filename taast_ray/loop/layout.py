@@ -2,10 +2,13 @@
 
     RUN/config.yaml          the configuration, with software versions
     RUN/synthetic/           the synthetic dataset, when no data.train is given
-    RUN/data/                the split: labels_L0.json, pool.parquet (U)
+    RUN/data/                the split: labels_L0.json, pool.parquet (U); production: L keyed
+                             like the pool, imported/ (data.yolo), fetched/ (object-store images)
     RUN/cycle_0/             warm-up on L0: dataset, train, evaluate
-    RUN/cycle_<t>/           pool.parquet, select/, labels_new.json (Q's labels), labels.json
-                             (L ∪ Q), train_set.json + yolo/ (L ∪ Q ∪ P), weights.pt, metrics.json
+    RUN/cycle_<t>/           pool.parquet, select/ (detections/ first, then the selection's output
+                             set), coverage.json, tail.json (simulation), labels_new.json (Q's
+                             labels; ingest.json: what `taast ingest` took), labels.json (L ∪ Q),
+                             train_set.json + yolo/ (L ∪ Q ∪ P), weights.pt, metrics.json
     RUN/embedding_cache/     embeddings by (image_id, model), shared by the cycles
     RUN/test_metrics.json    the last model on the test split
     RUN/cycles.json          one row per cycle
@@ -20,10 +23,15 @@ from pathlib import Path
 
 from taast_ray.io import is_done
 
-SPLIT_STAGE = "split"
+SPLIT_STAGE = "split"                                # simulation: L0 and U from data.train
+IMPORT_STAGE, PREPARE_STAGE = "import", "prepare"    # production: data.yolo read in; L and U keyed
 TRAIN_STAGES = ("dataset", "train", "evaluate")      # a warm-up is these alone
-CYCLE_STAGES = ("pool", "select", "annotate") + TRAIN_STAGES
-RUN_STAGES = ("test", "trial")                       # on the run itself; "trial" in experiments
+# a cycle's stages in the order the loop runs them; tail only where the pool's truth is known
+CYCLE_STAGES = ("pool", "select", "tail", "annotate") + TRAIN_STAGES
+# what progress waits for and times: a production cycle writes no tail marker, and a simulation's
+# tail is a moment's arithmetic on what select wrote
+COUNTED_STAGES = tuple(s for s in CYCLE_STAGES if s != "tail")
+DROPPED_LABELS = "annotations.json"  # a cycle's labels left in its folder are ingested on resume
 # what a trial needs of a shared warm-up (its yolo/ and train/ folders are not reused)
 WARMUP_FILES = ("weights.pt", "metrics.json", "train_set.json")
 
@@ -58,17 +66,20 @@ class CycleLayout(_Markers):
         return int(self.dir.name.split("_")[1])
 
     def first_unfinished(self) -> str | None:
-        stages = TRAIN_STAGES if self.index == 0 else CYCLE_STAGES
+        stages = TRAIN_STAGES if self.index == 0 else COUNTED_STAGES
         return next((s for s in stages if not self.done(s)), None)
 
     pool = _Under("pool.parquet")
     select = _Under("select")
+    detections = _Under("select", "detections")  # the detector's pass, before the selection
     selection = _Under("select", "selection.parquet")
     scores = _Under("select", "scores.parquet")
     pseudo_labels = _Under("select", "pseudo_labels.json")
     select_summary = _Under("select", "summary.json")
     label_studio_tasks = _Under("select", "label_studio_tasks.json")
     labels_new = _Under("labels_new.json")
+    dropped_labels = _Under(DROPPED_LABELS)
+    ingest_record = _Under("ingest.json")  # what `taast ingest` took, and what went back to the pool
     labels = _Under("labels.json")
     train_set = _Under("train_set.json")
     yolo = _Under("yolo")
@@ -96,6 +107,8 @@ class RunLayout(_Markers):
     data = _Under("data")
     labels_l0 = _Under("data", "labels_L0.json")
     pool = _Under("data", "pool.parquet")
+    imported = _Under("data", "imported")  # production: data.yolo as L, pool, val, test
+    fetched = _Under("data", "fetched")    # production: selected object-store images, for training
     embedding_cache = _Under("embedding_cache")
     test_metrics = _Under("test_metrics.json")
     test_predictions = _Under("test_predictions.json")
@@ -117,12 +130,12 @@ class RunLayout(_Markers):
         return [CycleLayout(p) for p in sorted(found, key=lambda p: int(p.name.split("_")[1]))]
 
     def expected_markers(self, cycles: int, *, warmup: bool = True, test: bool = True) -> list[tuple[str, Path]]:
-        """(kind, marker) of every stage a run of ``cycles`` cycles finishes, in order."""
+        """(kind, marker) of every stage a run of ``cycles`` cycles finishes, in order (COUNTED_STAGES)."""
         out: list[tuple[str, Path]] = []
         if warmup:
             out.append(("warm-up split", self.split_marker()))
             out += [(f"warm-up {s}", self.warmup.marker(s)) for s in TRAIN_STAGES]
-        out += [(s, self.cycle(c).marker(s)) for c in range(1, cycles + 1) for s in CYCLE_STAGES]
+        out += [(s, self.cycle(c).marker(s)) for c in range(1, cycles + 1) for s in COUNTED_STAGES]
         if test:
             out.append(("test", self.marker("test")))
         return out

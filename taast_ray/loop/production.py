@@ -1,5 +1,7 @@
 """``taast run`` on a team's own data: their L is L0, their pool is U, annotators label Q.
 
+What only a team's own run needs, for the one loop (loop/cycle.py, through loop/sources.py):
+
     data: {labelled: L.json, pool: <folder | manifest | s3://...>, val: V.json, images: ROOT}
     data: {yolo: data.yaml}        # imported into RUN/data/imported/ first (data/yolo_import.py)
 
@@ -9,7 +11,9 @@ outside keeps its listing id). Cycle t selects from the pool minus L and every i
 since, stops (:class:`AwaitingAnnotation`, exit code 3) until ``taast ingest`` stores the labels
 (or ``RUN/cycle_t/annotations.json`` is found on resume), fine-tunes the current weights on
 L ∪ Q ∪ P and evaluates when a validation set is given. Labelled images carry ``taast_image_id``;
-integer ids are the run's own (L's kept, later images numbered after them).
+integer ids are the run's own (L's kept, later images numbered after them). :class:`People` is
+the label source of every run without the oracle, a simulation with ``protocol.simulate: false``
+too.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import os
 import posixpath
 from collections import Counter
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,14 +30,14 @@ import pyarrow.parquet as pq
 from taast_ray.config import TaastConfig
 from taast_ray.console import say
 from taast_ray.data.images import image_size
-from taast_ray.data.split import merge_labels
 from taast_ray.errors import ConfigError, InputError
-from taast_ray.io import read_json, write_json, write_parquet
-from taast_ray.loop.layout import CycleLayout, RunLayout
+from taast_ray.io import is_uri, resolve, write_json, write_parquet
+from taast_ray.loop.layout import IMPORT_STAGE, CycleLayout, RunLayout
 from taast_ray.loop.stages import stage
 
-PREPARE_STAGE = "prepare"
-DROPPED_LABELS = "annotations.json"  # a cycle's labels left here are ingested on resume
+
+class AwaitingAnnotation(Exception):
+    """The run stops after a selection until `taast ingest` brings the labels (exit code 3)."""
 
 
 def own_image_id(name: str, images: Path) -> str:
@@ -64,8 +69,8 @@ def own_paths(cfg: TaastConfig, layout: RunLayout, resume: bool) -> dict:
         return {"labelled": d.labelled, "pool": d.pool, "val": d.val, "test": d.test, "images": d.images}
     from taast_ray.data.yolo_import import import_yolo
 
-    imported = layout.data / "imported"
-    stage(layout.data, "import", resume, lambda: say(
+    imported = layout.imported
+    stage(layout.data, IMPORT_STAGE, resume, lambda: say(
         f"imported {d.yolo}: {import_yolo(d.yolo, imported)['pool']} pool images -> {imported}"))
     import yaml
 
@@ -107,9 +112,9 @@ def prepare(paths: dict, layout: RunLayout) -> None:
 
 
 def _pool_id(listed: str, uri: str | None, images: Path) -> str:
-    if not uri or ("://" in uri and not uri.startswith("file://")):
+    if not uri or is_uri(uri):
         return listed
-    return _under_root(Path(uri.removeprefix("file://")), images) or listed
+    return _under_root(Path(resolve(uri)[1]), images) or listed
 
 
 def start_weights(cfg: TaastConfig, num_classes: int) -> bool:
@@ -121,10 +126,8 @@ def start_weights(cfg: TaastConfig, num_classes: int) -> bool:
                               f"first (> 0 epochs) or give your own .pt in model.weights")
         return True
     from taast_ray.models.checks import check_detector
-    from taast_ray.models.detector import load_detection_model
 
-    check_detector(weights, None)
-    classes = int(load_detection_model(weights).model[-1].nc)
+    classes = check_detector(weights, None)
     if classes == num_classes:
         return False
     if cfg.train.warmup_epochs < 1:
@@ -137,17 +140,15 @@ def localise(img: dict, uri: str | None, images: Path, cache: Path) -> dict:
     """The image's file_name for training: its id when it lies under the images root, else the
     local path; an object-store image is copied under ``cache`` first."""
     key = image_key(img)
-    if uri and "://" in uri and not uri.startswith("file://"):
-        from taast_ray.stages.sources import _locate
-
+    if uri and is_uri(uri):
         dest = cache / key.split("://", 1)[-1].lstrip("/")
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fs, path = _locate(uri)
+            fs, path = resolve(uri, per_bucket=True)
             with fs.open_input_stream(path) as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out)
         return {**img, "file_name": str(dest.resolve())}
-    local = Path(uri.removeprefix("file://")) if uri else images / key
+    local = Path(resolve(uri)[1]) if uri else images / key
     if (images / key).exists() and os.path.samefile(images / key, local):
         return {**img, "file_name": key}
     return {**img, "file_name": str(local.resolve())}
@@ -166,14 +167,16 @@ def renumbered(base: dict, new: dict, uris: dict, images: Path, cache: Path) -> 
 
 
 def await_labels(cycle: CycleLayout, run: Path, resume: bool) -> None:
-    from taast_ray.loop.cycle import AwaitingAnnotation
+    """The annotate stage without the oracle: done once the cycle's labels are ingested."""
     from taast_ray.loop.ingest import ingest_labels
+
+    layout = RunLayout(run)
 
     def annotate():
         if cycle.labels_new.exists():
             return
-        if (cycle.dir / DROPPED_LABELS).exists():
-            ingest_labels(run, cycle.dir / DROPPED_LABELS)
+        if cycle.dropped_labels.exists():
+            ingest_labels(run, cycle.dropped_labels)
             return
         selected = pq.read_metadata(cycle.selection).num_rows
         raise AwaitingAnnotation(
@@ -181,55 +184,15 @@ def await_labels(cycle: CycleLayout, run: Path, resume: bool) -> None:
             f"detector's boxes: {cycle.label_studio_tasks} (or `taast export {cycle.select} --format "
             f"coco|yolo|labelstudio --out F`). Then: `taast ingest --run {run} --labels EXPORT.json` "
             f"(Label Studio JSON export or COCO; --partial to accept fewer) and "
-            f"`taast run --config {run / 'config.yaml'} --out {run} --resume`")
+            f"`taast run --config {layout.config} --out {run} --resume`")
     stage(cycle.dir, "annotate", resume, annotate)
 
 
-def run_production(cfg: TaastConfig, layout: RunLayout, resume: bool) -> list[dict]:
-    from taast_ray.evaluation.tail import format_own_class_table
-    from taast_ray.loop.cycle import (Dataset, cycle_row, evaluate_weights, select_stage, train_and_evaluate,
-                                      write_cycle_pool)
+@dataclass(frozen=True)
+class People:
+    """Annotators label a cycle's selection, through `taast ingest`; the run waits for them."""
+    run: RunLayout
+    truth = None  # what they will draw is not known before: no coverage truth, no tail
 
-    paths = own_paths(cfg, layout, resume)
-    stage(layout.data, PREPARE_STAGE, resume, lambda: prepare(paths, layout))
-    images = Path(paths["images"])
-    optional = {k: Path(paths[k]) if paths.get(k) else None for k in ("val", "test")}
-    data = Dataset(Path(paths["labelled"]), optional["val"], optional["test"], images,
-                   frequency_from=layout.labels_l0)
-    labels_l0 = read_json(layout.labels_l0)
-    say("classes of L (tag: the r/c/f group of APr/APc/APf, from L; L0 tag: < 10 images is rare):\n"
-        + format_own_class_table(labels_l0, read_json(data.val) if data.val else None))
-    warmup, labels_path = layout.warmup, layout.labels_l0
-    rows = []
-    if start_weights(cfg, len(labels_l0["categories"])):
-        train_and_evaluate(cfg, data, labels_l0, None, cfg.model.weights, cfg.train.warmup_epochs, warmup, resume)
-        weights = warmup.weights
-        rows.append(cycle_row(warmup, labels_l0))
-    else:
-        weights = Path(cfg.model.weights)
-        say(f"starting from {weights} (its classes are L's): no warm-up")
-    cache = layout.data / "fetched"
-    for t in range(1, cfg.protocol.cycles + 1):
-        cycle = layout.cycle(t)
-        labelled = {image_key(i) for i in read_json(labels_path)["images"]}
-        stage(cycle.dir, "pool", resume, lambda: write_cycle_pool(layout.pool, labelled, cycle.pool))
-        select_stage(cfg, cycle, labels_path, weights, resume, layout.embedding_cache, None)
-        await_labels(cycle, layout.root, resume)
-        base = read_json(labels_path)
-        sel = pq.read_table(cycle.selection)
-        uris = dict(zip(sel.column("image_id").to_pylist(),
-                        sel.column("uri").to_pylist() if "uri" in sel.column_names else [None] * sel.num_rows))
-        labels = merge_labels(base, renumbered(base, read_json(cycle.labels_new), uris, images, cache))
-        write_json(cycle.labels, labels)
-        pseudo = None
-        if cfg.protocol.pseudo_labels:
-            raw = read_json(cycle.pseudo_labels)
-            pseudo_uris = {image_key(i): i["file_name"] for i in raw["images"]}
-            pseudo = renumbered(labels, raw, pseudo_uris, images, cache)
-        train_and_evaluate(cfg, data, labels, pseudo, str(weights), cfg.train.epochs, cycle, resume)
-        rows.append(cycle_row(cycle, labels))
-        labels_path, weights = cycle.labels, cycle.weights
-    if data.test is not None:  # once, after the last cycle, on L's groups
-        stage(layout.root, "test", resume, lambda: write_json(layout.test_metrics, evaluate_weights(
-            cfg, weights, data.test, images, layout.test_predictions, layout.labels_l0, layout.labels_l0)))
-    return rows
+    def annotate(self, cycle: CycleLayout, resume: bool) -> None:
+        await_labels(cycle, self.run.root, resume)

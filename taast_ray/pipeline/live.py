@@ -110,8 +110,9 @@ def write_blocks(ds, folder, rows_per_file: int, progress=None) -> None:
 
 
 def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *,
-                rows_per_file: int = 1000, stage_cls=DetectStage) -> int:
-    """Every image of ``listing`` not yet under ``folder`` through read → decode + detect.
+                weights: str | Path | None = None, rows_per_file: int = 1000, stage_cls=DetectStage) -> int:
+    """Every image of ``listing`` not yet under ``folder`` through read → decode + detect, with
+    ``weights`` (a run's cycle passes its own model), else model.weights.
 
     One Ray Data execution, so one actor pool whose start-up (~13 s on a CPU, process start and
     importing torch) is paid once per pass, not per slice of the pool. Returns how many ran.
@@ -123,7 +124,8 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
     if todo.num_rows:
         ds = through_model_pool(
             listing_dataset(todo), stage_cls,
-            {"weights": cfg.model.weights, "imgsz": cfg.model.input_size, "conf": cfg.selection.det_conf,
+            {"weights": str(cfg.model.weights if weights is None else weights),
+             "imgsz": cfg.model.input_size, "conf": cfg.selection.det_conf,
              "num_classes": num_classes, "device": cfg.model.device,
              **({"embed": True} if cfg.model.embedder == DETECTOR else {})},
             (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
@@ -158,6 +160,7 @@ def _embedded_rows(batch: pa.Table) -> pa.Table:
 
 
 def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str | Path, *,
+                weights: str | Path | None = None, detections: str | Path | None = None,
                 resume: bool = False, rows_per_file: int = 1000, limit: int | None = None,
                 embedding_cache: str | Path | None = None, detect_stage_cls=DetectStage,
                 truth_path: str | Path | None = None) -> dict:
@@ -165,17 +168,20 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
 
     ``out`` is a local folder or an object-store URI (``s3://bucket/run``); detections and
     embeddings are written there by the workers, so every node must reach it. ``resume`` keeps the
-    detections files already written and runs only the images they lack.
+    detections files already written and runs only the images they lack. ``weights``: the
+    detector, else model.weights (a run's cycle passes its own model; the summary's configuration
+    records the one that ran); ``detections``: where its pass goes, else ``OUT/detections``.
     """
     import ray
 
     out = out if is_uri(out) else Path(out)
-    detections = child(out, "detections")
+    weights = str(cfg.model.weights if weights is None else weights)
+    detections = child(out, "detections") if detections is None else detections
     timings: dict[str, float] = {}
     labels = load_labels(labels_path)
     listing = list_pool_table(pool, limit=limit)
     check_budget(cfg.selection.budget, listing.num_rows, str(pool))
-    check_detector(cfg.model.weights, labels.num_classes)  # on the driver, before Ray and any file
+    check_detector(weights, labels.num_classes)  # on the driver, before Ray and any file
     check_embedder(cfg.model.embedder, cfg.model.embedder_weights)
     ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
     if not resume:
@@ -185,12 +191,14 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     # config.yaml is published with the output set (selection/outputs.py), not before the pass
 
     start = time.perf_counter()
-    detect_pool(cfg, listing, detections, labels.num_classes, rows_per_file=rows_per_file,
+    detect_pool(cfg, listing, detections, labels.num_classes, weights=weights, rows_per_file=rows_per_file,
                 stage_cls=detect_stage_cls)
     timings["detect"] = round(time.perf_counter() - start, 3)
 
+    config = cfg.to_dict()
+    config["model"]["weights"] = weights  # what the summary and config.yaml record: the detector that ran
     aggregator = ray.remote(CentralAggregator).options(
-        num_cpus=0, **aggregator_placement(cfg.ray)).remote(cfg.to_dict(), str(labels_path))
+        num_cpus=0, **aggregator_placement(cfg.ray)).remote(config, str(labels_path))
     counts = remote_call(aggregator.load, str(detections))
     reasons = ", ".join(f"{k.removeprefix('dropped_')} {n}" for k, n in counts["errors_by_reason"].items())
     say(f"scored {counts['scored']} images, {counts['errors']} unreadable"

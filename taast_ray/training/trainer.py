@@ -16,25 +16,25 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from taast_ray.config import TrainConfig
 from taast_ray.errors import ConfigError
 
 _PASSED_ENV = ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE")  # the user's choice, to workers
 
 
-def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path, *, epochs: int,
-              imgsz: int, batch: int, workers: int = 2, lr0: float = 0.01, lrf: float = 0.1,
-              momentum: float = 0.937, weight_decay: float = 5e-4, cos_lr: bool = True,
-              seed: int = 0, use_gpu: str = "auto", num_classes: int | None = None,
-              optimizer: str = "SGD", select_best_epoch: bool = False, cpus_per_worker: int | None = None,
-              extra: dict | None = None) -> dict:
-    """Fine-tune ``weights`` on ``dataset_yaml`` with ``workers`` Ray Train workers (DDP).
+def fine_tune(train: TrainConfig, dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path, *,
+              epochs: int, seed: int = 0, num_classes: int | None = None, use_gpu: str = "auto") -> dict:
+    """Fine-tune ``weights`` on ``dataset_yaml`` for ``epochs`` with ``train.workers`` Ray Train
+    workers (DDP), the optimizer and schedule of ``train`` (cosine learning rate); the per-call
+    values (a warm-up's epochs or a cycle's, this cycle's weights) come beside it.
 
-    ``batch`` is the global batch (split evenly over workers); ``cpus_per_worker`` the CPUs (and
-    torch threads) each worker holds, None for Ray Train's default. The weights of the last epoch are
-    kept; ``select_best_epoch`` validates after every epoch and keeps the best on the val split
-    instead (Ultralytics' best.pt), which costs a validation pass per epoch and picks on that split. Returns ``checkpoint`` (final
-    weights, optimizer stripped: ``out_dir/weights.pt``), ``ray_checkpoint`` (Ray Train's copy),
-    ``metrics`` (last rank-0 report), ``workers``, ``seen`` (per rank: device, images, DDP, file).
+    ``train.batch`` is the global batch (split evenly over workers); ``train.cpus_per_worker`` the
+    CPUs (and torch threads) each worker holds, None for Ray Train's default. The weights of the last
+    epoch are kept; ``train.select_best_epoch`` validates after every epoch and keeps the best on the
+    val split instead (Ultralytics' best.pt), which costs a validation pass per epoch and picks on
+    that split. Returns ``checkpoint`` (final weights, optimizer stripped: ``out_dir/weights.pt``),
+    ``ray_checkpoint`` (Ray Train's copy), ``metrics`` (last rank-0 report), ``workers``, ``seen``
+    (per rank: device, images, DDP, file).
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -43,14 +43,16 @@ def fine_tune(dataset_yaml: str | Path, weights: str | Path, out_dir: str | Path
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = _check_inputs(Path(dataset_yaml), weights, num_classes, workers, batch)
+    workers = train.workers
+    model = _check_inputs(Path(dataset_yaml), weights, num_classes, workers, train.batch)
     ensure_ray()
     use_gpu = wants_gpu(use_gpu, needed=workers)  # from the cluster, not the driver's torch.cuda
     overrides = dict(model=model, data=str(Path(dataset_yaml).resolve()), epochs=epochs,
-                     imgsz=imgsz, batch=batch, optimizer=optimizer, lr0=lr0, lrf=lrf,
-                     momentum=momentum, weight_decay=weight_decay, cos_lr=cos_lr, seed=seed,
-                     deterministic=True, amp=bool(use_gpu), plots=False, val=select_best_epoch,
-                     project=str(out_dir / "runs"), name="train", exist_ok=True, **(extra or {}))
+                     imgsz=train.imgsz, batch=train.batch, optimizer=train.optimizer, lr0=train.lr0,
+                     lrf=train.lrf, momentum=train.momentum, weight_decay=train.weight_decay, cos_lr=True,
+                     seed=seed, deterministic=True, amp=bool(use_gpu), plots=False,
+                     val=train.select_best_epoch, project=str(out_dir / "runs"), name="train", exist_ok=True)
+    cpus_per_worker = train.cpus_per_worker
     config = {"overrides": overrides, "out_dir": str(out_dir), "threads": cpus_per_worker,
               "env": {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}}
     trainer = TorchTrainer(

@@ -4,7 +4,7 @@ import json
 
 from taast_ray.evaluation.metrics import evaluate_detections
 from taast_ray.evaluation.tail import format_own_class_table, training_frequency
-from taast_ray.loop.cycle import _num
+from taast_ray.loop.rows import format_metric
 from tests.evaluation.test_metrics import _lvis_gt, _mixed_predictions, _write
 
 
@@ -35,7 +35,7 @@ def test_val_counts_do_not_decide_the_groups(tmp_path):
     groups = training_frequency(labelled({1: 3, 2: 3, 3: 200}))
     got = evaluate_detections(gt_path, dt_path, frequency=groups)
     assert got["frequency_source"] == "labelled training set"
-    assert got["APc"] is None and "APc" in got["undefined"] and _num(got["APc"]) == "—"
+    assert got["APc"] is None and "APc" in got["undefined"] and format_metric(got["APc"]) == "—"
     assert got["APr"] is not None and got["APf"] is not None
     assert "frequency" not in json.loads(open(gt_path).read())["categories"][0]
 

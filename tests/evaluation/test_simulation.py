@@ -37,7 +37,8 @@ def test_cycle_tail_from_files(tmp_path):
                              "selected": [True, False, False, True]}),
                    cycle / "select" / "scores.parquet")
     assert boxes_per_image(cycle / "select" / "detections") == {"3": 1, "4": 0, "5": 2}
-    got = cycle_tail(cycle, tmp_path / "train.json", tmp_path / "l0.json")
+    got = cycle_tail(cycle / "pool.parquet", cycle / "select", cycle / "select" / "detections",
+                     tmp_path / "train.json", tmp_path / "l0.json")
     # L0-rare: classes 2 (0 L0 images) and 3 (1); pool rare images: 3 (two of class 3), 5 (class 2)
     assert got["rare_classes"] == [2, 3]
     assert (got["pool_rare_images"], got["pool_rare_objects"]) == (2, 3)

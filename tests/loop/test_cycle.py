@@ -13,7 +13,8 @@ import yaml
 
 from taast_ray.config import load_config
 from taast_ray.data.yolo import yolo_line
-from taast_ray.loop.cycle import METRIC_KEYS, run_cycles
+from taast_ray.evaluation.metrics import METRIC_KEYS
+from taast_ray.loop.cycle import run_cycles
 
 pytestmark = pytest.mark.slow
 SETTINGS = {
@@ -105,8 +106,8 @@ def test_production_run_stops_for_annotators_then_ingests(baseline, tmp_path):
 
     from taast_ray.data.split import oracle_labels
     from taast_ray.errors import InputError
-    from taast_ray.loop.cycle import AwaitingAnnotation
     from taast_ray.loop.ingest import ingest_labels
+    from taast_ray.loop.production import AwaitingAnnotation
 
     base, _ = baseline
     run = tmp_path / "run"
@@ -154,7 +155,7 @@ def test_cycles_record_l0_groups_tail_lift_and_coverage(baseline):
 def test_a_degenerate_start_model_is_loud_before_selecting(baseline, tmp_path, capsys):
     from dataclasses import replace
 
-    from taast_ray.loop.cycle import check_coverage
+    from taast_ray.loop.select import check_coverage
 
     run, _ = baseline
     cfg = load_config(None, SETTINGS)

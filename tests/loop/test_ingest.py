@@ -11,10 +11,10 @@ from taast_ray.cli import main
 from taast_ray.config import config_from_dict, save_config
 from taast_ray.errors import InputError
 from taast_ray.io import mark_done
-from taast_ray.loop.cycle import write_cycle_pool
 from taast_ray.loop.ingest import ingest_labels
 from taast_ray.loop.layout import RunLayout
 from taast_ray.loop.production import image_key, renumbered
+from taast_ray.loop.select import write_cycle_pool
 
 CATS = [{"id": 1, "name": "car"}]
 
@@ -86,8 +86,8 @@ def test_labels_of_an_image_not_selected(tmp_path):
 
 
 def test_resume_ingests_labels_left_in_the_cycle_folder(tmp_path):
-    from taast_ray.loop.cycle import AwaitingAnnotation
-    from taast_ray.loop.production import DROPPED_LABELS, await_labels
+    from taast_ray.loop.layout import DROPPED_LABELS
+    from taast_ray.loop.production import AwaitingAnnotation, await_labels
 
     layout, keys = waiting_run(tmp_path)
     cycle = layout.cycle(1)

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import taast_ray  # noqa: F401  (offline switches before Ultralytics)
+from taast_ray.config import TrainConfig
 from taast_ray.errors import ConfigError
 from taast_ray.training.trainer import fine_tune
 
@@ -42,8 +43,8 @@ def test_fine_tune_two_workers_disjoint_shards_and_reloadable(tmp_path, ray_loca
     from ultralytics import YOLO
 
     data = _tiny_yolo_set(tmp_path / "data")
-    out = fine_tune(data, "yolov8n.yaml", tmp_path / "ft", epochs=1, imgsz=SIZE, batch=8,
-                    workers=2, use_gpu="false", num_classes=len(COLOURS), seed=0)
+    out = fine_tune(TrainConfig(imgsz=SIZE, batch=8, workers=2), data, "yolov8n.yaml", tmp_path / "ft",
+                    epochs=1, use_gpu="false", num_classes=len(COLOURS), seed=0)
 
     assert out["workers"] == 2 and out["metrics"]["epoch"] == 1
     seen = [set(json.loads((tmp_path / "ft" / f"seen_rank{r}.json").read_text())["epochs"]["0"])
@@ -70,21 +71,21 @@ def test_one_worker_holding_two_cpus_trains_with_two_torch_threads(tmp_path, ray
     """train.cpus_per_worker: the worker holds that many CPUs and trains with that many threads
     (Ultralytics alone would set min(8, cores − 1), which is 1 on this 2-core machine)."""
     data = _tiny_yolo_set(tmp_path / "data")
-    two = fine_tune(data, "yolov8n.yaml", tmp_path / "two", epochs=1, imgsz=SIZE, batch=8,
-                    workers=1, use_gpu="false", num_classes=len(COLOURS), seed=0, cpus_per_worker=2)
+    two = fine_tune(TrainConfig(imgsz=SIZE, batch=8, workers=1, cpus_per_worker=2), data, "yolov8n.yaml",
+                    tmp_path / "two", epochs=1, use_gpu="false", num_classes=len(COLOURS), seed=0)
     assert [s["threads"] for s in two["seen"]] == [2]
 
 
 def test_bad_inputs_fail_on_the_driver(tmp_path):
     data = _tiny_yolo_set(tmp_path / "data")
     with pytest.raises(ConfigError, match="weights"):
-        fine_tune(data, tmp_path / "missing.pt", tmp_path / "ft", epochs=1, imgsz=64, batch=8)
+        fine_tune(TrainConfig(imgsz=64, batch=8), data, tmp_path / "missing.pt", tmp_path / "ft", epochs=1)
     with pytest.raises(ConfigError, match="num_classes"):
-        fine_tune(data, "yolov8n.yaml", tmp_path / "ft", epochs=1, imgsz=64, batch=8,
+        fine_tune(TrainConfig(imgsz=64, batch=8), data, "yolov8n.yaml", tmp_path / "ft", epochs=1,
                   num_classes=5)
     with pytest.raises(ConfigError, match="dataset_yaml"):
-        fine_tune(tmp_path / "no.yaml", "yolov8n.yaml", tmp_path / "ft", epochs=1, imgsz=64,
-                  batch=8)
+        fine_tune(TrainConfig(imgsz=64, batch=8), tmp_path / "no.yaml", "yolov8n.yaml", tmp_path / "ft",
+                  epochs=1)
 
 
 def test_rank_constants_patched_where_ultralytics_copied_them():
