@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from taast_ray.data.split import subset_labels
+from taast_ray.evaluation.pseudo import pseudo_label_quality
 from taast_ray.evaluation.tail import box_coverage, l0_frequency, rare_ids, tail_lift
 from taast_ray.io import list_parquet, read_json
 
@@ -59,10 +60,13 @@ def selection_tail(select_dir: str | Path, truth: dict, l0_labels: dict) -> dict
 
 def cycle_tail(pool: str | Path, select_dir: str | Path, detections: str | Path,
                train_gt_path: str | Path, l0_labels_path: str | Path) -> dict:
-    """Tail lift and the detector's box coverage of one cycle: its pool listing, its selection
-    (scores.parquet) and its detections folder, where the loop's layout put them."""
+    """Tail lift, the detector's box coverage and the pseudo labels' precision and recall by L0
+    group, of one cycle: its pool listing, its selection (scores.parquet, pseudo_labels.json) and
+    its detections folder, where the loop's layout put them."""
     truth = pool_truth(read_json(train_gt_path), pool_ids(pool))
     l0 = read_json(l0_labels_path)
     out = selection_tail(select_dir, truth, l0)
     out["box_coverage"] = pool_coverage(detections, truth)
+    out["pseudo_labels"] = pseudo_label_quality(read_json(Path(select_dir) / "pseudo_labels.json"), truth,
+                                                l0_frequency(l0))
     return out

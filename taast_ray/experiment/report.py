@@ -102,7 +102,8 @@ def _summary(exp: ExperimentConfig, records: list[dict], classes: dict) -> dict:
                 efficiency[s] = vars(e)
         rare = [sum(v for k, v in r["selected_objects"].items() if k in rare_ids) for r in seeds.values()]
         picked = [sum(r["selected_objects"].values()) for r in seeds.values()]
-        out[name] = {
+        quality = _pseudo_quality([r["rows"][-1].get("pseudo_quality") for r in seeds.values()])
+        out[name] = {**({"pseudo_quality": quality} if quality else {}),  # studies before it: as they were
             "selection": next(iter(seeds.values()))["selection"],
             "pseudo_labels": next(iter(seeds.values()))["pseudo_labels"],
             "seeds": sorted(seeds), "curve": curve,
@@ -117,6 +118,7 @@ def _summary(exp: ExperimentConfig, records: list[dict], classes: dict) -> dict:
             "efficiency": {"per_seed": efficiency,
                            **vars(mean_ci([e["value"] for e in efficiency.values()]))},
             "pseudo_share": vars(mean_ci([r["rows"][-1]["pseudo_share"] for r in seeds.values()])),
+
             "manual_annotations": vars(mean_ci([r["rows"][-1]["manual_annotations"] for r in seeds.values()])),
             "rare_objects_selected": vars(mean_ci(rare)) if has_tags else None,
             "rare_share_selected": vars(mean_ci([a / b for a, b in zip(rare, picked) if b])) if has_tags else None,
@@ -291,6 +293,31 @@ def table2(exp: ExperimentConfig, summary: dict) -> list[str]:
     return _markdown_table(head, rows)
 
 
+def _pseudo_quality(per_seed: list[dict | None]) -> dict | None:
+    """The last cycle's pseudo-label precision and recall by L0 group, mean ± CI over the seeds;
+    None where no trial measured it (a study run before it was, or no pseudo labels)."""
+    measured = [q for q in per_seed if q]
+    if not measured:
+        return None
+    return {g: {m: vars(mean_ci([q[g][m] for q in measured])) for m in ("precision", "recall")}
+            for g in PSEUDO_GROUPS}
+
+
+PSEUDO_GROUPS = ("r", "c", "f")
+
+
+def pseudo_table(summary: dict) -> list[str]:
+    """Per arm trained with pseudo labels: their precision and recall against the oracle by L0
+    group (r < 10 L0 images), last cycle; empty where no arm measured it."""
+    arms = {n: s["pseudo_quality"] for n, s in summary.items() if s["pseudo_labels"] and s.get("pseudo_quality")}
+    if not arms:
+        return []
+    head = ["strategy"] + [f"{m} {g}@L0" for g in PSEUDO_GROUPS for m in ("precision", "recall")]
+    rows = [[n] + [_ci(q[g][m], 2) for g in PSEUDO_GROUPS for m in ("precision", "recall")] for n, q in arms.items()]
+    return ["Pseudo labels against the oracle, last cycle (same class, IoU ≥ 0.5; recall over the pool's "
+            "objects of the group):", ""] + _markdown_table(head, rows) + [""]
+
+
 def cycle_table(summary: dict) -> list[str]:
     head = ["strategy", "cycle", "labelled images", "AP", "AP_rare", "AP_common", "AP_freq", "mAP",
             "APr@L0", "APc@L0", "APf@L0", "tail lift"]
@@ -443,6 +470,7 @@ def write_report(exp: ExperimentConfig, out: Path, results: dict, command: str |
         if comparison_pairs(exp, summary):
             lines += ["Paired differences of the final values (a − b, seeds in common; ± 1.96σ/√n, "
                       "t-interval in brackets):", ""] + paired_table(exp, summary) + [""]
+        lines += pseudo_table(summary)
         curves_png = layout.plot(f"curves_{v.name}.png")
         classes_png = layout.plot(f"selected_classes_{v.name}.png")
         _plot_curves(exp, summary, curves_png, title)

@@ -27,7 +27,8 @@ def cycle_row(cycle: CycleLayout, labels: dict) -> dict:
             "manual_annotations": manual,
             "pseudo_annotations": len(train_set["annotations"]) - manual,
             "pseudo_share": round(1 - manual / max(len(train_set["annotations"]), 1), 4),
-            **{k: tail.get(k) for k in TAIL_KEYS}, "box_coverage": coverage.get("share")}
+            **{k: tail.get(k) for k in TAIL_KEYS}, "box_coverage": coverage.get("share"),
+            "pseudo_quality": tail.get("pseudo_labels")}  # by L0 group, where the truth is known
 
 
 def format_metric(value, digits: int = 3) -> str:

@@ -76,6 +76,9 @@ def tail_stage(cycle: CycleLayout, truth: Path, l0_labels: Path, resume: bool) -
         # tail.json only: select/ is a published output set, and rewriting its summary.json
         # would break the manifest's digests (io.check_output_set)
         write_json(cycle.tail, tail)
+        rare = tail["pseudo_labels"]["r"]
         say(f"{cycle.dir.name}: {tail['rare_images_selected']} images with L0-rare objects selected, "
-            f"random would take {tail['rare_images_random']:.1f}: tail lift {format_metric(tail['tail_lift'], 2)}")
+            f"random would take {tail['rare_images_random']:.1f}: tail lift {format_metric(tail['tail_lift'], 2)}; "
+            f"pseudo labels of L0-rare classes: precision {format_metric(rare['precision'], 2)}, "
+            f"recall {format_metric(rare['recall'], 2)}")
     stage(cycle.dir, "tail", resume, measure)

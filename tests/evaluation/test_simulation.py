@@ -36,6 +36,11 @@ def test_cycle_tail_from_files(tmp_path):
                              "candidate_class": pa.array([2, None, 3, None], pa.int64()),
                              "selected": [True, False, False, True]}),
                    cycle / "select" / "scores.parquet")
+    # P: image 4 with a right class-1 box (c) and a class-3 box where there is none (r)
+    (cycle / "select" / "pseudo_labels.json").write_text(json.dumps({
+        "images": [{"id": 4, "taast_image_id": "4"}], "categories": [],
+        "annotations": [{"id": 1, "image_id": 4, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9},
+                        {"id": 2, "image_id": 4, "category_id": 3, "bbox": [0, 0, 5, 5], "score": 0.8}]}))
     assert boxes_per_image(cycle / "select" / "detections") == {"3": 1, "4": 0, "5": 2}
     got = cycle_tail(cycle / "pool.parquet", cycle / "select", cycle / "select" / "detections",
                      tmp_path / "train.json", tmp_path / "l0.json")
@@ -48,3 +53,8 @@ def test_cycle_tail_from_files(tmp_path):
     # coverage over object-bearing pool images that the detector read: 3, 4, 5 -> boxes on 3 and 5
     assert got["box_coverage"] == {"images": 3, "with_boxes": 2, "share": pytest.approx(2 / 3),
                                    "over": "object-bearing images"}
+    # pseudo labels by L0 group: r 1 box, wrong, 3 rare objects in the pool; c 1 box, right, 1 object
+    assert got["pseudo_labels"]["r"] == {"pseudo_boxes": 1, "true_positive": 0, "objects": 3, "precision": 0.0,
+                                         "recall": 0.0, "recall_on_pseudo_images": None}
+    assert (got["pseudo_labels"]["c"]["precision"], got["pseudo_labels"]["c"]["recall"]) == (1.0, 1.0)
+    assert got["pseudo_labels"]["f"]["precision"] is None and got["pseudo_labels"]["f"]["recall"] is None

@@ -78,3 +78,17 @@ def test_paired_table_ordering_and_the_variants_against_the_papers_formula():
     steady = next(x for x in lines if x.startswith("- taast − random, final APr@L0"))
     assert "excludes 0 too" in steady  # 0.03 on every seed: σ = 0
     assert "| 0.050 ± 0.011 (t ± 0.025) |" in table2(exp, summary)[4]  # taast's final, t beside it
+
+
+def test_the_pseudo_label_table_shows_precision_and_recall_by_l0_group():
+    from taast_ray.experiment.report import _pseudo_quality, pseudo_table
+
+    seed = lambda p, r: {g: {"precision": p, "recall": r} for g in ("r", "c", "f")}  # noqa: E731
+    quality = _pseudo_quality([seed(0.5, 0.1), seed(0.7, 0.3), None])
+    assert quality["r"]["precision"]["mean"] == 0.6 and quality["r"]["recall"]["n"] == 2
+    assert _pseudo_quality([None, None]) is None
+    lines = pseudo_table({"taast": {"pseudo_labels": True, "pseudo_quality": quality},
+                          "random": {"pseudo_labels": False}})
+    assert lines[2].startswith("| strategy | precision r@L0 | recall r@L0 |")
+    assert lines[4].startswith("| taast | 0.60 ± ") and len(lines) == 6  # one arm trains with P
+    assert pseudo_table({"random": {"pseudo_labels": False}}) == []
