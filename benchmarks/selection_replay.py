@@ -46,10 +46,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def find_cycle1(exp: Path, variant: str) -> dict[int, Path]:
     """Data seed → one trial directory whose cycle 1 has the warm-up model's detections."""
+    from taast_ray.experiment.layout import ExperimentLayout
+    from taast_ray.loop.layout import RunLayout
+
     found: dict[int, Path] = {}
-    for det in sorted((exp / "trials" / variant).glob("*/seed_*/cycle_1/select/detections")):
-        trial = det.parents[2]
-        found.setdefault(int(trial.name.split("_")[1]), trial)
+    for trial in sorted(ExperimentLayout(exp).root.joinpath("trials", variant).glob("*/seed_*")):
+        if RunLayout(trial).cycle(1).detections.is_dir():
+            found.setdefault(int(trial.name.split("_")[1]), trial)
     if not found:
         raise SystemExit(f"{exp}/trials/{variant}: no trial has cycle_1/select/detections yet")
     return found
@@ -88,16 +91,19 @@ def replay(trial: Path, work: Path, strategies, selection_seeds: int) -> list[di
     from taast_ray.io import read_json
     from taast_ray.pipeline.precomputed import select_from_detections
 
-    values = {k: v for k, v in read_yaml_mapping(trial / "config.yaml").items() if k != "versions"}
+    from taast_ray.loop.layout import RunLayout
+
+    run = RunLayout(trial)
+    values = {k: v for k, v in read_yaml_mapping(run.config).items() if k != "versions"}
     cfg = config_from_dict(values)
-    cycle = trial / "cycle_1"
+    cycle = run.cycle(1)
     data_seed = cfg.selection.seed
-    labels, detections = trial / "data" / "labels_L0.json", cycle / "select" / "detections"
+    labels, detections = run.labels_l0, cycle.detections
     train_gt = Path(cfg.data.train)
-    truth = pool_truth(read_json(train_gt), pool_ids(cycle / "pool.parquet"))
+    truth = pool_truth(read_json(train_gt), pool_ids(cycle.pool))
     l0 = read_json(labels)
     t0 = time.perf_counter()
-    embeddings = embed_pool(cfg, cycle / "pool.parquet", work / f"seed_{data_seed}" / "embeddings.parquet")
+    embeddings = embed_pool(cfg, cycle.pool, work / f"seed_{data_seed}" / "embeddings.parquet")
     print(f"seed {data_seed}: pool embedded in {time.perf_counter() - t0:.0f} s", flush=True)
     rows = []
     for name in strategies:

@@ -155,8 +155,29 @@ def quiet_ray_noise() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=r"The maximum number of concurrent tasks", category=UserWarning)
+    quiet_raylet_notices()
     if _StderrFilter.allowed:
         _StderrFilter.install(RAY_NOISE)
+
+
+def quiet_raylet_notices() -> None:
+    """The raylet's notices (its worker-start warning among them) reach the driver through the GCS
+    and Ray prints them on *stdout*, in the middle of a run's progress (worker.listen_error_messages
+    → print_to_stdstream), where the stderr filter cannot see them: lines matching RAY_NOISE are
+    dropped there, every other line is printed as Ray would."""
+    from ray._private import worker as ray_worker
+
+    original = ray_worker.print_to_stdstream
+    if getattr(original, "quiet", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix):
+        lines = [line for line in data.get("lines", []) if not any(p.search(line) for p in RAY_NOISE)]
+        if lines:
+            original({**data, "lines": lines}, ignore_prefix)
+
+    print_to_stdstream.quiet = True
+    ray_worker.print_to_stdstream = print_to_stdstream
 
 
 class _StderrFilter:

@@ -95,3 +95,22 @@ def test_the_stderr_filter_drops_ray_noise_lines_only(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert result.stderr == "kept line one\nkept line two, no newline"
+
+
+def test_the_raylets_worker_start_warning_is_not_printed_on_stdout(capsys, monkeypatch):
+    """Ray prints the raylet's notices on stdout (listen_error_messages → print_to_stdstream),
+    where `make demo`'s table is; RAY_NOISE's lines are dropped there, other lines kept."""
+    from ray._private import worker as ray_worker
+
+    from taast_ray.ray_env import quiet_raylet_notices
+
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", ray_worker.print_to_stdstream)  # restored after
+    quiet_raylet_notices()
+    quiet_raylet_notices()  # once is enough: not wrapped twice
+    warning = ("WARNING: 8 PYTHON worker processes have been started on node: edb4 with address: 127.0.0.1, "
+               "which is 4x the maximum expected startup concurrency (2).")
+    ray_worker.print_to_stdstream({"lines": [warning], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    assert capsys.readouterr().out == ""
+    ray_worker.print_to_stdstream({"lines": ["a worker died: OOM"], "pid": "raylet", "is_err": False},
+                                  ignore_prefix=False)
+    assert "a worker died: OOM" in capsys.readouterr().out
