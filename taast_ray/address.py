@@ -6,6 +6,7 @@ instead of Ray retrying for minutes (``127.0.0.1:1`` kept it retrying past 120 s
 """
 from __future__ import annotations
 
+import os
 import socket
 
 from taast_ray.errors import ConfigError
@@ -82,7 +83,7 @@ def check_address(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> None
     except OSError as exc:
         raise ConfigError(f"ray.address: cannot connect to {host}:{port} ({exc.strerror or exc}); "
                           f"start the cluster or fix --address / RAY_ADDRESS") from None
-    if not speaks:  # Ray would retry such a listener for ever
+    if not speaks and not _tls():  # Ray would retry such a listener for ever
         raise ConfigError(f"ray.address: {host}:{port} accepts connections but is not a Ray cluster (no gRPC "
                           f"answer within {timeout:.0f} s); check the port: the head's GCS (ray start "
                           f"--head, {GCS_PORT}) or Ray Client (ray://, {CLIENT_PORT})")
@@ -92,6 +93,12 @@ def check_address(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> None
 # and Ray Client are gRPC servers, which answer with a SETTINGS frame of their own.
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 _SETTINGS = 4
+
+
+def _tls() -> bool:
+    """A cluster with TLS (RAY_USE_TLS) answers a TLS handshake, not a plain HTTP/2 opening: the
+    protocol probe is left out there, the TCP connection alone checked."""
+    return os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true", "yes")
 
 
 def speaks_http2(conn: socket.socket, timeout: float) -> bool:

@@ -116,7 +116,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     else:
         from taast_ray.pipeline.precomputed import select_from_detections
 
-        with _locked(out):  # config.yaml is part of the published set (selection/outputs.py)
+        with _locked(out):  # config.yaml is part of the published set (outputs/files.py)
             summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings,
                                              truth_path=args.ground_truth)
     print(f"selected {summary['selected']} of {summary['pool_size']} images "

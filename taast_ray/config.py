@@ -6,6 +6,7 @@ An invalid field raises :class:`ConfigError` whose one-line message starts with 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -21,10 +22,6 @@ from taast_ray.embedder_names import PRECISIONS
 from taast_ray.selection import registry
 from taast_ray.selection.kmeans import BACKENDS as KMEANS_BACKENDS
 
-# the strategies (selection/registry.py, one record each) and k-means backends the product knows;
-# a configuration is checked against the registry when it validates, so a registered one is known
-STRATEGIES = registry.names()
-RETIRED_STRATEGIES = registry.retired()
 DEFAULT_IMGSZ = 640
 
 
@@ -420,11 +417,13 @@ def preset_settings(name: str | None, command: str = "run") -> dict:
 
 
 def merge_settings(low: dict, high: dict) -> dict:
-    """``high`` over ``low``, mapping by mapping (a preset under a configuration file)."""
-    out = dict(low)
+    """``high`` over ``low``, mapping by mapping (a preset under a configuration file); a new
+    mapping, sharing nothing with either (the overrides applied to it must not reach a module's
+    settings, such as the demo's)."""
+    out = copy.deepcopy(low)
     for key, value in high.items():
         out[key] = merge_settings(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else value
+            else copy.deepcopy(value)
     return out
 
 

@@ -63,9 +63,12 @@ def embedder_problem(name: str, weights: str) -> str | None:
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
-def cache_key(name: str, weights: str) -> str:
-    """What the embedding cache is keyed by besides image_id: everything that changes the rows."""
+def cache_key(name: str, weights: str, precision: str = "auto") -> str:
+    """What the embedding cache is keyed by besides image_id: everything that changes the rows
+    (the precision where it is not the default: on CUDA, fp16 or fp32 rows differ from bf16's)."""
     if name == MOBILENET:
         w = str(weights)
-        return f"{MOBILENET}|{'imagenet' if w.lower() in MOBILENET_PACKAGED else w}"
-    return f"{name}|{weights}"
+        key = f"{MOBILENET}|{'imagenet' if w.lower() in MOBILENET_PACKAGED else w}"
+    else:
+        key = f"{name}|{weights}"
+    return key if precision == "auto" else f"{key}|{precision}"

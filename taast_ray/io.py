@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -133,7 +132,16 @@ _UMASK_LOCK = threading.Lock()
 
 
 def current_umask() -> int:
-    """The process's umask (reading it means setting it: done under a lock, set straight back)."""
+    """The process's umask: Linux reports it in /proc/self/status; elsewhere reading it means
+    setting it (under a lock, set straight back; another thread creating a file in that instant
+    would get 022)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     with _UMASK_LOCK:
         mask = os.umask(0o022)
         os.umask(mask)

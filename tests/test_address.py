@@ -84,3 +84,9 @@ def test_an_http2_server_passes_the_probe(listener):
 
 def test_a_real_ray_gcs_passes_the_probe(ray_local):
     check_address(ray_local.get_runtime_context().gcs_address)
+
+
+def test_a_tls_cluster_is_checked_by_its_tcp_connection_alone(listener, monkeypatch):
+    """RAY_USE_TLS: the head answers a TLS handshake, not our plain HTTP/2 opening."""
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    check_address(listener(None), timeout=1.0)

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from taast_ray.cli import main
-from taast_ray.config import STRATEGIES
+from taast_ray.selection.registry import names as strategy_names
 from taast_ray.io import check_output_set
 from tests.factories import detections_table, write_embeddings, write_labels
 
@@ -97,7 +97,7 @@ def well_typed_detections(draw) -> pa.Table:
     return pa.table({k: v for k, v in columns.items() if k != drop})
 
 
-@given(table=well_typed_detections(), budget=st.integers(-1, 4), strategy=st.sampled_from(STRATEGIES))
+@given(table=well_typed_detections(), budget=st.integers(-1, 4), strategy=st.sampled_from(strategy_names()))
 @FUZZ
 def test_fuzz_detection_values(table, budget, strategy, labels_file, capsys):
     work = fresh_dir()

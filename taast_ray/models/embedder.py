@@ -108,7 +108,6 @@ class Embedder(FrozenTower):
         out_dim = getattr(self.visual, "output_dim", None)
         self.dim = int(out_dim) if out_dim else embedding_dim(model_name)
         self.model_name, self.weights, self.image_size = model_name, str(weights), self._pp["size"]
-        # embeddings are cached by this key across cycles: anything that changes them belongs in it
         self._dtype = dtype
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:

@@ -151,7 +151,7 @@ def _detector_mix(det: PoolScalars, selected: np.ndarray, num_classes: int,
 
 def report_html(det: PoolScalars, scored: ImageScores, picks: Picks, labels: LabelSet, summary: dict,
                 truth: dict | None = None) -> str:
-    """report.html (selection/report.py) from the pass's arrays: the B cards, the class mix."""
+    """report.html (outputs/report.py) from the pass's arrays: the B cards, the class mix."""
     from taast_ray.outputs.report import ReportCard, render_report, truth_class_counts
 
     names, n, num_classes = labels.category_names, det.num_images, labels.num_classes

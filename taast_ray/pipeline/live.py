@@ -134,7 +134,7 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
 
 
 def embedding_cache_dir(root, cfg: TaastConfig):
-    key = cache_key(cfg.model.embedder, cfg.model.embedder_weights)
+    key = cache_key(cfg.model.embedder, cfg.model.embedder_weights, cfg.model.embedder_precision)
     readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:60]
     return child(root, f"{readable}-{hashlib.sha1(key.encode()).hexdigest()[:10]}")
 
@@ -188,7 +188,7 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
         remove_tree(detections)
     if not is_uri(out):
         out.mkdir(parents=True, exist_ok=True)
-    # config.yaml is published with the output set (selection/outputs.py), not before the pass
+    # config.yaml is published with the output set (outputs/files.py), not before the pass
 
     start = time.perf_counter()
     detect_pool(cfg, listing, detections, labels.num_classes, weights=weights, rows_per_file=rows_per_file,

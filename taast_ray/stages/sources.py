@@ -22,6 +22,7 @@ import math
 import os
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -82,7 +83,7 @@ def _resolve(pool: str):
     """(filesystem, root path in it, prefix turning a listed path back into a uri, root type)."""
     prefix = pool.split("://", 1)[0] + "://" if "://" in pool else ""
     try:
-        fs, path = resolve(pool) if prefix else (_LOCAL, _bare(pool))
+        fs, path = resolve(unquote(pool) if prefix == "file://" else pool) if prefix else (_LOCAL, _bare(pool))
         path = path.rstrip("/") or path
         return fs, path, prefix, fs.get_file_info(path).type
     except (ValueError, OSError) as exc:  # bad scheme, no credentials, unreachable store

@@ -1,5 +1,5 @@
 """What every model stage is: a name, the resources one actor of it asks for, a ``setup`` that loads
-its model once per actor, and ``__call__`` that maps one batch.
+its model once per actor, and ``process`` that maps one batch (``__call__`` sets the stage up first).
 
 Building a stage only records its arguments, so it is cheap to build and to describe; the model
 loads in :meth:`Stage.setup`. The Ray adapter (``pipeline/live.py``, ``through_model_pool``) hands

@@ -89,7 +89,7 @@ def test_jobs_start_when_what_they_need_has_finished(tmp_path, ray_local):
 
 def test_markers_of_fewer_cycles_count_as_stages_to_do_when_a_study_grows(tmp_path):
     """`--resume` with more cycles: the trial, test and curve markers of a finished 1-cycle study
-    are stale for 2 cycles (runner.trial_finished, curves_finished, the test stage's ``of``)."""
+    are stale for 2 cycles (runner.trial_finished, CurvesLayout.finished, the test stage's ``of``)."""
     one = experiment_from_dict({"strategies": ["random"], "seeds": [1], "base": {"protocol": {"cycles": 1}}})
     two = experiment_from_dict({"strategies": ["random"], "seeds": [1], "base": {"protocol": {"cycles": 2}}})
     trial = plan(one, tmp_path)[0]

@@ -133,7 +133,7 @@ def test_experiment_checks_its_models_before_work(tmp_path, capsys):
     assert not out.exists()
 
 
-def _production(tmp_path, weights, warmup: int, classes: int = 10) -> "TaastConfig":
+def _production(tmp_path, weights, warmup: int, classes: int = 10):
     from taast_ray.config import config_from_dict
 
     (tmp_path / "images").mkdir(exist_ok=True)

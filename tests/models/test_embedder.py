@@ -128,3 +128,8 @@ def test_every_configurable_precision_has_a_dtype():
     from taast_ray.models.tower import DTYPES
 
     assert set(DTYPES) == set(PRECISIONS)
+
+
+def test_the_embedding_cache_is_keyed_by_a_precision_other_than_the_default():
+    assert cache_key(TINY_MODEL, "none", "auto") == cache_key(TINY_MODEL, "none") == f"{TINY_MODEL}|none"
+    assert cache_key(TINY_MODEL, "none", "fp16") == f"{TINY_MODEL}|none|fp16"

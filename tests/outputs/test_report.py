@@ -1,4 +1,4 @@
-"""report.html (selection/report.py): the numbers and the markup, without a browser (see
+"""report.html (outputs/report.py): the numbers and the markup, without a browser (see
 test_report_chromium.py for the page in a real one)."""
 import io
 import json

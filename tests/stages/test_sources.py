@@ -215,3 +215,12 @@ def test_special_files_are_never_opened(tmp_path):
 
     os.mkfifo(root / "pipe.jpg")  # reading it would block forever
     assert sources.list_pool_table(root).column("image_id").to_pylist() == ["ok.jpg"]
+
+
+def test_a_percent_encoded_file_uri_root_is_found(tmp_path):
+    """file:// roots are URIs: %20 is a space (pyarrow's from_uri decoded it; the one resolver does too)."""
+    folder = tmp_path / "a b"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "x.png")
+    listed = list_pool(f"file://{str(folder).replace(' ', '%20')}").take_all()
+    assert [r["image_id"] for r in listed] == ["x.png"]
