@@ -19,7 +19,7 @@ from tests.factories import write_detections, write_embeddings, write_labels
 
 CASE = Path(__file__).parent / "case"
 STRATEGIES = ("taast", "entropy", "random", "coreset", "taast-no-rarity", "taast-no-diversity",
-              "taast-expected", "taast-balanced")
+              "taast-expected", "taast-balanced", "class-balanced")
 ARGS = ("--budget", "12", "--seed", "5", "--tau", "0.8")
 
 
