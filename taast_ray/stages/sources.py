@@ -21,6 +21,7 @@ import bisect
 import math
 import os
 import posixpath
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
@@ -106,7 +107,9 @@ def _walk_local(root: str, pool) -> tuple[list[str], list[str]]:
     the first unreadable sub-folder; here both become records the read stage turns into
     ``errors.parquet`` rows ("missing: dangling symlink ...", "unreadable: folder ..."). Symlinked
     folders are followed, as pyarrow does, but not back up the tree (no loops). Hidden names are
-    skipped without descending; FIFOs and other special files are not images and never opened.
+    skipped without descending. A name that looks like an image but is no file (a folder, a FIFO,
+    a device, a symlink to one) is listed too, so it is accounted for: the read stage never opens
+    it and records why (every name the listing sees is scored or in errors.parquet).
     """
     files, unreadable, stack = [], [], [(root, frozenset())]
     while stack:
@@ -129,7 +132,10 @@ def _walk_local(root: str, pool) -> tuple[list[str], list[str]]:
             try:
                 if entry.is_dir():
                     stack.append((entry.path, ancestors))
-                elif entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path)):
+                    if entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                        files.append(entry.path)  # a folder named like an image: "not a file"
+                elif entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path)) \
+                        or entry.name.lower().endswith(IMAGE_EXTENSIONS):
                     files.append(entry.path)
             except OSError:  # a name that vanished or cannot be stat'ed: read it and say why
                 files.append(entry.path)
@@ -219,6 +225,9 @@ def _read_batch(table: pa.Table) -> pa.Table:
 def _read_one(uri: str | None):
     if not uri:
         return None, "missing"
+    special = _special_file(uri)
+    if special:
+        return None, special  # a FIFO would block the read for ever, /dev/zero never end
     try:
         fs, path = resolve(uri, per_bucket=True)
         with fs.open_input_stream(path) as stream:
@@ -235,6 +244,22 @@ def _read_one(uri: str | None):
         if isinstance(exc, PermissionError):
             return None, "unreadable: permission denied"
         return None, f"unreadable: {detail[:80]}"
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+            (stat.S_ISSOCK, "a socket"))
+
+
+def _special_file(uri: str) -> str | None:
+    """Why a local name (or what its symlink points to) is not a file to read, before opening it."""
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    try:
+        mode = os.stat(resolve(uri)[1]).st_mode
+    except OSError:
+        return None  # missing or unreadable: the read says so
+    kind = next((name for test, name in _SPECIAL if test(mode)), None)
+    return f"not a file: {kind}" if kind else None
 
 
 def _local_reason(uri: str) -> str | None:

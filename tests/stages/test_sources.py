@@ -208,13 +208,23 @@ def test_a_pool_of_only_unreadable_folders_is_listed_and_an_unreadable_root_stop
         sources.list_pool_table(root)
 
 
-def test_special_files_are_never_opened(tmp_path):
+def test_special_files_are_never_opened_and_every_image_name_is_accounted_for(tmp_path):
+    """A FIFO, a symlink to /dev/zero and an empty folder named like images are listed, so each is
+    a record with its reason (issue 31: they were neither scored nor in errors.parquet), and none
+    is opened: reading a FIFO blocks for ever, /dev/zero never ends."""
     root = tmp_path / "pool"
     save(root / "ok.jpg")
     import os
 
-    os.mkfifo(root / "pipe.jpg")  # reading it would block forever
-    assert sources.list_pool_table(root).column("image_id").to_pylist() == ["ok.jpg"]
+    os.mkfifo(root / "pipe.jpg")
+    os.symlink("/dev/zero", root / "zero.png")
+    (root / "empty.jpg").mkdir()
+    os.mkfifo(root / "notes.txt")  # not named like an image: not the pool's, not listed
+    listed = sources.list_pool_table(root)
+    assert listed.column("image_id").to_pylist() == ["empty.jpg", "ok.jpg", "pipe.jpg", "zero.png"]
+    read = sources._read_batch(listed)
+    assert read.column("error").to_pylist() == ["not a file", None, "not a file: a FIFO",
+                                                "not a file: a character device"]
 
 
 def test_a_percent_encoded_file_uri_root_is_found(tmp_path):
