@@ -69,19 +69,14 @@ def _bucket_filesystem(bucket_uri: str) -> pafs.FileSystem:
     return _from_uri(bucket_uri)[0]
 
 
-def filesystem(path) -> tuple[pafs.FileSystem, str]:
-    """(pyarrow filesystem, path inside it) for a local path or an object-store URI."""
-    return resolve(path)
-
-
 def exists(path) -> bool:
-    fs, inner = filesystem(path)
+    fs, inner = resolve(path)
     return fs.get_file_info(inner).type != pafs.FileType.NotFound
 
 
 def remove_tree(path) -> None:
     """Delete a folder (or a URI prefix) and everything under it; nothing there is fine."""
-    fs, inner = filesystem(path)
+    fs, inner = resolve(path)
     if fs.get_file_info(inner).type != pafs.FileType.NotFound:
         fs.delete_dir(inner)
 
@@ -92,7 +87,7 @@ def list_parquet(folder) -> list[str]:
     Names starting with ``.`` or ``_`` anywhere below the folder are skipped: they are
     temporary or bookkeeping files, as for pyarrow's dataset discovery.
     """
-    fs, inner = filesystem(folder)
+    fs, inner = resolve(folder)
     if fs.get_file_info(inner).type != pafs.FileType.Directory:
         return []
     prefix = os.fspath(folder).split("://", 1)[0] + "://" if is_uri(folder) else ""
@@ -107,7 +102,7 @@ def bare_paths(files: list[str]) -> tuple[pafs.FileSystem | None, list[str]]:
     the paths themselves when they are local), for pyarrow's readers."""
     if not files or not is_uri(files[0]):
         return None, list(files)
-    fs, _ = filesystem(files[0])
+    fs, _ = resolve(files[0])
     return fs, [f.split("://", 1)[1] for f in files]
 
 
@@ -150,7 +145,7 @@ def current_umask() -> int:
 
 def write_text(path: Path | str, text: str) -> None:
     if is_uri(path):
-        fs, inner = filesystem(path)
+        fs, inner = resolve(path)
         with fs.open_output_stream(inner) as out:
             out.write(text.encode())
         return
@@ -164,7 +159,7 @@ def write_json(path: Path | str, obj) -> None:
 
 def write_parquet(path: Path | str, table: pa.Table) -> None:
     if is_uri(path):
-        fs, inner = filesystem(path)
+        fs, inner = resolve(path)
         pq.write_table(table, inner, filesystem=fs)
         return
     with atomic_path(path) as tmp:
@@ -173,7 +168,7 @@ def write_parquet(path: Path | str, table: pa.Table) -> None:
 
 def read_json(path: Path | str):
     if is_uri(path):
-        fs, inner = filesystem(path)
+        fs, inner = resolve(path)
         with fs.open_input_stream(inner) as stream:
             return json.loads(stream.read())
     return json.loads(Path(path).read_text())
@@ -211,7 +206,7 @@ STAGING = ".taast-staging"
 
 
 def _file_digest(path) -> tuple[int, str]:
-    fs, inner = filesystem(path)
+    fs, inner = resolve(path)
     digest, size = hashlib.sha256(), 0
     with fs.open_input_stream(inner) as stream:
         while chunk := stream.read(1 << 20):
@@ -231,12 +226,12 @@ def _read_manifest(path) -> dict | None:
 
 
 def _move(src, dst) -> None:
-    fs, inner_src = filesystem(src)
-    fs.move(inner_src, filesystem(dst)[1])
+    fs, inner_src = resolve(src)
+    fs.move(inner_src, resolve(dst)[1])
 
 
 def _delete_file(path) -> None:
-    fs, inner = filesystem(path)
+    fs, inner = resolve(path)
     if fs.get_file_info(inner).type == pafs.FileType.File:
         fs.delete_file(inner)
 
@@ -358,7 +353,7 @@ def write_parquet_chunks(path, chunks) -> None:
                 writer.close()
 
     if is_uri(path):
-        fs, inner = filesystem(path)
+        fs, inner = resolve(path)
         write(inner, fs)
         return
     with atomic_path(path) as tmp:

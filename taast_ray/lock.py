@@ -175,7 +175,7 @@ def _pid_file_lock(lock: Path, directory, on_stale) -> Iterator[dict | None]:
 
 @contextlib.contextmanager
 def _file_lock_uri(directory, on_stale) -> Iterator[dict | None]:
-    from taast_ray.io import filesystem
+    from taast_ray.io import resolve
 
     lock = child(directory, LOCK_NAME)
     stale = None
@@ -196,5 +196,5 @@ def _file_lock_uri(directory, on_stale) -> Iterator[dict | None]:
     finally:
         with contextlib.suppress(OSError, ValueError):
             if read_json(lock) == mine:
-                fs, inner = filesystem(lock)
+                fs, inner = resolve(lock)
                 fs.delete_file(inner)

@@ -17,7 +17,7 @@ import pyarrow.dataset as pads
 
 from taast_ray.errors import InputError
 from taast_ray.contracts.detections import type_name
-from taast_ray.io import exists, filesystem, is_uri
+from taast_ray.io import exists, is_uri, resolve
 
 MEMMAP_BYTES = 1 << 30
 BATCH_ROWS = 1 << 14
@@ -51,7 +51,7 @@ class ParquetEmbeddings:
         if not exists(self.path):
             raise InputError(f"{self.path}: embeddings file not found")
         try:
-            fs, inner = filesystem(self.path)
+            fs, inner = resolve(self.path)
             self.dataset = pads.dataset(inner, format="parquet", filesystem=fs)
             _check_schema(self.dataset.schema, self.path)
             self.ids = pc.cast(self.dataset.to_table(columns=["image_id"]).column(0),

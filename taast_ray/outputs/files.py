@@ -121,9 +121,9 @@ def _boxes(chosen, n: int, names: list[str]) -> list:
 
 def read_image_bytes(uri: str) -> bytes:
     """An image's bytes from a local path or an object-store URI (for the report's thumbnails)."""
-    from taast_ray.io import filesystem
+    from taast_ray.io import resolve
 
-    fs, inner = filesystem(uri)
+    fs, inner = resolve(uri)
     with fs.open_input_stream(inner) as stream:
         return stream.read()
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from taast_ray.config import RayConfig, TaastConfig
 from taast_ray.data.labels import load_labels
 from taast_ray.errors import InputError
-from taast_ray.io import bare_paths, child, filesystem, is_uri, list_parquet, remove_tree
+from taast_ray.io import bare_paths, child, is_uri, list_parquet, remove_tree, resolve
 from taast_ray.embedder_names import DETECTOR, cache_key
 from taast_ray.pipeline.aggregator import CentralAggregator
 from taast_ray.console import Progress, say
@@ -79,7 +79,7 @@ def written_ids(folder) -> pa.Array:
     """
     ids, seen = [], None
     fs, paths = bare_paths(list_parquet(folder))
-    fs = fs or filesystem(folder)[0]
+    fs = fs or resolve(folder)[0]
     for path in paths:
         try:
             column = pq.read_table(path, columns=["image_id"], filesystem=fs).column(0).combine_chunks()
