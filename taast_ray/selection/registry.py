@@ -15,12 +15,14 @@ from typing import Callable
 import numpy as np
 
 from taast_ray.selection.candidates import top_candidates
-from taast_ray.selection.scoring import ImageScores
+from taast_ray.selection.scoring import RULE_VECTOR, ImageScores
 from taast_ray.selection.strategies import (Picks, SelectionContext, diverse, diverse_balanced, select_coreset,
                                             select_random, top_by_value)
 
-RARITY = ("class", "expected", "box-balanced", "none")  # w_{c(x)} (eq. 7); Σ_k p_{k,b*} w_k;
-# max_b H(p_b)·exp(−σ p(l̂_b)) in place of φ (arXiv 2508.17849, scoring.class_balanced_value); w ≡ 1
+# the rules scoring knows: "class" w_{c(x)} (eq. 7); the ones that keep a row per image
+# (scoring.RULE_VECTOR: "expected" Σ_k p_{k,b*} w_k, "box-balanced" max_b H(p_b)·exp(−σ p(l̂_b)) in
+# place of φ); "none" w ≡ 1
+RARITY = ("class", *RULE_VECTOR, "none")
 EMBEDS = (None, "candidates", "eligible")
 
 

@@ -160,9 +160,9 @@ def image_value(entropy: np.ndarray, cand_class: np.ndarray, weights: np.ndarray
 # afterwards. (A "max" rule, the rarest plausible class max_{b,k} w_k · s_{k,b}, tied taast in
 # study (a) and was dropped.) "box-balanced" is the literature's box-level class-balanced score
 # (arXiv 2508.17849), a comparison arm rather than a weight on E(x): see class_balanced_value.
-# A rule's row function takes (scores, offsets, b*, H(p_b), argmax_k s_{k,b}) of one block.
-def weakest_box_scores(scores: np.ndarray, offsets: np.ndarray, least_confident: np.ndarray,
-                       *_box_stats) -> np.ndarray:
+# A rule's row function takes (scores, b*, each box's image, H(p_b), argmax_k s_{k,b}) of one
+# block, all of which the reduction has already computed.
+def weakest_box_scores(scores: np.ndarray, least_confident: np.ndarray, *_box_stats) -> np.ndarray:
     """s_{b*} per image, (n, C) float32; a zero row for an image without boxes."""
     rows = np.zeros((len(least_confident), scores.shape[1]), np.float32)
     has = least_confident >= 0
@@ -183,14 +183,12 @@ def weakest_box_scores(scores: np.ndarray, offsets: np.ndarray, least_confident:
 BALANCE_SIGMA = 10.0
 
 
-def class_max_uncertainty(scores: np.ndarray, offsets: np.ndarray, least_confident: np.ndarray,
+def class_max_uncertainty(scores: np.ndarray, least_confident: np.ndarray, box_image: np.ndarray,
                           box_entropy: np.ndarray, box_class: np.ndarray) -> np.ndarray:
     """Per image and predicted class k, max u(b) over its boxes b with l̂_b = argmax_j s_{j,b} = k,
     u(b) = H(p_b) (§2's box entropy, eq. 2's term); (n, C) float32, −1 where the image has no box
     of class k (so a class without boxes never wins the max, even against boxes with u = 0)."""
-    n = len(offsets) - 1
-    rows = np.full((n, scores.shape[1]), -1.0, np.float32)
-    box_image = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+    rows = np.full((len(least_confident), scores.shape[1]), -1.0, np.float32)
     np.maximum.at(rows, (box_image, np.asarray(box_class, np.int64)), np.asarray(box_entropy, np.float32))
     return rows
 
@@ -332,7 +330,7 @@ def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
     pairs = np.unique(box_image[in_p] * scores.shape[1] + classes)
     pseudo_counts = {"boxes": np.bincount(classes, minlength=scores.shape[1]).astype(np.int64),
                      "images": np.bincount(pairs % scores.shape[1], minlength=scores.shape[1]).astype(np.int64)}
-    vector = RULE_VECTOR[rule](scores, offsets, b_star, box_entropies, box_class) if rule in RULE_VECTOR else None
+    vector = RULE_VECTOR[rule](scores, b_star, box_image, box_entropies, box_class) if rule in RULE_VECTOR else None
     return ImageReduction(entropy, cand_class, pseudo, counts.astype(np.int32), pseudo_counts,
                           confidence, b_star, box_class, row_minimum, vector)
 
