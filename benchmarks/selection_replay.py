@@ -50,7 +50,7 @@ def find_cycle1(exp: Path, variant: str) -> dict[int, Path]:
     from taast_ray.loop.layout import RunLayout
 
     found: dict[int, Path] = {}
-    for trial in sorted(ExperimentLayout(exp).root.joinpath("trials", variant).glob("*/seed_*")):
+    for trial in sorted(ExperimentLayout(exp).trials(variant).glob("*/seed_*")):
         if RunLayout(trial).cycle(1).detections.is_dir():
             found.setdefault(int(trial.name.split("_")[1]), trial)
     if not found:

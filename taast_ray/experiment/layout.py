@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from taast_ray.loop.layout import Markers, Under
+
 CURVES_STAGE = "curves"
 
 
@@ -28,21 +30,10 @@ class ExperimentLayout:
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
-    @property
-    def config(self) -> Path:
-        return self.root / "experiment.yaml"
-
-    @property
-    def results(self) -> Path:
-        return self.root / "results.json"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report.md"
-
-    @property
-    def plots(self) -> Path:
-        return self.root / "plots"
+    config = Under("experiment.yaml")
+    results = Under("results.json")
+    report = Under("report.md")
+    plots = Under("plots")
 
     def plot(self, name: str) -> Path:
         return self.plots / name
@@ -53,41 +44,37 @@ class ExperimentLayout:
     def base(self, trains_as: str, seed: int) -> Path:
         return self.root / "bases" / trains_as / f"seed_{seed}"
 
+    def trials(self, trains_as: str) -> Path:
+        """The trials of the variants that train as ``trains_as``: <strategy>/seed_<s>/ under it."""
+        return self.root / "trials" / trains_as
+
     def trial(self, trains_as: str, strategy: str, seed: int) -> Path:
-        return self.root / "trials" / trains_as / strategy / f"seed_{seed}"
+        return self.trials(trains_as) / strategy / f"seed_{seed}"
 
     def curves(self, variant: str, strategy: str, seed: int) -> Path:
         return self.root / "curves" / variant / strategy / f"seed_{seed}"
 
 
 @dataclass(frozen=True)
-class CurvesLayout:
+class CurvesLayout(Markers):
     """One trial's test curve on one variant's test split: a score per cycle, then a marker."""
-    dir: Path
+    root: Path
 
     def __post_init__(self):
-        object.__setattr__(self, "dir", Path(self.dir))
+        object.__setattr__(self, "root", Path(self.root))
 
     def score(self, cycle: int) -> Path:
-        return self.dir / f"cycle_{cycle}.json"
+        return self.root / f"cycle_{cycle}.json"
 
     def predictions(self, cycle: int) -> Path:
-        return self.dir / f"cycle_{cycle}_predictions.json"
+        return self.root / f"cycle_{cycle}_predictions.json"
 
     @property
     def warmup(self) -> "CurvesLayout":
         """EXP/curves/<variant>/_warm-up/seed_<s>: the warm-up is the seed's, copied into every
         strategy's run, so it is scored once per variant and seed."""
-        return CurvesLayout(self.dir.parent.parent / "_warm-up" / self.dir.name)
-
-    @property
-    def markers(self) -> Path:
-        return self.dir / "_markers"
-
-    @property
-    def marker(self) -> Path:
-        return self.markers / f"{CURVES_STAGE}.done"
+        return CurvesLayout(self.root.parent.parent / "_warm-up" / self.root.name)
 
     def finished(self, cycles: int) -> bool:
         """Every cycle up to ``cycles`` scored (the trial may have grown since the marker)."""
-        return self.marker.exists() and all(self.score(t).exists() for t in range(cycles + 1))
+        return self.marker(CURVES_STAGE).exists() and all(self.score(t).exists() for t in range(cycles + 1))

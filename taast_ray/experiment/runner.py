@@ -249,8 +249,8 @@ class Progress:
         for t in trials:
             if t.curves is not None:
                 curves = CurvesLayout(t.curves)
-                self.expected.append(("curves", curves.marker))
-                self._current[curves.marker] = functools.partial(curves.finished, self.cycles)
+                self.expected.append(("curves", curves.marker(CURVES_STAGE)))
+                self._current[curves.marker(CURVES_STAGE)] = functools.partial(curves.finished, self.cycles)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 

@@ -36,8 +36,9 @@ DROPPED_LABELS = "annotations.json"  # a cycle's labels left in its folder are i
 WARMUP_FILES = ("weights.pt", "metrics.json", "train_set.json")
 
 
-class _Under:
-    """A path under the layout's root: ``weights = _Under("weights.pt")``."""
+class Under:
+    """A path under the layout's root: ``weights = Under("weights.pt")`` (the experiment's
+    layout uses it too)."""
 
     def __init__(self, *parts: str):
         self.parts = parts
@@ -46,9 +47,9 @@ class _Under:
         return self if layout is None else layout.root.joinpath(*self.parts)
 
 
-class _Markers:
+class Markers:
     """A directory whose stages leave ``_markers/<stage>.done``."""
-    markers = _Under("_markers")
+    markers = Under("_markers")
 
     def marker(self, stage: str) -> Path:
         return self.markers / f"{stage}.done"
@@ -58,7 +59,7 @@ class _Markers:
 
 
 @dataclass(frozen=True)
-class CycleLayout(_Markers):
+class CycleLayout(Markers):
     dir: Path
 
     @property
@@ -69,26 +70,26 @@ class CycleLayout(_Markers):
         stages = TRAIN_STAGES if self.index == 0 else COUNTED_STAGES
         return next((s for s in stages if not self.done(s)), None)
 
-    pool = _Under("pool.parquet")
-    select = _Under("select")
-    detections = _Under("select", "detections")  # the detector's pass, before the selection
-    selection = _Under("select", "selection.parquet")
-    scores = _Under("select", "scores.parquet")
-    pseudo_labels = _Under("select", "pseudo_labels.json")
-    select_summary = _Under("select", "summary.json")
-    label_studio_tasks = _Under("select", "label_studio_tasks.json")
-    labels_new = _Under("labels_new.json")
-    dropped_labels = _Under(DROPPED_LABELS)
-    ingest_record = _Under("ingest.json")  # what `taast ingest` took, and what went back to the pool
-    labels = _Under("labels.json")
-    train_set = _Under("train_set.json")
-    yolo = _Under("yolo")
-    train = _Under("train")
-    weights = _Under("weights.pt")
-    metrics = _Under("metrics.json")
-    val_predictions = _Under("val_predictions.json")
-    coverage = _Under("coverage.json")  # boxes on the pool, before selecting
-    tail = _Under("tail.json")          # simulation: the tail lift
+    pool = Under("pool.parquet")
+    select = Under("select")
+    detections = Under("select", "detections")  # the detector's pass, before the selection
+    selection = Under("select", "selection.parquet")
+    scores = Under("select", "scores.parquet")
+    pseudo_labels = Under("select", "pseudo_labels.json")
+    select_summary = Under("select", "summary.json")
+    label_studio_tasks = Under("select", "label_studio_tasks.json")
+    labels_new = Under("labels_new.json")
+    dropped_labels = Under(DROPPED_LABELS)
+    ingest_record = Under("ingest.json")  # what `taast ingest` took, and what went back to the pool
+    labels = Under("labels.json")
+    train_set = Under("train_set.json")
+    yolo = Under("yolo")
+    train = Under("train")
+    weights = Under("weights.pt")
+    metrics = Under("metrics.json")
+    val_predictions = Under("val_predictions.json")
+    coverage = Under("coverage.json")  # boxes on the pool, before selecting
+    tail = Under("tail.json")          # simulation: the tail lift
 
     @property
     def root(self) -> Path:
@@ -96,23 +97,23 @@ class CycleLayout(_Markers):
 
 
 @dataclass(frozen=True)
-class RunLayout(_Markers):
+class RunLayout(Markers):
     root: Path
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
-    config = _Under("config.yaml")
-    synthetic = _Under("synthetic")
-    data = _Under("data")
-    labels_l0 = _Under("data", "labels_L0.json")
-    pool = _Under("data", "pool.parquet")
-    imported = _Under("data", "imported")  # production: data.yolo as L, pool, val, test
-    fetched = _Under("data", "fetched")    # production: selected object-store images, for training
-    embedding_cache = _Under("embedding_cache")
-    test_metrics = _Under("test_metrics.json")
-    test_predictions = _Under("test_predictions.json")
-    cycles_json = _Under("cycles.json")
+    config = Under("config.yaml")
+    synthetic = Under("synthetic")
+    data = Under("data")
+    labels_l0 = Under("data", "labels_L0.json")
+    pool = Under("data", "pool.parquet")
+    imported = Under("data", "imported")  # production: data.yolo as L, pool, val, test
+    fetched = Under("data", "fetched")    # production: selected object-store images, for training
+    embedding_cache = Under("embedding_cache")
+    test_metrics = Under("test_metrics.json")
+    test_predictions = Under("test_predictions.json")
+    cycles_json = Under("cycles.json")
 
     def split_marker(self) -> Path:
         return self.data / "_markers" / f"{SPLIT_STAGE}.done"
