@@ -12,6 +12,7 @@ from pathlib import Path
 
 from taast_ray.selection import registry
 from taast_ray.evaluation.metrics import METRIC_KEYS as METRICS, METRIC_NAMES
+from taast_ray.evaluation.pseudo import GROUPS as PSEUDO_GROUPS
 from taast_ray.experiment.config import ExperimentConfig
 from taast_ray.experiment.layout import CurvesLayout, ExperimentLayout
 from taast_ray.experiment.stats import MeanCI, label_efficiency, mean_ci, paired_difference
@@ -301,9 +302,6 @@ def _pseudo_quality(per_seed: list[dict | None]) -> dict | None:
         return None
     return {g: {m: vars(mean_ci([q[g][m] for q in measured])) for m in ("precision", "recall")}
             for g in PSEUDO_GROUPS}
-
-
-PSEUDO_GROUPS = ("r", "c", "f")
 
 
 def pseudo_table(summary: dict) -> list[str]:

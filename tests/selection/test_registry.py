@@ -17,7 +17,7 @@ from taast_ray.config import ConfigError, SelectionConfig, TaastConfig
 from taast_ray.experiment.config import StrategySpec
 from taast_ray.selection import registry
 from taast_ray.selection.strategies import diverse
-from tests.factories import write_detections, write_embeddings, write_labels
+from tests.test_cli_select import inputs  # noqa: F401  (the fixture: detections, labels, embeddings)
 
 
 def phi_plus_one(ctx, value):
@@ -34,15 +34,6 @@ NEW = registry.Strategy("test-phi-plus-one", phi_plus_one, "test double: φ + 1"
 def registered(monkeypatch):
     monkeypatch.setitem(registry.REGISTRY, NEW.name, NEW)
     return NEW
-
-
-@pytest.fixture()
-def inputs(tmp_path):
-    det = write_detections(tmp_path / "det.parquet", 200, 6, seed=4, confident_share=0.2)
-    ids = pq.read_table(det).column("image_id").to_pylist()
-    labels = write_labels(tmp_path / "labels.json", [40, 20, 8, 3, 1, 0])
-    emb = write_embeddings(tmp_path / "emb.parquet", ids + [str(i) for i in range(1, 41)], seed=5)
-    return det, labels, emb, tmp_path
 
 
 def select(det, labels, emb, out, strategy):
