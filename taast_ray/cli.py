@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from taast_ray.config import KMEANS_BACKENDS, PRESET_NAMES, TaastConfig, load_config, preset_settings
+from taast_ray.config import (KMEANS_BACKENDS, PRESET_NAMES, SYNTHETIC_FAMILIES, TaastConfig, load_config,
+                              preset_settings)
 from taast_ray.selection import registry
 from taast_ray.errors import ConfigError, TaastError
 
@@ -112,7 +113,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         with _locked(out):
             summary = select_live(cfg, args.pool, args.labels, out, resume=args.resume, limit=args.limit,
                                   embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file,
-                                  truth_path=args.ground_truth)
+                                  truth_path=args.ground_truth, labelled_images=args.labelled_images)
     else:
         from taast_ray.pipeline.precomputed import select_from_detections
 
@@ -144,7 +145,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     stats = make_synthetic_dataset(Path(args.out), images=args.images, classes=args.classes,
                                    seed=args.seed, image_size=args.image_size, zipf=args.zipf,
                                    empty_fraction=args.empty_fraction, label_shift=args.label_shift,
-                                   eval_min_instances=args.eval_min_instances)
+                                   eval_min_instances=args.eval_min_instances, family=args.family)
     print(format_class_table(stats))
     print(f"wrote {args.out}")
     return 0
@@ -333,6 +334,9 @@ def _synth_flags(parser: argparse.ArgumentParser, images: int) -> None:
     parser.add_argument("--seed", type=int, default=0, help="same seed, byte-identical output")
     parser.add_argument("--image-size", type=int, default=160, help="square image side in pixels")
     parser.add_argument("--zipf", type=float, default=1.2, help="Zipf exponent of the class prior")
+    parser.add_argument("--family", choices=SYNTHETIC_FAMILIES, default="shapes",
+                        help="shapes: shape × colour classes; textures: texture × outline classes "
+                             "in shared colours, more scales, occlusion and clutter")
     parser.add_argument("--empty-fraction", type=float, default=0.0,
                         help="share of object-free images (class-imbalance control)")
     parser.add_argument("--label-shift", default=None,
@@ -376,6 +380,9 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     select.add_argument("--embedder-weights", help="open_clip tag, local file, or none (random init)")
     select.add_argument("--embedding-cache", help="with --pool: embedding cache folder "
                                                   "(default OUT/embedding_cache)")
+    select.add_argument("--labelled-images", help="with --pool and an exemplar-rarity strategy: the folder "
+                                                  "the labels' relative file_names are under (default: "
+                                                  "the labels file's folder)")
     select.add_argument("--limit", type=int, help="with --pool: only the first N images by image_id")
     select.add_argument("--rows-per-file", "--shard-size", dest="rows_per_file", type=int, default=1000,
                         help="with --pool: images per detections file, the unit of --resume (default 1000)")

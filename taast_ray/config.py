@@ -23,6 +23,8 @@ from taast_ray.selection import registry
 from taast_ray.selection.kmeans import BACKENDS as KMEANS_BACKENDS
 
 DEFAULT_IMGSZ = 640
+# the synthetic set's families: data/synth.py FAMILIES, repeated here because config sits below data
+SYNTHETIC_FAMILIES = ("shapes", "textures")
 
 
 @dataclass
@@ -42,6 +44,8 @@ class SelectionConfig:
     kmeans_max_points_per_centroid: int = 256
     # class-balanced: σ of a(b) = u(b)·exp(−σ·p(l̂_b)) (arXiv 2508.17849; = scoring.BALANCE_SIGMA)
     balance_sigma: float = 10.0
+    # taast-exemplar: T of the exemplar posterior softmax_k(cos(x̃_b, m_k) / T) (= exemplar.TEMPERATURE)
+    exemplar_temperature: float = 0.1
     # taast-balanced: at most this many of the B picks per predicted class c(x);
     # 0: ⌈B / number of classes c(x) among the candidates⌉
     class_cap: int = 0
@@ -146,6 +150,8 @@ class DataConfig:
     synthetic_classes: int = 12
     synthetic_image_size: int = 160
     synthetic_zipf: float = 1.2
+    # "shapes" (shape × colour classes) or "textures" (texture × outline, shared colours, clutter)
+    synthetic_family: str = "shapes"
     # extra val/test images until every class has this many objects there (train untouched)
     synthetic_eval_min_instances: int = 25
 
@@ -192,6 +198,8 @@ def _checks(cfg: TaastConfig):
     yield "data.images", d.train is None or d.images is not None, "is needed when data.train is given"
     yield "data.synthetic_images", d.synthetic_images >= 50, "must be >= 50"
     yield "data.synthetic_zipf", d.synthetic_zipf >= 0, "must be >= 0"
+    yield "data.synthetic_family", d.synthetic_family in SYNTHETIC_FAMILIES, \
+        f"must be one of {', '.join(SYNTHETIC_FAMILIES)}"
     yield "data.synthetic_eval_min_instances", d.synthetic_eval_min_instances >= 0, "must be >= 0"
     yield "selection.strategy", s.strategy in registry.names(), strategy_rule(s.strategy)
     yield "selection.budget", s.budget > 0, "must be > 0"
@@ -201,6 +209,8 @@ def _checks(cfg: TaastConfig):
     yield "selection.beta", s.beta >= 0 and math.isfinite(s.beta), "must be a finite number >= 0"
     yield "selection.balance_sigma", s.balance_sigma >= 0 and math.isfinite(s.balance_sigma), \
         "must be a finite number >= 0"
+    yield "selection.exemplar_temperature", s.exemplar_temperature > 0 and math.isfinite(s.exemplar_temperature), \
+        "must be a finite number > 0"
     yield "selection.count_mode", s.count_mode in ("images", "boxes"), "must be 'images' or 'boxes'"
     yield "selection.kmeans_backend", s.kmeans_backend in KMEANS_BACKENDS, \
         f"must be one of {', '.join(KMEANS_BACKENDS)}"

@@ -242,6 +242,38 @@ def _inner_matrix(col: pa.Array, width: int, where: _Where, name: str) -> np.nda
     return flat.reshape(-1, width)
 
 
+EXEMPLAR_COLUMN = "exemplar"  # per image: C floats v_k(x) = max_b q_{k,b} (selection/exemplar.py)
+
+
+def exemplar_rows(table: pa.Table, num_classes: int, source: str = "detections",
+                  first_record: int = 0) -> np.ndarray:
+    """The ``exemplar`` column as an (n, C) float32 matrix: one row of C values in [0, 1] per
+    record (the "exemplar" rarity rule's v(x)); one line naming the first bad record."""
+    where = _Where(source, first_record, table.column("image_id"))
+    if EXEMPLAR_COLUMN not in table.column_names:
+        raise InputError(f"{source}: no {EXEMPLAR_COLUMN!r} column (C floats per image, the exemplar "
+                         f"posteriors the live pass writes for an exemplar-rarity strategy)")
+    col = _one_chunk(table.column(EXEMPLAR_COLUMN))
+    if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)
+            or pa.types.is_large_list(col.type)) or not pa.types.is_floating(col.type.value_type):
+        raise InputError(f"{source}: column {EXEMPLAR_COLUMN!r} must be a list of {num_classes} floats per "
+                         f"image, got {type_name(col.type)} (every record)")
+    if col.null_count:
+        raise InputError(f"{where.record(_first(pc.is_null(col)))} has a null {EXEMPLAR_COLUMN!r} row")
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    if (lengths != num_classes).any():
+        row = _first(lengths != num_classes)
+        raise InputError(f"{where.record(row)} has an {EXEMPLAR_COLUMN!r} row of width {lengths[row]}, "
+                         f"expected {num_classes}")
+    values = col.flatten()
+    flat = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    bad = ~((flat >= 0) & (flat <= 1))  # NaN, a null (NaN here) or out of range
+    if values.null_count or bad.any():
+        row = _first(bad) // max(num_classes, 1)
+        raise InputError(f"{where.record(row)} has an {EXEMPLAR_COLUMN!r} value outside [0, 1]")
+    return flat.reshape(len(col), num_classes)
+
+
 def check_score_range(row_min: np.ndarray | None, row_max: np.ndarray, where: "_Where") -> None:
     """Every class score in [0, 1]: NaN fails both comparisons (``row_min`` None: every score is
     already known to be ≥ 0)."""

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from taast_ray.errors import InputError
-from taast_ray.contracts.detections import (BATCH_ROWS, DetectionsSource, check_score_range,
+from taast_ray.contracts.detections import (BATCH_ROWS, DetectionsSource, check_score_range, exemplar_rows,
                                             flatten_detections, without_failed)
-from taast_ray.selection.scoring import RULE_VECTOR, ImageReduction, reduce_images
+from taast_ray.selection.scoring import EXEMPLAR, VECTOR_RULES, ImageReduction, reduce_images
 
 
 @dataclass
@@ -377,7 +377,7 @@ def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = Non
     """
     source = DetectionsSource(path)
     spool = _Spool(Path(tempfile.mkdtemp(prefix="taast-spool-", dir=spool_dir)),
-                   num_classes if rule in RULE_VECTOR else 0)
+                   num_classes if rule in VECTOR_RULES else 0)
     acc = _Accumulator(num_classes, spool, source.num_rows())
     try:
         for name, at, table in source.batches(batch_rows=batch_rows):
@@ -386,7 +386,8 @@ def stream_pool(path, num_classes: int, tau: float, *, failed: list | None = Non
                 continue
             det = flatten_detections(table, num_classes, source=name, check_unique=False, first_record=at,
                                      check_scores=False, ids_as_objects=False)
-            reduced = reduce_images(det.scores, det.offsets, tau, rule, row_min=False)
+            exemplar = exemplar_rows(table, num_classes, name, at) if rule == EXEMPLAR else None
+            reduced = reduce_images(det.scores, det.offsets, tau, rule, row_min=False, exemplar=exemplar)
             check_score_range(reduced.box_min, reduced.confidence, det.where)
             acc.add(table, det, reduced)
             del det

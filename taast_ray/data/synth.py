@@ -1,7 +1,11 @@
 """Synthetic long-tailed detection data (``taast synth``), in LVIS JSON and the YOLO layout.
 
-Classes are shape × colour pairs drawn on noisy, blotchy backgrounds. Each image holds 1–4
-objects (or none, a share ``empty_fraction``), each object's class drawn from a Zipf prior.
+Two families (FAMILIES) of classes and drawings, with the same priors, splits and files:
+``shapes`` (the default): shape × colour pairs drawn on noisy, blotchy backgrounds, so colour alone
+tells the classes apart; ``textures`` (:mod:`taast_ray.data.synth_textures`): texture × outline
+pairs whose colours come from one shared palette, at more scales, occluded and on cluttered
+backgrounds. Each image holds 1–4 objects (or none, a share ``empty_fraction``), each object's class
+drawn from a Zipf prior.
 
 Why ranks are spread out: at ranks 1..12, Zipf 1.2 leaves the last class 5% of the objects, so
 nothing is rare at a few thousand images. Class k stands for rank TAIL_RANK ** (k / (C - 1)) of an
@@ -17,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from taast_ray.data import synth_textures
 from taast_ray.data.frequency import l0_tag, lvis_tag
 from taast_ray.data.yolo import export_yolo
 from taast_ray.errors import ConfigError
@@ -25,6 +30,7 @@ SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
 COLOURS = {"red": (225, 30, 30), "green": (30, 190, 40), "blue": (35, 60, 235),
            "yellow": (245, 225, 30), "magenta": (225, 40, 225), "cyan": (30, 215, 225),
            "orange": (250, 140, 20), "black": (15, 15, 15)}
+FAMILIES = ("shapes", "textures")  # config.SYNTHETIC_FAMILIES repeats it (config sits below data)
 TAIL_RANK = 1000.0
 SPLITS = ("train", "val", "test")
 SIZE_RANGE = (0.15, 0.45)  # object side as a share of the image side
@@ -54,8 +60,12 @@ def parse_label_shift(spec: str) -> LabelShift:
                       f"'tweak:CLASS:RHO' (CLASS ≥ 0, 0 ≤ RHO ≤ 1), got {spec!r}")
 
 
-def class_names(classes: int) -> list[str]:
-    """Unique (colour, shape) pairs; consecutive classes differ in both shape and colour."""
+def class_names(classes: int, family: str = "shapes") -> list[str]:
+    """Unique (colour, shape) pairs; consecutive classes differ in both shape and colour.
+
+    ``family="textures"``: unique (texture, outline) pairs (:func:`synth_textures.class_names`)."""
+    if family == "textures":
+        return synth_textures.class_names(classes)
     colours, n = list(COLOURS), len(SHAPES)
     # the colour steps n + 1 = 7 per cycle of shapes, coprime with 8 colours → all pairs unique
     return [f"{colours[(k + k // n) % len(colours)]}_{SHAPES[k % n]}" for k in range(classes)]
@@ -150,9 +160,16 @@ def _render(rng, size: int, labels: np.ndarray, names: list[str]):
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), boxes
 
 
-def _validate(images, classes, image_size, zipf, empty_fraction, split_fractions) -> None:
+def _renderer(family: str):
+    return synth_textures.render if family == "textures" else _render
+
+
+def _validate(images, classes, image_size, zipf, empty_fraction, split_fractions,
+              family: str = "shapes") -> None:
     fractions_ok = min(split_fractions) > 0 and abs(sum(split_fractions) - 1) < 1e-6
-    for field, ok, why in [("--images", images >= 3, "must be ≥ 3"),
+    for field, ok, why in [("--family", family in FAMILIES,
+                            f"must be one of {', '.join(FAMILIES)}, got {family!r}"),
+                           ("--images", images >= 3, "must be ≥ 3"),
                            ("--classes", 1 <= classes <= 48, "must be 1..48"),
                            ("--image-size", image_size >= 32, "must be ≥ 32"),
                            ("--zipf", zipf >= 0, "must be ≥ 0"),
@@ -196,16 +213,21 @@ def fill_evaluation_split(rng, plan: list[np.ndarray], prior: np.ndarray,
 def make_synthetic_dataset(out: Path, *, images: int = 3000, classes: int = 12, seed: int = 0,
                            image_size: int = 160, zipf: float = 1.2, empty_fraction: float = 0.0,
                            label_shift: str | None = None,
-                           split_fractions=(0.7, 0.15, 0.15), eval_min_instances: int = 0) -> dict:
+                           split_fractions=(0.7, 0.15, 0.15), eval_min_instances: int = 0,
+                           family: str = "shapes") -> dict:
     """Write images, LVIS JSON per split and the YOLO layout under ``out``; return the stats.
 
     ``eval_min_instances`` > 0 adds images to val and test (never train) until every class has
-    that many objects there (:func:`fill_evaluation_split`); ``stats["eval_fill"]`` counts them."""
-    _validate(images, classes, image_size, zipf, empty_fraction, split_fractions)
+    that many objects there (:func:`fill_evaluation_split`); ``stats["eval_fill"]`` counts them.
+    ``family`` (FAMILIES) picks the classes and their drawing; only the drawing differs, the
+    priors, plans and random streams do not. The annotations' ``info`` names a family other than
+    ``shapes`` (so a ``shapes`` set stays byte-identical to one made before families existed);
+    ``stats["family"]`` always names it."""
+    _validate(images, classes, image_size, zipf, empty_fraction, split_fractions, family)
     if eval_min_instances < 0:
         raise ConfigError(f"--eval-min-instances: must be >= 0, got {eval_min_instances}")
     shift = parse_label_shift(label_shift) if label_shift else None
-    out, rng, names = Path(out), np.random.default_rng(seed), class_names(classes)
+    out, rng, names = Path(out), np.random.default_rng(seed), class_names(classes, family)
     ranks, prior = class_prior(classes, zipf)
     # separate streams: the label shift changes only the test split, never train or val
     test_prior = shifted_prior(prior, shift, np.random.default_rng([seed, 1]))
@@ -217,7 +239,7 @@ def make_synthetic_dataset(out: Path, *, images: int = 3000, classes: int = 12, 
         plans[s] = plans[s] + extra
     firsts = dict(zip(SPLITS, np.cumsum([0] + [len(plans[s]) for s in SPLITS]).tolist()))
     records = {s: _write_images(np.random.default_rng([seed, 2, i]), out, s, firsts[s], plans[s],
-                                image_size, names) for i, s in enumerate(SPLITS)}
+                                image_size, names, family) for i, s in enumerate(SPLITS)}
     counts = {s: _image_counts(records[s][1], classes) for s in SPLITS}
     tags = [lvis_tag(n) for n in counts["train"]]
     instances = np.bincount([a["category_id"] - 1 for a in records["train"][1]], minlength=classes)
@@ -226,6 +248,8 @@ def make_synthetic_dataset(out: Path, *, images: int = 3000, classes: int = 12, 
             for k in range(classes)]
     info = {"description": "taast-ray synthetic long-tailed detection set", "seed": seed,
             "zipf": zipf, "empty_fraction": empty_fraction, "label_shift": label_shift}
+    if family != "shapes":
+        info["family"] = family
     ann_files = {s: _dump(out / "annotations" / f"{s}.json",
                           {"info": dict(info, split=s), "images": records[s][0], "licenses": [],
                            "annotations": records[s][1], "categories": cats}) for s in SPLITS}
@@ -243,18 +267,20 @@ def make_synthetic_dataset(out: Path, *, images: int = 3000, classes: int = 12, 
                                "objects": int(sum(len(e) for e in extra))}
                            for s, extra in fill.items()},
              "annotations": {s: str(p) for s, p in ann_files.items()},
-             "dataset_yaml": str(yaml_path), **info}
+             "dataset_yaml": str(yaml_path), "family": family, **info}
     _dump(out / "stats.json", stats)
     return stats
 
 
-def _write_images(rng, out: Path, split: str, first: int, plan, size: int, names):
+def _write_images(rng, out: Path, split: str, first: int, plan, size: int, names,
+                  family: str = "shapes"):
     """Render and save one split; ids are global (1-based) so splits can be merged."""
+    render = _renderer(family)
     (out / "images" / split).mkdir(parents=True, exist_ok=True)
     images, anns, all_ids = [], [], set(range(1, len(names) + 1))
     for i, labels in enumerate(plan):
         image_id, file_name = first + i + 1, f"{split}/{first + i + 1:06d}.jpg"
-        img, boxes = _render(rng, size, labels, names)
+        img, boxes = render(rng, size, labels, names)
         img.save(out / "images" / file_name, quality=92)
         # exhaustive labels: every absent class is a verified negative, so LVISEval counts its FPs
         images.append({"id": image_id, "file_name": file_name, "width": size, "height": size,

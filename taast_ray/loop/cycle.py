@@ -53,7 +53,7 @@ def pool(run: Run, cycle: Cycle) -> None:
 
 def select(run: Run, cycle: Cycle) -> None:
     select_stage(run.cfg, cycle.files, cycle.labels, cycle.weights, run.resume, run.layout.embedding_cache,
-                 run.source.labeller.truth)
+                 run.source.labeller.truth, labelled_images=run.source.data.images)
 
 
 def tail(run: Run, cycle: Cycle) -> None:

@@ -25,7 +25,7 @@ def write_cycle_pool(pool: Path, labelled_ids: set[str], target: Path) -> None:
 
 
 def select_stage(cfg: TaastConfig, cycle: CycleLayout, labels_path: Path, weights: Path, resume: bool,
-                 embedding_cache: Path, truth: Path | None = None) -> None:
+                 embedding_cache: Path, truth: Path | None = None, labelled_images: Path | None = None) -> None:
     """Detect the pool with ``weights``, say loudly if the model finds boxes on < 50 % of the
     object-bearing images (``truth``: the training ground truth, simulation), then select on
     those detections."""
@@ -35,7 +35,7 @@ def select_stage(cfg: TaastConfig, cycle: CycleLayout, labels_path: Path, weight
         check_coverage(cfg, cycle.dir, cycle.pool, labels_path, truth, weights)
         summary = select_live(cfg, str(cycle.pool), labels_path, cycle.select, weights=weights,
                               detections=cycle.detections, resume=True, embedding_cache=embedding_cache,
-                              truth_path=truth)
+                              truth_path=truth, labelled_images=labelled_images)
         for line in summary.get("warnings", []):
             warn(f"{cycle.dir.name}: {line}")
     stage(cycle.dir, "select", resume, select)

@@ -43,7 +43,8 @@ def synthetic_dataset(root: Path, d: DataConfig, *, seed: int, zipf: float, note
         shutil.rmtree(root, ignore_errors=True)
         make_synthetic_dataset(root, images=d.synthetic_images, classes=d.synthetic_classes, seed=seed,
                                image_size=d.synthetic_image_size, zipf=zipf,
-                               eval_min_instances=d.synthetic_eval_min_instances, **shape)
+                               eval_min_instances=d.synthetic_eval_min_instances,
+                               family=d.synthetic_family, **shape)
     ann = root / "annotations"
     return Dataset(ann / "train.json", ann / "val.json", ann / "test.json", root / "images")
 

@@ -9,6 +9,13 @@ With ``embed=True`` the same forward pass also yields one feature row per image 
 detector``): a forward pre-hook on the Detect head takes its inputs — the neck's P3/P4/P5 maps —
 and each level is averaged over the cells of the image itself (the letterbox padding is left out,
 so the row does not depend on the aspect ratio), L2-normalised, concatenated, L2-normalised.
+
+With ``exemplars`` (class prototypes, ``selection/exemplar.py``) each image also gets one row of
+exemplar posteriors, v_k = max over its kept boxes of q_{k,b}: forward pre-hooks on the head's
+final classification convolutions keep their inputs, the feature each anchor's class logits are a
+linear function of (the same width at every level), and each kept box's feature is gathered at
+the anchor that produced it — the same pass, no second model, no second decode.
+:meth:`Detector.labelled_box_features` gives the features of labelled boxes, for the prototypes.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from taast_ray.errors import ConfigError
 from taast_ray.models.letterbox import as_image_tensors, boxes_to_original, letterbox_batch, resolve_device
 from taast_ray.models.nms import kept_boxes
 from taast_ray.models.transfer import to_host
+from taast_ray.selection.exemplar import Prototypes, box_posterior, image_max
 
 _RANDOM_INIT_SEED = 0  # a YAML model is random: every actor must build the same one
 
@@ -93,18 +101,43 @@ class BoxRows:
     scores: np.ndarray    # (m, C) float32 sigmoid class scores
     offsets: np.ndarray   # (n + 1,) int64
     embeddings: np.ndarray | None = None  # (n, D) float32 unit rows of pooled neck features
+    exemplar: np.ndarray | None = None    # (n, C) float32 v_k = max_b q_{k,b} (with prototypes)
 
     @classmethod
-    def empty(cls, n: int, num_classes: int, embed_dim: int | None = None) -> "BoxRows":
+    def empty(cls, n: int, num_classes: int, embed_dim: int | None = None,
+              exemplar: bool = False) -> "BoxRows":
         emb = None if embed_dim is None else np.zeros((n, embed_dim), np.float32)
         return cls(np.zeros((0, 4), np.float32), np.zeros((0, num_classes), np.float32),
-                   np.zeros(n + 1, np.int64), emb)
+                   np.zeros(n + 1, np.int64), emb, np.zeros((n, num_classes), np.float32) if exemplar else None)
 
 
 def neck_channels(model: torch.nn.Module) -> list[int]:
     """Channels of each feature map the Detect head reads (P3, P4, P5 for YOLOv8)."""
     head = model.model[-1]
     return [int(branch[0].conv.in_channels) for branch in head.cv2]
+
+
+def class_feature_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The Detect head's final classification convolution of each level (cv3[i][-1]): its input
+    is the feature the level's class logits are a linear function of."""
+    head = model.model[-1]
+    return [branch[-1] for branch in head.cv3]
+
+
+def anchor_features(maps: list[torch.Tensor]) -> torch.Tensor:
+    """(B, D, anchors): the levels' maps flattened in the head's anchor order (level by level,
+    row-major within a level, as Detect concatenates its outputs)."""
+    return torch.cat([m.float().flatten(2) for m in maps], 2)
+
+
+def box_iou_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of every xyxy row of ``a`` (g, 4) with every row of ``b`` (A, 4): (g, A)."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(2)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-9)
 
 
 def pooled_features(maps: list[torch.Tensor], geoms, imgsz: int) -> torch.Tensor:
@@ -135,7 +168,8 @@ class Detector:
 
     def __init__(self, weights, *, imgsz: int = 640, conf: float = 0.25, iou: float = 0.7,
                  device: str = "auto", num_classes: int | None = None, half: bool | None = None,
-                 max_det: int = 300, embed: bool = False):
+                 max_det: int = 300, embed: bool = False, exemplars: Prototypes | dict | None = None,
+                 box_features: bool = False):
         if not 0.0 <= conf <= 1.0:
             raise ConfigError(f"selection.det_conf: {conf} must be in [0, 1]")
         if not 0.0 <= iou <= 1.0:
@@ -161,9 +195,33 @@ class Detector:
         self._neck: list[torch.Tensor] | None = None
         if embed:
             self.model.model[-1].register_forward_pre_hook(self._keep_neck)
+        # exemplars / box_features: each level's classification feature is kept during the pass
+        self.exemplars = Prototypes.from_dict(exemplars) if isinstance(exemplars, dict) else exemplars
+        if self.exemplars is not None and self.exemplars.vectors.shape[0] != self.num_classes:
+            raise ConfigError(f"exemplar prototypes: {self.exemplars.vectors.shape[0]} classes, the detector "
+                              f"has {self.num_classes}")
+        self._class_features: list[torch.Tensor | None] | None = None
+        if self.exemplars is not None or box_features:
+            layers = class_feature_layers(self.model)
+            self._class_features = [None] * len(layers)
+            for level, layer in enumerate(layers):
+                layer.register_forward_pre_hook(self._keeper(level))
+            self.feature_dim = int(layers[0].in_channels)
 
     def _keep_neck(self, module, args):
         self._neck = list(args[0])  # a copy of the list: the head may rebind its entries
+
+    def _keeper(self, level: int):
+        def keep(module, args):
+            self._class_features[level] = args[0]
+        return keep
+
+    def _take_class_features(self) -> torch.Tensor:
+        maps, self._class_features = self._class_features, [None] * len(self._class_features)
+        if any(m is None for m in maps):
+            raise RuntimeError("the detector's head did not run its classification layers "
+                               "(an end-to-end head?): exemplar features need a YOLOv8-style Detect head")
+        return anchor_features(maps)
 
     def _autocast(self):
         if self.device.type != "cuda" or self.half is False:
@@ -175,7 +233,7 @@ class Detector:
     def predict_rows(self, images: list) -> BoxRows:
         """RGB uint8 HxWx3 images (arrays, or tensors on any device) -> every kept box, flat."""
         if len(images) == 0:
-            return BoxRows.empty(0, self.num_classes, self.embed_dim)
+            return BoxRows.empty(0, self.num_classes, self.embed_dim, self.exemplars is not None)
         x, geoms = letterbox_batch(as_image_tensors(images, self.device), self.imgsz)
         x = x.contiguous(memory_format=self._memory_format)
         with self._autocast():
@@ -185,24 +243,60 @@ class Detector:
         pooled = None
         if self.embed_dim is not None:
             pooled, self._neck = pooled_features(self._neck, geoms, self.imgsz), None
-        return self._postprocess(pred, geoms, pooled)
+        features = self._take_class_features() if self.exemplars is not None else None
+        return self._postprocess(pred, geoms, pooled, features)
+
+    @torch.inference_mode()
+    def labelled_box_features(self, images: list, boxes: list[np.ndarray]) -> np.ndarray:
+        """The classification feature of each labelled box: ``boxes[i]`` (g_i, 4) xyxy pixels of
+        ``images[i]``; each box's feature is taken at the anchor whose predicted box overlaps it
+        most (the anchor the detector would answer it with). (Σ g_i, D) float32."""
+        if self._class_features is None:
+            raise RuntimeError("Detector(box_features=True) keeps the features this needs")
+        if len(images) == 0:
+            return np.zeros((0, self.feature_dim), np.float32)
+        x, geoms = letterbox_batch(as_image_tensors(images, self.device), self.imgsz)
+        raw = self.model(x.contiguous(memory_format=self._memory_format))
+        pred = (raw[0] if isinstance(raw, (tuple, list)) else raw).float()
+        features = self._take_class_features()
+        from ultralytics.utils.ops import xywh2xyxy
+
+        rows = []
+        for i, (g, gt) in enumerate(zip(geoms, boxes)):
+            if len(gt) == 0:
+                continue
+            gt = torch.as_tensor(np.asarray(gt, np.float32), device=pred.device)
+            scale = torch.tensor([g.gain_x, g.gain_y, g.gain_x, g.gain_y], device=pred.device)
+            shift = torch.tensor([g.left, g.top, g.left, g.top], dtype=torch.float32, device=pred.device)
+            # each anchor's box clipped to the image, as a kept box is (boxes_to_original)
+            low = torch.tensor([g.left, g.top], dtype=torch.float32, device=pred.device).repeat(2)
+            high = torch.tensor([g.left + g.new_w, g.top + g.new_h], dtype=torch.float32,
+                                device=pred.device).repeat(2)
+            predicted = xywh2xyxy(pred[i, :4].T).clamp(min=low, max=high)
+            anchors = box_iou_rows(gt * scale + shift, predicted).argmax(1)
+            rows.append(features[i, :, anchors].T)
+        if not rows:
+            return np.zeros((0, self.feature_dim), np.float32)
+        return to_host(torch.cat(rows))[0].astype(np.float32, copy=False)
 
     def predict(self, images: list) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per image (boxes float32 (n,4), scores float32 (n,C)): :meth:`predict_rows`, split."""
         rows = self.predict_rows(images)
         return [(rows.boxes[a:b], rows.scores[a:b]) for a, b in zip(rows.offsets[:-1], rows.offsets[1:])]
 
-    def _postprocess(self, pred: torch.Tensor, geoms, pooled: torch.Tensor | None = None) -> BoxRows:
+    def _postprocess(self, pred: torch.Tensor, geoms, pooled: torch.Tensor | None = None,
+                     features: torch.Tensor | None = None) -> BoxRows:
         from ultralytics.utils.ops import xywh2xyxy
 
         image, anchor = kept_boxes(pred, self.conf, self.iou, max_det=self.max_det)
         boxes = boxes_to_original(xywh2xyxy(pred[image, :4, anchor]), geoms, image)
         scores = pred[image, 4:4 + self.num_classes, anchor]
         counts = torch.bincount(image, minlength=len(geoms))
-        if pooled is None:
-            rows, counts = to_host(torch.cat([boxes, scores], 1), counts)
-            embeddings = None
-        else:
-            rows, counts, embeddings = to_host(torch.cat([boxes, scores], 1), counts, pooled)
+        extra = [t for t in (pooled, None if features is None else features[image, :, anchor]) if t is not None]
+        rows, counts, *host = to_host(torch.cat([boxes, scores], 1), counts, *extra)
+        embeddings = host.pop(0) if pooled is not None else None
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return BoxRows(rows[:, :4], rows[:, 4:], offsets, embeddings)
+        exemplar = None
+        if features is not None:  # q_{k,b} per kept box, then v_k = max over each image's boxes
+            exemplar = image_max(box_posterior(host.pop(0), self.exemplars), offsets)
+        return BoxRows(rows[:, :4], rows[:, 4:], offsets, embeddings, exemplar)

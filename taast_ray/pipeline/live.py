@@ -25,6 +25,8 @@ from taast_ray.errors import InputError
 from taast_ray.io import bare_paths, child, is_uri, list_parquet, remove_tree, resolve
 from taast_ray.embedder_names import DETECTOR, cache_key
 from taast_ray.pipeline.aggregator import CentralAggregator
+from taast_ray.pipeline.exemplars import build_prototypes
+from taast_ray.selection import registry
 from taast_ray.console import Progress, say
 from taast_ray.models.checks import check_detector, check_embedder
 from taast_ray.ray_env import aggregator_placement, ensure_ray, remote_call, stage_resources
@@ -110,9 +112,11 @@ def write_blocks(ds, folder, rows_per_file: int, progress=None) -> None:
 
 
 def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *,
-                weights: str | Path | None = None, rows_per_file: int = 1000, stage_cls=DetectStage) -> int:
+                weights: str | Path | None = None, rows_per_file: int = 1000, stage_cls=DetectStage,
+                exemplars: dict | None = None) -> int:
     """Every image of ``listing`` not yet under ``folder`` through read → decode + detect, with
-    ``weights`` (a run's cycle passes its own model), else model.weights.
+    ``weights`` (a run's cycle passes its own model), else model.weights. ``exemplars``: L's
+    class prototypes (``Prototypes.to_dict``): each row also gets its exemplar posteriors.
 
     One Ray Data execution, so one actor pool whose start-up (~13 s on a CPU, process start and
     importing torch) is paid once per pass, not per slice of the pool. Returns how many ran.
@@ -127,7 +131,8 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
             {"weights": str(cfg.model.weights if weights is None else weights),
              "imgsz": cfg.model.input_size, "conf": cfg.selection.det_conf,
              "num_classes": num_classes, "device": cfg.model.device,
-             **({"embed": True} if cfg.model.embedder == DETECTOR else {})},
+             **({"embed": True} if cfg.model.embedder == DETECTOR else {}),
+             **({"exemplars": exemplars} if exemplars is not None else {})},
             (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
         write_blocks(ds, folder, rows_per_file, Progress("detect", todo.num_rows))
     return todo.num_rows
@@ -163,7 +168,7 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
                 weights: str | Path | None = None, detections: str | Path | None = None,
                 resume: bool = False, rows_per_file: int = 1000, limit: int | None = None,
                 embedding_cache: str | Path | None = None, detect_stage_cls=DetectStage,
-                truth_path: str | Path | None = None) -> dict:
+                truth_path: str | Path | None = None, labelled_images: str | Path | None = None) -> dict:
     """``taast select --pool``: every input is checked before the first actor starts.
 
     ``out`` is a local folder or an object-store URI (``s3://bucket/run``); detections and
@@ -171,6 +176,8 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     detections files already written and runs only the images they lack. ``weights``: the
     detector, else model.weights (a run's cycle passes its own model; the summary's configuration
     records the one that ran); ``detections``: where its pass goes, else ``OUT/detections``.
+    ``labelled_images``: the folder L's relative file_names are under (an exemplar-rarity
+    strategy reads L's images once for its prototypes); default the labels file's folder.
     """
     import ray
 
@@ -190,9 +197,15 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
         out.mkdir(parents=True, exist_ok=True)
     # config.yaml is published with the output set (outputs/files.py), not before the pass
 
+    exemplars = None
+    if registry.strategy(cfg.selection.strategy).needs_exemplars:  # a pass over L, on the driver
+        protos, exemplars = build_prototypes(
+            weights, labels, labelled_images if labelled_images is not None else Path(labels_path).parent,
+            imgsz=cfg.model.input_size, device=cfg.model.device, temperature=cfg.selection.exemplar_temperature)
+        timings["exemplars"] = exemplars["seconds"]
     start = time.perf_counter()
     detect_pool(cfg, listing, detections, labels.num_classes, weights=weights, rows_per_file=rows_per_file,
-                stage_cls=detect_stage_cls)
+                stage_cls=detect_stage_cls, exemplars=protos.to_dict() if exemplars else None)
     timings["detect"] = round(time.perf_counter() - start, 3)
 
     config = cfg.to_dict()
@@ -223,7 +236,8 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     timings["embed"] = round(time.perf_counter() - start, 3)
     summary = remote_call(aggregator.select, str(cache) if wanted.num_rows else None, str(out),
                           {"pool": str(pool), "labels": str(labels_path), "live_timings_s": timings,
-                           "converted": counts["converted"], "embedded": int(wanted.num_rows)},
+                           "converted": counts["converted"], "embedded": int(wanted.num_rows),
+                           **({"exemplars": exemplars} if exemplars else {})},
                           str(truth_path) if truth_path else None)
     ray.kill(aggregator)
     return summary

@@ -15,14 +15,15 @@ from typing import Callable
 import numpy as np
 
 from taast_ray.selection.candidates import top_candidates
-from taast_ray.selection.scoring import RULE_VECTOR, ImageScores
+from taast_ray.selection.scoring import EXEMPLAR, VECTOR_RULES, ImageScores
 from taast_ray.selection.strategies import (Picks, SelectionContext, diverse, diverse_balanced, select_coreset,
                                             select_random, top_by_value)
 
 # the rules scoring knows: "class" w_{c(x)} (eq. 7); the ones that keep a row per image
-# (scoring.RULE_VECTOR: "expected" Σ_k p_{k,b*} w_k, "box-balanced" max_b H(p_b)·exp(−σ p(l̂_b)) in
-# place of φ); "none" w ≡ 1
-RARITY = ("class", *RULE_VECTOR, "none")
+# (scoring.VECTOR_RULES: "expected" Σ_k p_{k,b*} w_k, "box-balanced" max_b H(p_b)·exp(−σ p(l̂_b)) in
+# place of φ, "exemplar" max_k w_k · max_b q_{k,b} from the boxes' likeness to L's, exemplar.py);
+# "none" w ≡ 1
+RARITY = ("class", *VECTOR_RULES, "none")
 EMBEDS = (None, "candidates", "eligible")
 
 
@@ -50,6 +51,11 @@ class Strategy:
     @property
     def uses_rarity(self) -> bool:
         return self.rarity != "none"
+
+    @property
+    def needs_exemplars(self) -> bool:
+        """Its pass needs L's class prototypes (the detector writes each image's posteriors)."""
+        return self.rarity == EXEMPLAR
 
     def run(self, ctx: SelectionContext) -> Picks:
         return self.select(ctx, self.value(ctx.scored) if self.value is not None else None)
@@ -103,6 +109,9 @@ REGISTRY: dict[str, Strategy] = {s.name: s for s in (
              rarity="none", embeds="candidates"),
     Strategy("taast-expected", diverse, "taast with w(x) = Σ_k p_{k,b*} w_k, the rarity expected under b*",
              phi_of_rule, "φ(x)", rarity="expected", embeds="candidates"),
+    Strategy("taast-exemplar", diverse, "taast with exemplar rarity: w(x) = max_k w_k·max_b q_{k,b}, q a "
+             "box's class posterior from its likeness to L's boxes (no need for the detector to name the class)",
+             phi_of_rule, "φ(x)", rarity="exemplar", embeds="candidates"),
     Strategy("taast-balanced", diverse_balanced, "taast, then at most a cap of the B picks per class c(x)",
              phi, "φ(x)", embeds="candidates"),
     Strategy("taast-maxrare", None, "φ with the rarest plausible class",

@@ -194,6 +194,11 @@ def class_max_uncertainty(scores: np.ndarray, least_confident: np.ndarray, box_i
 
 
 RULE_VECTOR = {"expected": weakest_box_scores, "box-balanced": class_max_uncertainty}
+# "exemplar" keeps a row per image too, v_k(x) = max_b q_{k,b} (selection/exemplar.py), but the
+# detector computes it (its posteriors need the box features, which the contract does not hold):
+# the reduction takes it from the detections' ``exemplar`` column instead of the scores
+EXEMPLAR = "exemplar"
+VECTOR_RULES = (*RULE_VECTOR, EXEMPLAR)  # the rules whose pass keeps one C-row per image
 _RULE_CHUNK = 1 << 16  # image rows of a memory-mapped (n, C) file read at a time
 
 
@@ -201,7 +206,8 @@ def image_rarity(vectors, weights: np.ndarray, rule: str, has_boxes: np.ndarray)
     """w(x) from the rule's (n, C) rows, chunk by chunk; 0 for an image without boxes.
 
     "expected": Σ_k p_k w_k with p = s_{b*} / Σ_k s_{k,b*} (uniform where the sum is 0, as for
-    p_b in §2)."""
+    p_b in §2); "exemplar": max_k v_k w_k with v_k = max_b q_{k,b}, the exemplar posterior's
+    largest share of class k over the image's boxes (selection/exemplar.py)."""
     weights = np.asarray(weights, np.float64)
     out = np.zeros(len(has_boxes), np.float64)
     for start in range(0, len(out), _RULE_CHUNK):
@@ -210,6 +216,8 @@ def image_rarity(vectors, weights: np.ndarray, rule: str, has_boxes: np.ndarray)
             total = v.sum(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 w = np.where(total > 0, (v @ weights) / total, weights.mean())
+        elif rule == EXEMPLAR:
+            w = (v * weights).max(axis=1) if v.shape[1] else np.zeros(len(v))
         else:
             raise ValueError(f"unknown rarity rule {rule!r}")
         out[start:start + len(v)] = w
@@ -294,7 +302,7 @@ class ImageReduction:
 
 
 def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
-                  rule: str = "class", row_min: bool = True) -> ImageReduction:
+                  rule: str = "class", row_min: bool = True, exemplar=None) -> ImageReduction:
     """Eqs. 1–4 for a block of images whose boxes are rows offsets[i]:offsets[i + 1] of scores.
 
     Every quantity is per image, so reducing the pool block by block gives the same bits as
@@ -303,7 +311,7 @@ def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
     The per-image segment minimum of conf_b and each box's image are computed once and shared
     by eqs. 1–3 (the same values as :func:`least_confident_box` and :func:`pseudo_labelled`).
     ``row_min`` False: ``box_min`` is None unless some score is negative or NaN (see
-    :func:`box_statistics`).
+    :func:`box_statistics`). ``exemplar``: the (n, C) rows v(x) the "exemplar" rule keeps.
     """
     confidence, box_entropies, box_class, row_minimum = box_statistics(scores, with_class=True,
                                                                        row_min=row_min)
@@ -330,7 +338,14 @@ def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
     pairs = np.unique(box_image[in_p] * scores.shape[1] + classes)
     pseudo_counts = {"boxes": np.bincount(classes, minlength=scores.shape[1]).astype(np.int64),
                      "images": np.bincount(pairs % scores.shape[1], minlength=scores.shape[1]).astype(np.int64)}
-    vector = RULE_VECTOR[rule](scores, b_star, box_image, box_entropies, box_class) if rule in RULE_VECTOR else None
+    if rule == EXEMPLAR:
+        if exemplar is None or np.shape(exemplar) != (n, scores.shape[1]):
+            raise ValueError(f"rarity rule {rule!r} needs one row of {scores.shape[1]} exemplar "
+                             f"posteriors per image")
+        vector = np.asarray(exemplar, np.float32)
+    else:
+        vector = (RULE_VECTOR[rule](scores, b_star, box_image, box_entropies, box_class)
+                  if rule in RULE_VECTOR else None)
     return ImageReduction(entropy, cand_class, pseudo, counts.astype(np.int32), pseudo_counts,
                           confidence, b_star, box_class, row_minimum, vector)
 
@@ -369,9 +384,10 @@ def finish_scores(entropy: np.ndarray, cand_class: np.ndarray, pseudo: np.ndarra
 def score_images(scores: np.ndarray, offsets: np.ndarray, labelled_counts: np.ndarray, *,
                  tau: float = 0.8, beta: float = 1.0, count_mode: str = "images",
                  use_rarity: bool = True, rule: str = "class",
-                 balance_sigma: float = BALANCE_SIGMA) -> ImageScores:
-    """Eqs. 1–7 in one pass. ``labelled_counts`` is n_c over L (same count mode)."""
-    r = reduce_images(scores, offsets, tau, rule)
+                 balance_sigma: float = BALANCE_SIGMA, exemplar=None) -> ImageScores:
+    """Eqs. 1–7 in one pass. ``labelled_counts`` is n_c over L (same count mode); ``exemplar``:
+    the "exemplar" rule's (n, C) rows."""
+    r = reduce_images(scores, offsets, tau, rule, exemplar=exemplar)
     return finish_scores(r.entropy, r.candidate_class.astype(np.int64), r.pseudo,
                          r.pseudo_counts[count_mode], labelled_counts, scores.shape[1], beta=beta,
                          use_rarity=use_rarity, least_confident=r.least_confident,

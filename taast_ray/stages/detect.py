@@ -6,13 +6,16 @@ measurements call it.
 Undecodable records come out with ``error`` set and no boxes; they never stop the batch.
 With ``embed=True`` (``model.embedder: detector``) each row also carries ``embedding``, the
 detector's pooled neck features (SPEC §3 lets detections carry extra columns); null where the
-image did not decode.
+image did not decode. With ``exemplars`` (class prototypes, for an exemplar-rarity strategy) each
+row also carries ``exemplar``: C floats, the largest exemplar posterior of each class over the
+image's boxes (selection/exemplar.py); null where the image did not decode.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
+from taast_ray.contracts.detections import EXEMPLAR_COLUMN
 from taast_ray.models.detector import BoxRows, Detector
 from taast_ray.stages.base import DecodingStage
 from taast_ray.stages.decode import MAX_PIXELS
@@ -29,20 +32,25 @@ DETECTIONS_SCHEMA = pa.schema([
 EMBEDDING_COLUMN = "embedding"
 
 
-def detections_schema(embed_dim: int | None = None) -> pa.Schema:
-    """The contract's columns, plus ``embedding`` fixed_size_list<float32>[D] when the pass embeds."""
-    if embed_dim is None:
-        return DETECTIONS_SCHEMA
-    return DETECTIONS_SCHEMA.append(pa.field(EMBEDDING_COLUMN, pa.list_(pa.float32(), embed_dim)))
+def detections_schema(embed_dim: int | None = None, exemplar_classes: int | None = None) -> pa.Schema:
+    """The contract's columns, plus ``embedding`` fixed_size_list<float32>[D] when the pass embeds
+    and ``exemplar`` fixed_size_list<float32>[C] when it has exemplar prototypes."""
+    schema = DETECTIONS_SCHEMA
+    if embed_dim is not None:
+        schema = schema.append(pa.field(EMBEDDING_COLUMN, pa.list_(pa.float32(), embed_dim)))
+    if exemplar_classes is not None:
+        schema = schema.append(pa.field(EXEMPLAR_COLUMN, pa.list_(pa.float32(), exemplar_classes)))
+    return schema
 
 
 class DetectStage(DecodingStage):
     name = "detect"
 
     def __init__(self, weights: str, *, imgsz: int, conf: float, num_classes: int | None,
-                 device: str = "auto", max_pixels: int = MAX_PIXELS, embed: bool = False):
+                 device: str = "auto", max_pixels: int = MAX_PIXELS, embed: bool = False,
+                 exemplars: dict | None = None):
         self.detector_args = {"weights": weights, "imgsz": imgsz, "conf": conf,
-                              "num_classes": num_classes, "embed": embed}
+                              "num_classes": num_classes, "embed": embed, "exemplars": exemplars}
         self.requested_device, self.max_pixels = device, max_pixels
 
     @classmethod
@@ -59,6 +67,8 @@ class DetectStage(DecodingStage):
         rows = self.detector.predict_rows([decoded.images[i] for i in decoded.ok])
         if rows.embeddings is None and self.detector.embed_dim is not None:  # nothing decoded
             rows.embeddings = np.zeros((0, self.detector.embed_dim), np.float32)
+        if rows.exemplar is None and self.detector.exemplars is not None:
+            rows.exemplar = np.zeros((0, self.detector.num_classes), np.float32)
         return detections_table(decoded, rows)
 
 
@@ -81,16 +91,23 @@ def detections_table(decoded: DecodedBatch, rows: BoxRows) -> pa.Table:
         "error": pa.array(decoded.error, pa.string()), "error_stage": pa.array(decoded.error_stage, pa.string()),
         "converted": pa.array(decoded.converted, pa.string()),
     }
-    if rows.embeddings is None:
-        return pa.table(columns, schema=DETECTIONS_SCHEMA)
-    dim = rows.embeddings.shape[1]
+    if rows.embeddings is not None:
+        columns[EMBEDDING_COLUMN] = _per_image_rows(decoded, rows.embeddings)
+    if rows.exemplar is not None:
+        columns[EXEMPLAR_COLUMN] = _per_image_rows(decoded, rows.exemplar)
+    return pa.table(columns, schema=detections_schema(
+        None if rows.embeddings is None else rows.embeddings.shape[1],
+        None if rows.exemplar is None else rows.exemplar.shape[1]))
+
+
+def _per_image_rows(decoded: DecodedBatch, values: np.ndarray) -> pa.FixedSizeListArray:
+    """One fixed-size row per record from the decoded rows' ``values``; null where it failed."""
+    dim = values.shape[1]
     full = np.zeros((len(decoded.images), dim), np.float32)
-    full[decoded.ok] = rows.embeddings
+    full[decoded.ok] = values
     failed = np.ones(len(decoded.images), bool)
     failed[decoded.ok] = False
-    columns[EMBEDDING_COLUMN] = pa.FixedSizeListArray.from_arrays(
-        pa.array(full.reshape(-1)), dim, mask=pa.array(failed))
-    return pa.table(columns, schema=detections_schema(dim))
+    return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), dim, mask=pa.array(failed))
 
 
 def _rows(matrix: np.ndarray) -> pa.ListArray:

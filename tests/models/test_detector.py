@@ -204,3 +204,61 @@ def test_pooling_leaves_the_letterbox_padding_out():
     got = pooled_features(maps, [g], 128)[0].numpy()
     expected = np.array([0.6, 0.8, 1.0, 0.0, 0.0]) / np.sqrt(2)  # (3,4)/5 and (1,0,0), then / sqrt 2
     np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def _own_boxes_features(detector, images):
+    rows = detector.predict_rows(images)
+    boxes = [rows.boxes[a:b] for a, b in zip(rows.offsets[:-1], rows.offsets[1:])]
+    return rows, detector.labelled_box_features(images, boxes)
+
+
+def test_labelled_box_features_are_the_inputs_of_the_class_layer_at_the_box_anchor(saved):
+    """Given the detector's own kept boxes as labelled boxes, each feature f is the one its class
+    scores came from: sigmoid(W f + b) of the final class convolution equals the box's score row
+    (so the anchor order and the letterbox mapping are right)."""
+    detector = Detector(saved[1], imgsz=IMGSZ, conf=CONF, device="cpu", box_features=True)
+    images = _images()
+    rows, features = _own_boxes_features(detector, images)
+    assert len(rows.scores) > 5 and features.shape == (len(rows.scores), detector.feature_dim)
+    # a box clipped at the image border may equal other anchors' clipped boxes: judge the others
+    size = np.repeat([[im.shape[1], im.shape[0]] * 2 for im in images], np.diff(rows.offsets), axis=0)
+    inside = ((rows.boxes[:, :2] > 0.5) & (rows.boxes[:, 2:] < size[:, 2:] - 0.5)).all(1)
+    assert inside.sum() >= 5
+    best = np.full(len(features), np.inf)
+    for layer in detector.model.model[-1].cv3:
+        conv = layer[-1]
+        w = conv.weight.detach().numpy()[:, :, 0, 0]
+        b = conv.bias.detach().numpy()
+        best = np.minimum(best, np.abs(1 / (1 + np.exp(-(features @ w.T + b))) - rows.scores).max(axis=1))
+    assert best[inside].max() < 1e-4
+
+
+def test_exemplar_rows_are_the_largest_posterior_per_class_over_the_kept_boxes(saved):
+    from taast_ray.selection.exemplar import box_posterior, class_prototypes, image_max
+
+    from taast_ray.models.nms import kept_boxes
+
+    images = _images()
+    rows = Detector(saved[1], imgsz=IMGSZ, conf=CONF, device="cpu").predict_rows(images)
+    # reference features, independently: hooks on the unfused Ultralytics model, gathered at NMS's anchors
+    model, kept = saved[0], []
+    hooks = [layer[-1].register_forward_pre_hook(lambda m, a: kept.append(a[0])) for layer in model.model[-1].cv3]
+    try:
+        with torch.no_grad():
+            pred = model(letterbox_batch(as_image_tensors(images, torch.device("cpu")), IMGSZ)[0])[0]
+    finally:
+        for h in hooks:
+            h.remove()
+    image, anchor = kept_boxes(pred, CONF, 0.7)
+    features = torch.cat([k.flatten(2) for k in kept], 2)[image, :, anchor].numpy()
+    np.testing.assert_allclose(pred[image, 4:, anchor].numpy(), rows.scores, atol=1e-4)
+    protos = class_prototypes(features, rows.scores.argmax(1), NC, temperature=0.2)
+    with_exemplars = Detector(saved[1], imgsz=IMGSZ, conf=CONF, device="cpu", exemplars=protos.to_dict())
+    got = with_exemplars.predict_rows(images)
+    np.testing.assert_array_equal(got.boxes, rows.boxes)  # the hooks change nothing of the pass
+    np.testing.assert_array_equal(got.scores, rows.scores)
+    np.testing.assert_allclose(got.exemplar, image_max(box_posterior(features, protos), rows.offsets), atol=1e-5)
+    assert got.exemplar.shape == (len(images), NC)
+    with pytest.raises(ConfigError, match="3 classes, the detector has 5"):
+        Detector(saved[1], imgsz=IMGSZ, device="cpu",
+                 exemplars=class_prototypes(features, np.zeros(len(features), int), 3))
