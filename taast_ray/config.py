@@ -33,6 +33,8 @@ class SelectionConfig:
     budget: int = 256                 # B, images sent for annotation per cycle
     seed: int = 42
     tau: float = 0.8                  # eq. 1, pseudo-label confidence threshold
+    # tail-aware eq. 1: τ_k for the classes with < 10 images in L (the paper's rare); null: τ for all
+    tau_rare: float | None = None
     det_conf: float = 0.25            # NMS confidence of the live detector (Ultralytics' default)
     candidate_fraction: float = 0.2   # q of eq. 8
     beta: float = 1.0                 # eq. 6
@@ -204,6 +206,7 @@ def _checks(cfg: TaastConfig):
     yield "selection.strategy", s.strategy in registry.names(), strategy_rule(s.strategy)
     yield "selection.budget", s.budget > 0, "must be > 0"
     yield "selection.tau", 0.0 < s.tau <= 1.0, "must be in (0, 1]"
+    yield "selection.tau_rare", s.tau_rare is None or 0.0 < s.tau_rare <= 1.0, "must be null or in (0, 1]"
     yield "selection.det_conf", 0.0 <= s.det_conf < 1.0, "must be in [0, 1)"
     yield "selection.candidate_fraction", 0.0 < s.candidate_fraction <= 1.0, "must be in (0, 1]"
     yield "selection.beta", s.beta >= 0 and math.isfinite(s.beta), "must be a finite number >= 0"

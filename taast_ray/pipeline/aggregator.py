@@ -23,7 +23,8 @@ from taast_ray.contracts.embeddings import ParquetEmbeddings
 from taast_ray.selection.kmeans import resolve_backend
 from taast_ray.outputs.files import write_failed_outputs, write_selection_outputs
 from taast_ray.contracts.pool import stream_pool
-from taast_ray.pipeline.precomputed import StageTimer, build_summary, make_context, score_detections
+from taast_ray.pipeline.precomputed import (StageTimer, build_summary, make_context, pseudo_threshold,
+                                            score_detections)
 from taast_ray.selection import registry
 from taast_ray.stages.device import granted_gpus
 from taast_ray.versions import software_versions
@@ -50,7 +51,8 @@ class CentralAggregator:
             failed: list[pa.Table] = []
             fs, paths = bare_paths(files)
             try:
-                self.det = stream_pool(files, self.labels.num_classes, self.cfg.selection.tau, failed=failed,
+                self.det = stream_pool(files, self.labels.num_classes, pseudo_threshold(self.labels, self.cfg.selection),
+                                       failed=failed,
                                        rule=registry.strategy(self.cfg.selection.strategy).rarity_rule)
             except InputError:  # every record failed (all unreadable): not a bad file, a bad pool
                 rows = sum(pq.read_metadata(f, filesystem=fs).num_rows for f in paths)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from taast_ray.config import SelectionConfig, TaastConfig
+from taast_ray.data.frequency import L0_RARE_BELOW
 from taast_ray.data.labels import LabelSet, load_labels
 from taast_ray.errors import InputError
 from taast_ray.io import read_json
@@ -17,7 +18,7 @@ from taast_ray.contracts.embeddings import ParquetEmbeddings
 from taast_ray.outputs.files import write_selection_outputs
 from taast_ray.contracts.pool import PoolScalars, stream_pool
 from taast_ray.selection import registry
-from taast_ray.selection.scoring import ImageScores, finish_scores
+from taast_ray.selection.scoring import ImageScores, class_thresholds, finish_scores
 from taast_ray.selection.strategies import Picks, SelectionContext
 from taast_ray.outputs.warnings import selection_warnings
 from taast_ray.versions import software_versions
@@ -43,6 +44,11 @@ def check_budget(budget: int, pool_size: int, source: str) -> None:
         raise InputError(f"{source}: the pool is empty")
     if budget > pool_size:
         raise InputError(f"{source}: budget {budget} is larger than the pool ({pool_size} images)")
+
+
+def pseudo_threshold(labels: LabelSet, sel: SelectionConfig):
+    """Eq. 1's τ, or τ_k per class with ``selection.tau_rare`` (rare: < 10 images in L)."""
+    return class_thresholds(sel.tau, labels.class_counts("images"), sel.tau_rare, L0_RARE_BELOW)
 
 
 def score_detections(det: PoolScalars, labels: LabelSet, sel: SelectionConfig) -> ImageScores:
@@ -88,7 +94,7 @@ def build_summary(cfg: TaastConfig, det: PoolScalars, scored: ImageScores, picks
         "pool_size": int(det.num_images), "pseudo_labelled": int(scored.pseudo.sum()),
         "eligible": int((~scored.pseudo).sum()), "candidates": int(picks.candidate.sum()),
         "selected": int(len(picks.rows)), "filled": int(picks.fill.sum()),
-        "boxes": det.num_boxes, "det_conf": sel.det_conf, "tau": sel.tau,
+        "boxes": det.num_boxes, "det_conf": sel.det_conf, "tau": sel.tau, "tau_rare": sel.tau_rare,
         "count_mode": sel.count_mode,
         "class_counts": {names[k]: int(n) for k, n in enumerate(scored.class_counts)},
         "labelled_class_counts": {names[k]: int(n)
@@ -112,7 +118,7 @@ def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path
             raise InputError(f"--embeddings: strategy {sel.strategy!r} needs an embeddings file")
         emb = ParquetEmbeddings(embeddings) if embeddings is not None else None
     with timer("read_score"):  # one streaming pass: read, validate, eqs. 1–4 batch by batch
-        det = stream_pool(detections, labels.num_classes, sel.tau, rule=strategy.rarity_rule)
+        det = stream_pool(detections, labels.num_classes, pseudo_threshold(labels, sel), rule=strategy.rarity_rule)
     try:
         check_budget(sel.budget, det.num_images, str(detections))
         with timer("score"):

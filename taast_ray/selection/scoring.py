@@ -140,6 +140,17 @@ def pseudo_labelled(confidence: np.ndarray, offsets: np.ndarray, tau: float) -> 
     return result
 
 
+def class_thresholds(tau: float, labelled_counts: np.ndarray, tau_rare: float | None,
+                     rare_below: int) -> float | np.ndarray:
+    """Eq. 1's threshold, tail-aware: τ_k = ``tau_rare`` for the classes with fewer than
+    ``rare_below`` images in L (the paper's rare group), τ for the others; ``tau`` itself when
+    ``tau_rare`` is None (the paper's rule). A detector trained on a long-tailed L is rarely
+    confident on a rare class, so eq. 1 leaves the tail out of P; a lower τ_k lets its boxes in."""
+    if tau_rare is None:
+        return tau
+    return np.where(np.asarray(labelled_counts) < rare_below, float(tau_rare), float(tau))
+
+
 def rarity_weight(class_counts: np.ndarray, beta: float = 1.0) -> np.ndarray:
     """w_c = 1 / ln(max(n_c + β, 2)): finite for unseen classes, same as singletons (eq. 6)."""
     return 1.0 / np.log(np.maximum(np.asarray(class_counts, dtype=np.float64) + beta, 2.0))
@@ -312,6 +323,8 @@ def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
     by eqs. 1–3 (the same values as :func:`least_confident_box` and :func:`pseudo_labelled`).
     ``row_min`` False: ``box_min`` is None unless some score is negative or NaN (see
     :func:`box_statistics`). ``exemplar``: the (n, C) rows v(x) the "exemplar" rule keeps.
+    ``tau``: eq. 1's τ, or one τ_k per class (:func:`class_thresholds`): x ∈ P when each of its
+    boxes b has conf_b ≥ τ at its class argmax_k s_{k,b}.
     """
     confidence, box_entropies, box_class, row_minimum = box_statistics(scores, with_class=True,
                                                                        row_min=row_min)
@@ -323,7 +336,11 @@ def reduce_images(scores: np.ndarray, offsets: np.ndarray, tau: float = 0.8,
     b_star = np.full(n, -1, dtype=np.int64)
     if has_boxes.any():
         segment_min = np.minimum.reduceat(confidence, offsets[:-1][has_boxes])
-        pseudo[has_boxes] = segment_min >= tau                          # eq. 1
+        if np.ndim(tau):  # class-aware τ_k: every box clears its own class's threshold
+            slack = confidence - np.asarray(tau, np.float64)[box_class]
+            pseudo[has_boxes] = np.minimum.reduceat(slack, offsets[:-1][has_boxes]) >= 0
+        else:
+            pseudo[has_boxes] = segment_min >= tau                      # eq. 1
         per_box_min = np.empty(n, confidence.dtype)
         per_box_min[has_boxes] = segment_min
         at_min = np.flatnonzero(confidence == per_box_min[box_image])   # eq. 3: first minimum
