@@ -140,11 +140,11 @@ class Source:
     """One data seed's warm-up: its configuration, L0, pool, truth and the detections to replay on."""
 
     def __init__(self, run_dir: Path, work: Path, *, from_experiment: bool):
-        from taast_ray.config import config_from_dict, read_yaml_mapping
+        from taast_ray.loop.cycle import saved_run_config
         from taast_ray.loop.layout import RunLayout
 
         run = RunLayout(run_dir)
-        self.cfg = config_from_dict({k: v for k, v in read_yaml_mapping(run.config).items() if k != "versions"})
+        self.cfg = saved_run_config(run_dir)
         self.seed = self.cfg.selection.seed
         self.labels = run.labels_l0
         self.work = work / f"seed_{self.seed}"

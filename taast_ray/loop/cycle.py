@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from taast_ray.config import TaastConfig, save_config
+from taast_ray.config import TaastConfig, config_from_dict, read_yaml_mapping, save_config
 from taast_ray.errors import InputError
 from taast_ray.io import read_json, write_json
 from taast_ray.lock import holds_work
@@ -43,6 +43,19 @@ class Cycle:
     files: CycleLayout
     labels: Path
     weights: Path
+
+
+def as_run(cfg: TaastConfig) -> TaastConfig:
+    """The configuration a run's cycles use: the pool is scored at the size its detector was trained
+    at (validate_for_run), whatever model.imgsz says."""
+    return replace(cfg, model=replace(cfg.model, imgsz=cfg.train.imgsz))
+
+
+def saved_run_config(run_dir: str | Path) -> TaastConfig:
+    """A run's configuration as its cycles used it, read back from its config.yaml."""
+    values = read_yaml_mapping(RunLayout(Path(run_dir)).config)
+    values.pop("versions", None)
+    return as_run(config_from_dict(values))
 
 
 def pool(run: Run, cycle: Cycle) -> None:
@@ -87,8 +100,7 @@ def run_cycles(cfg: TaastConfig, run: str | Path, *, resume: bool = False) -> li
         raise InputError(f"{layout.root}: run directory is not empty (use --resume to continue it)")
     layout.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, layout.config)
-    # the run scores the pool at the size its detector was trained at (validate_for_run)
-    cfg = replace(cfg, model=replace(cfg.model, imgsz=cfg.train.imgsz))
+    cfg = as_run(cfg)
     source = open_source(cfg, layout, resume)
     state = Run(cfg, layout, source, resume)
     data, labels_l0 = source.data, read_json(layout.labels_l0)

@@ -221,6 +221,7 @@ class Detector:
         if any(m is None for m in maps):
             raise RuntimeError("the detector's head did not run its classification layers "
                                "(an end-to-end head?): exemplar features need a YOLOv8-style Detect head")
+        self._level_sizes = [m.shape[2] * m.shape[3] for m in maps]
         return anchor_features(maps)
 
     def _autocast(self):
@@ -247,21 +248,23 @@ class Detector:
         return self._postprocess(pred, geoms, pooled, features)
 
     @torch.inference_mode()
-    def labelled_box_features(self, images: list, boxes: list[np.ndarray]) -> np.ndarray:
+    def labelled_box_features(self, images: list, boxes: list[np.ndarray], with_level: bool = False):
         """The classification feature of each labelled box: ``boxes[i]`` (g_i, 4) xyxy pixels of
         ``images[i]``; each box's feature is taken at the anchor whose predicted box overlaps it
-        most (the anchor the detector would answer it with). (Σ g_i, D) float32."""
+        most (the anchor the detector would answer it with). (Σ g_i, D) float32; ``with_level``:
+        also each box's head level (the index of the class convolution its anchor feeds)."""
         if self._class_features is None:
             raise RuntimeError("Detector(box_features=True) keeps the features this needs")
         if len(images) == 0:
-            return np.zeros((0, self.feature_dim), np.float32)
+            empty = np.zeros((0, self.feature_dim), np.float32)
+            return (empty, np.zeros(0, np.int64)) if with_level else empty
         x, geoms = letterbox_batch(as_image_tensors(images, self.device), self.imgsz)
         raw = self.model(x.contiguous(memory_format=self._memory_format))
         pred = (raw[0] if isinstance(raw, (tuple, list)) else raw).float()
         features = self._take_class_features()
         from ultralytics.utils.ops import xywh2xyxy
 
-        rows = []
+        rows, chosen = [], []
         for i, (g, gt) in enumerate(zip(geoms, boxes)):
             if len(gt) == 0:
                 continue
@@ -275,9 +278,15 @@ class Detector:
             predicted = xywh2xyxy(pred[i, :4].T).clamp(min=low, max=high)
             anchors = box_iou_rows(gt * scale + shift, predicted).argmax(1)
             rows.append(features[i, :, anchors].T)
+            chosen.append(anchors)
         if not rows:
-            return np.zeros((0, self.feature_dim), np.float32)
-        return to_host(torch.cat(rows))[0].astype(np.float32, copy=False)
+            empty = np.zeros((0, self.feature_dim), np.float32)
+            return (empty, np.zeros(0, np.int64)) if with_level else empty
+        out, anchors = to_host(torch.cat(rows), torch.cat(chosen))
+        out = out.astype(np.float32, copy=False)
+        if not with_level:
+            return out
+        return out, np.searchsorted(np.cumsum(self._level_sizes), anchors, side="right")
 
     def predict(self, images: list) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per image (boxes float32 (n,4), scores float32 (n,C)): :meth:`predict_rows`, split."""

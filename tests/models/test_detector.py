@@ -209,7 +209,7 @@ def test_pooling_leaves_the_letterbox_padding_out():
 def _own_boxes_features(detector, images):
     rows = detector.predict_rows(images)
     boxes = [rows.boxes[a:b] for a, b in zip(rows.offsets[:-1], rows.offsets[1:])]
-    return rows, detector.labelled_box_features(images, boxes)
+    return rows, *detector.labelled_box_features(images, boxes, with_level=True)
 
 
 def test_labelled_box_features_are_the_inputs_of_the_class_layer_at_the_box_anchor(saved):
@@ -218,19 +218,19 @@ def test_labelled_box_features_are_the_inputs_of_the_class_layer_at_the_box_anch
     (so the anchor order and the letterbox mapping are right)."""
     detector = Detector(saved[1], imgsz=IMGSZ, conf=CONF, device="cpu", box_features=True)
     images = _images()
-    rows, features = _own_boxes_features(detector, images)
+    rows, features, level = _own_boxes_features(detector, images)
     assert len(rows.scores) > 5 and features.shape == (len(rows.scores), detector.feature_dim)
     # a box clipped at the image border may equal other anchors' clipped boxes: judge the others
     size = np.repeat([[im.shape[1], im.shape[0]] * 2 for im in images], np.diff(rows.offsets), axis=0)
     inside = ((rows.boxes[:, :2] > 0.5) & (rows.boxes[:, 2:] < size[:, 2:] - 0.5)).all(1)
     assert inside.sum() >= 5
-    best = np.full(len(features), np.inf)
-    for layer in detector.model.model[-1].cv3:
-        conv = layer[-1]
-        w = conv.weight.detach().numpy()[:, :, 0, 0]
-        b = conv.bias.detach().numpy()
-        best = np.minimum(best, np.abs(1 / (1 + np.exp(-(features @ w.T + b))) - rows.scores).max(axis=1))
-    assert best[inside].max() < 1e-4
+    error = np.full(len(features), np.inf)
+    for k, layer in enumerate(detector.model.model[-1].cv3):  # each box through its own level's layer
+        w = layer[-1].weight.detach().numpy()[:, :, 0, 0]
+        b = layer[-1].bias.detach().numpy()
+        at = level == k
+        error[at] = np.abs(1 / (1 + np.exp(-(features[at] @ w.T + b))) - rows.scores[at]).max(axis=1)
+    assert error[inside].max() < 1e-4 and set(level.tolist()) <= {0, 1, 2}
 
 
 def test_exemplar_rows_are_the_largest_posterior_per_class_over_the_kept_boxes(saved):
