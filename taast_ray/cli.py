@@ -203,6 +203,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         path = ingest_labels(args.run, args.labels, partial=args.partial)
     report = read_json(CycleLayout(path.parent).ingest_record)
     back = f", {report['returned_to_pool']} returned to the pool" if report["returned_to_pool"] else ""
+    if report.get("skipped"):
+        back += f" ({len(report['skipped'])} skipped by the annotators)"
+    if report.get("not_selected"):
+        back += f"; {report['not_selected']} other images in the file (other cycles' or never selected) left out"
     print(f"{report['labelled']} images ({report['boxes']} boxes) stored in {path}{back}; continue with: "
           f"taast run --config {Path(args.run) / 'config.yaml'} --out {args.run} --resume")
     return 0
@@ -227,8 +231,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from taast_ray.data.export import export_selection
 
-    result = export_selection(args.selection, args.format, args.out, image_url=args.image_url)
+    result = export_selection(args.selection, args.format, args.out, image_url=args.image_url,
+                              document_root=args.document_root)
     print(f"{result['images']} images, {result['pre_annotations']} pre-annotated boxes -> {result['out']}")
+    if "label_config" in result:
+        print(f"labelling config -> {result['label_config']} (create the project from it: its control names "
+              f"and labels match the tasks)\nimages referenced as {result['image_refs']}: "
+              f"{result['label_studio_needs']}")
     return 0
 
 
@@ -259,8 +268,10 @@ def _import_export_parsers(sub) -> None:
     exp.add_argument("selection", help="a selection folder (taast select --out, or RUN/cycle_T/select)")
     exp.add_argument("--format", required=True, choices=("coco", "yolo", "labelstudio"))
     exp.add_argument("--out", required=True, help="output file (a folder for yolo)")
-    exp.add_argument("--image-url", help="labelstudio: data.image = this prefix + image_id "
-                                         "(e.g. /data/local-files/?d=images/)")
+    exp.add_argument("--image-url", help="labelstudio: data.image = this prefix + image_id, for images "
+                                         "served over HTTP")
+    exp.add_argument("--document-root", help="labelstudio: data.image = /data/local-files/?d=<path under "
+                                             "this folder>, Label Studio's local file serving")
     exp.set_defaults(func=cmd_export)
 
 

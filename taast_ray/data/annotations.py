@@ -4,7 +4,10 @@ and a COCO file (Label Studio's exports are :mod:`taast_ray.data.labelstudio`'s,
 ``selected`` maps each selected image_id to ``{"uri", "width", "height"}``; ``size_of(image_id)``
 gives an image's (width, height) where the selection did not record it. The converters return
 ``(doc, missing)``: a COCO document whose images carry ``taast_image_id`` (ids 1..n, in selection
-order, ``file_name`` = the image_id) and the selected image_ids nobody labelled.
+order, ``file_name`` = the image_id) and the selected image_ids nobody labelled. Images of the
+export that are not this cycle's selection (a project or file that also holds earlier cycles'
+images) are left out and counted in ``doc["info"]["not_selected"]``; images the annotators
+skipped are listed in ``doc["info"]["skipped"]`` and are not missing: they go back to the pool.
 
 COCO: an image is matched by ``taast_image_id``, its id, its ``file_name`` (the image_id, the URI,
 or a path ending in the image_id, or a unique base name); categories by name when every name is
@@ -65,8 +68,11 @@ def add_box(doc: dict, image_id: int, category_id: int, bbox: list[float], width
                                "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
 
 
-def finish_doc(doc: dict, order: list[str], found: dict) -> tuple[dict, list[str]]:
-    """Images in selection order, ids 1..n; the selected images nobody labelled."""
+def finish_doc(doc: dict, order: list[str], found: dict, *, skipped=(), not_selected: int = 0
+               ) -> tuple[dict, list[str]]:
+    """Images in selection order, ids 1..n; the selected images nobody labelled (``skipped``
+    ones aside: they are recorded, and return to the pool without counting as missing)."""
+    doc["info"].update(skipped=[k for k in order if k in set(skipped)], not_selected=int(not_selected))
     rank = {k: n for n, k in enumerate(order)}
     keys = sorted(found, key=lambda k: rank[k])
     renumber = {found[k]["id"]: n + 1 for n, k in enumerate(keys)}
@@ -76,7 +82,7 @@ def finish_doc(doc: dict, order: list[str], found: dict) -> tuple[dict, list[str
     doc["annotations"].sort(key=lambda a: (a["image_id"], a["id"]))
     for n, a in enumerate(doc["annotations"]):
         a["id"] = n + 1
-    return doc, [k for k in order if k not in found]
+    return doc, [k for k in order if k not in found and k not in set(skipped)]
 
 
 def recorded_or_measured_size(key: str, selected: dict, size_of) -> tuple[int, int]:
@@ -101,12 +107,12 @@ def coco_to_selected(labels, selected: dict[str, dict], categories: list[dict], 
                      size_of: Callable[[str], tuple[int, int]]) -> tuple[dict, list[str]]:
     """``labels``: a validated :class:`~taast_ray.data.labels.LabelSet` of what came back."""
     match, cats = ImageMatcher(selected), _category_map(labels.categories, categories, source)
-    doc, found, local = new_doc(categories), {}, {}
+    doc, found, local, others = new_doc(categories), {}, {}, 0
     for img in labels.images:
         key = match(img.get("taast_image_id"), img["id"], img.get("file_name"), img.get("coco_url"))
-        if key is None:
-            raise InputError(f"{source}: image {img['id']} ({img.get('file_name')!r}) is not one of the "
-                             f"selected images")
+        if key is None:  # another cycle's image, or one this run never selected: counted, left out
+            others += 1
+            continue
         if key in found:
             raise InputError(f"{source}: images {found[key]['source_id']} and {img['id']} are both {key!r}")
         width, height = recorded_or_measured_size(key, selected, size_of)
@@ -118,11 +124,11 @@ def coco_to_selected(labels, selected: dict[str, dict], categories: list[dict], 
         local[img["id"]] = found[key]["id"]
     by_local = {v["id"]: v for v in found.values()}
     for a in labels.annotations:
-        if a.get("iscrowd"):
+        if a.get("iscrowd") or a["image_id"] not in local:
             continue
         img = by_local[local[a["image_id"]]]
         add_box(doc, img["id"], cats[a["category_id"]], [float(v) for v in a["bbox"]], img["width"],
                  img["height"], f"{source}: annotation {a.get('id')}")
     for v in found.values():
         v.pop("source_id")
-    return finish_doc(doc, list(selected), found)
+    return finish_doc(doc, list(selected), found, not_selected=others)

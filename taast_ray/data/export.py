@@ -3,8 +3,13 @@ the annotation tool, with the detector's boxes as pre-annotations.
 
 Reads what every selection publishes (``label_studio_tasks.json``: the tasks in rank order, the
 boxes in percent of the image; ``pseudo_labels.json``: the categories). ``labelstudio`` writes the
-tasks (``--image-url PREFIX`` replaces each ``data.image`` by PREFIX + image_id, for a Label Studio
-that serves the images over HTTP); ``coco`` an images + pre-annotations file (boxes with their
+tasks and, beside them, ``label_config.xml``, the labelling config whose control names and labels
+match them. Each task's ``data.image`` is one Label Studio can serve: ``--image-url PREFIX`` gives
+PREFIX + image_id (a server of your own); ``--document-root DIR`` gives Label Studio's local-files
+form, ``/data/local-files/?d=<path under DIR>``, which needs local file serving and a Local Storage
+covering the folder (said in the next steps); an ``s3://`` / ``gs://`` URI stays as it is, for
+Label Studio's cloud storage. A plain filesystem path, which Label Studio cannot serve, is kept with
+a warning. ``coco`` an images + pre-annotations file (boxes with their
 ``score``, ``taast_image_id`` on every image); ``yolo`` a folder: images/ (links), labels/ and
 dataset.yaml, the boxes as label lines for a tool that starts from YOLO labels.
 """
@@ -14,7 +19,7 @@ import json
 from pathlib import Path
 
 from taast_ray.data.images import image_size
-from taast_ray.data.labelstudio import recorded_size, task_boxes
+from taast_ray.data.labelstudio import label_config, recorded_size, task_boxes
 from taast_ray.data.yolo import _link, write_dataset_yaml, yolo_line
 from taast_ray.errors import InputError
 from taast_ray.io import write_json
@@ -76,18 +81,57 @@ def selection_to_yolo(tasks: list[dict], categories: list[dict], out: Path) -> P
     return spec
 
 
-def export_selection(folder: str | Path, fmt: str, out: str | Path, image_url: str | None = None) -> dict:
+LOCAL_FILES = "/data/local-files/?d="  # Label Studio's URL for a file under LOCAL_FILES_DOCUMENT_ROOT
+
+
+def image_references(tasks: list[dict], image_url: str | None, document_root: str | Path | None
+                     ) -> tuple[list[dict], str, str]:
+    """The tasks with ``data.image`` as Label Studio will fetch it, which form that is, and what the
+    Label Studio side needs for it."""
+    if image_url and document_root:
+        raise InputError("--image-url and --document-root: give one of them")
+    if image_url:
+        return ([{**t, "data": {**t["data"], "image": image_url + t["data"]["image_id"]}} for t in tasks],
+                "url-prefix", f"every image must be served at {image_url}<image_id>")
+    if document_root:
+        root = Path(document_root).resolve()
+        out = []
+        for t in tasks:
+            path = Path(str(t["data"]["image"]))
+            if "://" in str(t["data"]["image"]) or not path.resolve().is_relative_to(root):
+                raise InputError(f"--document-root {root}: image {t['data']['image']!r} of task "
+                                 f"{t['data']['image_id']!r} is not under it")
+            out.append({**t, "data": {**t["data"], "image": LOCAL_FILES + path.resolve().relative_to(root).as_posix()}})
+        return out, "local-files", (
+            f"start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}, and add a Local Storage to the project whose "
+            f"absolute path is {root} (or a folder under it holding every image)")
+    images = [str(t["data"]["image"]) for t in tasks]
+    if images and all(i.startswith(("s3://", "gs://")) for i in images):
+        return tasks, "object-store", ("connect the bucket to the project as Cloud Storage (source), "
+                                       "with 'Treat every bucket object as a source file' off")
+    return tasks, "filesystem-paths", ("Label Studio cannot serve filesystem paths: export again with "
+                                       "--document-root DIR (local files) or --image-url PREFIX")
+
+
+def export_selection(folder: str | Path, fmt: str, out: str | Path, image_url: str | None = None,
+                     document_root: str | Path | None = None) -> dict:
     if fmt not in FORMATS:
         raise InputError(f"--format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt != "labelstudio" and (image_url or document_root):
+        raise InputError("--image-url / --document-root: only for --format labelstudio")
     tasks, categories = read_selection(folder)
     out = Path(out)
+    extra = {}
     if fmt == "labelstudio":
-        if image_url:
-            tasks = [{**t, "data": {**t["data"], "image": image_url + t["data"]["image_id"]}} for t in tasks]
+        tasks, refs, needs = image_references(tasks, image_url, document_root)
         write_json(out, tasks)
+        config = out.parent / "label_config.xml"
+        config.write_text(label_config([c["name"] for c in sorted(categories, key=lambda c: c["id"])]))
+        extra = {"image_refs": refs, "label_studio_needs": needs, "label_config": str(config)}
     elif fmt == "coco":
         write_json(out, selection_to_coco(tasks, categories))
     else:
         selection_to_yolo(tasks, categories, out)
     boxes = sum(len(r.get("result") or []) for t in tasks for r in t.get("predictions") or [])
-    return {"images": len(tasks), "pre_annotations": boxes, "out": str(out)}
+    return {"images": len(tasks), "pre_annotations": boxes, "out": str(out), **extra}

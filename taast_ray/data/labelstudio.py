@@ -13,7 +13,8 @@ Exports in: the JSON export (a list of tasks) or JSON_MIN, as COCO for the selec
 (ours), else ``data.image`` (the URI we sent, or a URL ending in the image_id); its latest
 annotation that was not cancelled counts; a ``rectanglelabels`` result is in percent of the image:
 x_px = x / 100 · width. A task with an annotation whose result is empty is labelled, with no
-objects.
+objects; a task whose every annotation was cancelled was skipped (it goes back to the pool). A
+task of an image this cycle did not select (one project across cycles) is counted and left out.
 
 JSON_MIN: one flat record per annotation, the task's data fields at the top level beside ``id``
 (the task's), ``annotation_id``, ``created_at`` …, and each control's results under its name as a
@@ -21,9 +22,18 @@ list of values (``{"x", "y", "width", "height", "rectanglelabels", …}``), as l
 ``convert_to_json_min`` writes them. A task nobody annotated is a record with ``annotation_id``
 null and no results. The records become tasks of the full export (``json_min_to_tasks``), so every
 rule above holds for both.
+
+Zip exports come as Label Studio writes them: COCO (``result.json`` beside ``images/``) is read
+from inside the zip; YOLO (``classes.txt``, ``labels/<image stem>.txt`` with class index and
+normalised centre, width and height per line) is matched to the selected images by file stem
+(an uploaded file's ``<hash>-`` prefix allowed) and converted to pixels.
 """
 from __future__ import annotations
 
+import json
+import posixpath
+import zipfile
+from pathlib import Path
 from typing import Callable
 from xml.sax.saxutils import quoteattr
 
@@ -91,6 +101,12 @@ def _latest(annotations: list) -> dict | None:
     return max(enumerate(kept), key=lambda p: (str(p[1].get("updated_at") or p[1].get("created_at") or ""), p[0]))[1]
 
 
+def _skipped(task: dict) -> bool:
+    """Every annotation cancelled (Label Studio's "Skip"); a task with none was not labelled yet."""
+    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
+    return bool(annotations) and all(a.get("was_cancelled") for a in annotations)
+
+
 JSON_MIN_META = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
                  "history", "was_cancelled")
 
@@ -130,21 +146,23 @@ def label_studio_to_coco(tasks, selected: dict[str, dict], categories: list[dict
     if is_json_min(tasks):
         tasks = json_min_to_tasks(tasks)
     match, by_name = ImageMatcher(selected), {str(c["name"]): c["id"] for c in categories}
-    doc, found, first_task = new_doc(categories), {}, {}
+    doc, found, first_task, skipped, others = new_doc(categories), {}, {}, [], 0
     for i, task in enumerate(tasks):
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise InputError(f"{source}: task #{i} has no 'data' object")
         data, name = task["data"], f"task {task.get('id', f'#{i}')}"
         key = match(data.get("image_id"), data.get("image"))
-        if key is None:
-            raise InputError(f"{source}: {name}: image {data.get('image_id') or data.get('image')!r} "
-                             f"is not one of the selected images")
+        if key is None:  # an earlier cycle's task in the same project, or an image never selected
+            others += 1
+            continue
         if key in first_task:
             raise InputError(f"{source}: {name}: image {key!r} is also in {first_task[key]}")
         first_task[key] = name
         annotation = _latest(task.get("annotations"))
         if annotation is None:
-            continue  # not labelled yet (or every annotation cancelled): missing
+            if _skipped(task):
+                skipped.append(key)
+            continue  # not labelled yet: missing
         width, height = recorded_or_measured_size(key, selected, size_of)
         image_id = len(found) + 1
         found[key] = {"id": image_id, "file_name": key, "width": width, "height": height,
@@ -167,4 +185,89 @@ def label_studio_to_coco(tasks, selected: dict[str, dict], categories: list[dict
                 raise InputError(f"{where}: rectangle without numeric x, y, width, height") from None
             add_box(doc, image_id, by_name[labels[0]],
                      [x / 100 * width, y / 100 * height, w / 100 * width, h / 100 * height], width, height, where)
-    return finish_doc(doc, list(selected), found)
+    return finish_doc(doc, list(selected), found, skipped=skipped, not_selected=others)
+
+
+def read_export(path: str | Path):
+    """What an annotation tool exported: parsed JSON (Label Studio tasks, JSON_MIN or COCO), or
+    from a zip export, COCO's ``result.json`` or a :class:`YoloExport`; one line naming the file
+    where it is none of them."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: labels file not found")
+    if not zipfile.is_zipfile(path):
+        from taast_ray.data.labels import read_labels_json
+
+        return read_labels_json(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if not n.endswith("/")]
+            json_files = [n for n in names if posixpath.basename(n) == "result.json"]
+            if json_files:
+                return json.loads(z.read(json_files[0]))
+            classes = [n for n in names if posixpath.basename(n) == "classes.txt"]
+            labels = [n for n in names if n.endswith(".txt") and posixpath.basename(posixpath.dirname(n)) == "labels"]
+            if classes:
+                return YoloExport([c.strip() for c in z.read(classes[0]).decode().splitlines() if c.strip()],
+                                  {posixpath.splitext(posixpath.basename(n))[0]: z.read(n).decode()
+                                   for n in labels})
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise InputError(f"{path}: unreadable zip export ({exc})") from None
+    raise InputError(f"{path}: a zip export holding neither result.json (COCO) nor classes.txt and "
+                     f"labels/ (YOLO); it holds {', '.join(names[:5]) or 'nothing'}")
+
+
+class YoloExport:
+    """Label Studio's YOLO export: class names in index order, label text per image file stem."""
+
+    def __init__(self, classes: list[str], labels: dict[str, str]):
+        self.classes, self.labels = classes, labels
+
+
+def _stem_matcher(selected: dict[str, dict]):
+    stems: dict[str, list[str]] = {}
+    for k, v in selected.items():
+        for name in {k, str(v.get("uri") or k)}:
+            stems.setdefault(posixpath.splitext(posixpath.basename(name))[0], []).append(k)
+    unique = {s: sorted(set(ks))[0] for s, ks in stems.items() if len(set(ks)) == 1}
+
+    def match(stem: str) -> str | None:
+        if stem in unique:
+            return unique[stem]
+        head, sep, rest = stem.partition("-")  # an upload: <8 hex>-<original name>
+        return unique.get(rest) if sep and len(head) == 8 else None
+    return match
+
+
+def yolo_export_to_coco(export: YoloExport, selected: dict[str, dict], categories: list[dict], source: str,
+                        size_of: Callable[[str], tuple[int, int]]) -> tuple[dict, list[str]]:
+    """A YOLO export's label files → COCO for the selected images (an empty file: labelled, no
+    objects; a selected image without one: missing; a file of another image: counted, left out)."""
+    by_name = {str(c["name"]): c["id"] for c in categories}
+    unknown = [c for c in export.classes if c not in by_name]
+    if unknown:
+        raise InputError(f"{source}: label {unknown[0]!r} (classes.txt) is not a category of this run "
+                         f"({', '.join(sorted(by_name))})")
+    match, doc, found, others = _stem_matcher(selected), new_doc(categories), {}, 0
+    for stem, text in sorted(export.labels.items()):
+        key = match(stem)
+        if key is None:
+            others += 1
+            continue
+        width, height = recorded_or_measured_size(key, selected, size_of)
+        found[key] = {"id": len(found) + 1, "file_name": key, "width": width, "height": height,
+                      "taast_image_id": key}
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{source}: labels/{stem}.txt line {n}"
+            try:
+                k, cx, cy, w, h = line.split()[:5]
+                k, cx, cy, w, h = int(k), float(cx), float(cy), float(w), float(h)
+            except ValueError:
+                raise InputError(f"{where}: expected 'class cx cy w h', got {line.strip()!r}") from None
+            if not 0 <= k < len(export.classes):
+                raise InputError(f"{where}: class {k} is not in classes.txt ({len(export.classes)} classes)")
+            add_box(doc, found[key]["id"], by_name[export.classes[k]],
+                    [(cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height], width, height, where)
+    return finish_doc(doc, list(selected), found, not_selected=others)

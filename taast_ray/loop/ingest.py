@@ -41,20 +41,25 @@ def ingest_labels(run: str | Path, labels_file: str | Path, *, partial: bool = F
         raise InputError(f"{labels_file}: labels for {len(missing)} of the {selected} selected images are "
                          f"missing (e.g. {missing[0]!r}); pass --partial to ingest the "
                          f"{selected - len(missing)} labelled ones and return the rest to the pool")
+    info = new.get("info") or {}
+    skipped, others = list(info.get("skipped") or []), int(info.get("not_selected") or 0)
     if not new["images"]:
-        raise InputError(f"{labels_file}: no selected image is labelled in it")
+        why = (f" ({others} of its images are not this cycle's selection: another cycle's, or never selected)"
+               if others else "") + (f" ({len(skipped)} skipped)" if skipped else "")
+        raise InputError(f"{labels_file}: no image selected in {cycle.dir.name} is labelled in it{why}")
     write_json(cycle.ingest_record, {"source": str(labels_file), "labelled": len(new["images"]),
                                      "boxes": len(new["annotations"]), "missing": missing,
-                                     "returned_to_pool": len(missing)})
+                                     "skipped": skipped, "not_selected": others,
+                                     "returned_to_pool": len(missing) + len(skipped)})
     write_json(cycle.labels_new, new)
     return cycle.labels_new
 
 
 def _own_labels(layout: RunLayout, cycle: CycleLayout, path: Path) -> tuple[dict, list[str]]:
     from taast_ray.data.annotations import coco_to_selected
-    from taast_ray.data.labelstudio import label_studio_to_coco
+    from taast_ray.data.labelstudio import YoloExport, label_studio_to_coco, read_export, yolo_export_to_coco
     from taast_ray.data.images import image_size
-    from taast_ray.data.labels import labels_from_dict, read_labels_json
+    from taast_ray.data.labels import labels_from_dict
 
     table = pq.read_table(cycle.selection)
     uris = table.column("uri").to_pylist() if "uri" in table.column_names else [None] * table.num_rows
@@ -67,7 +72,9 @@ def _own_labels(layout: RunLayout, cycle: CycleLayout, path: Path) -> tuple[dict
             raise InputError(f"{path}: the size of {key!r} is unknown (no uri in the selection)")
         return image_size(selected[key]["uri"])
 
-    raw = read_labels_json(path)
+    raw = read_export(path)
+    if isinstance(raw, YoloExport):
+        return yolo_export_to_coco(raw, selected, categories, str(path), size_of)
     if isinstance(raw, list):
         return label_studio_to_coco(raw, selected, categories, str(path), size_of)
     return coco_to_selected(labels_from_dict(raw, path), selected, categories, str(path), size_of)

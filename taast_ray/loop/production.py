@@ -180,10 +180,12 @@ def await_labels(cycle: CycleLayout, run: Path, resume: bool) -> None:
             return
         selected = pq.read_metadata(cycle.selection).num_rows
         raise AwaitingAnnotation(
-            f"{cycle.dir.name}: {selected} images await annotation. Label Studio tasks with the "
-            f"detector's boxes: {cycle.label_studio_tasks} (or `taast export {cycle.select} --format "
-            f"coco|yolo|labelstudio --out F`). Then: `taast ingest --run {run} --labels EXPORT.json` "
-            f"(Label Studio JSON export or COCO; --partial to accept fewer) and "
+            f"{cycle.dir.name}: {selected} images await annotation. For Label Studio: `taast export "
+            f"{cycle.select} --format labelstudio --out tasks.json --document-root DIR` (or --image-url "
+            f"PREFIX) writes tasks with the detector's boxes whose images Label Studio can serve, and "
+            f"label_config.xml for the project (coco and yolo exports too). Then: `taast ingest --run {run} "
+            f"--labels EXPORT` (Label Studio's JSON, JSON_MIN, COCO or YOLO export, zips as they come; "
+            f"other cycles' tasks are left out; --partial to accept fewer) and "
             f"`taast run --config {layout.config} --out {run} --resume`")
     stage(cycle.dir, "annotate", resume, annotate)
 

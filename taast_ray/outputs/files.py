@@ -182,7 +182,7 @@ def report_html(det: PoolScalars, scored: ImageScores, picks: Picks, labels: Lab
 
 
 SET_FILES = ("scores.parquet", "selection.parquet", "pseudo_labels.json", "label_studio_tasks.json",
-             "errors.parquet", "summary.json", "config.yaml", "report.html")
+             "label_config.xml", "errors.parquet", "summary.json", "config.yaml", "report.html")
 
 
 def write_selection_outputs(out: Path | str, det: PoolScalars, scored: ImageScores, picks: Picks,
@@ -195,6 +195,7 @@ def write_selection_outputs(out: Path | str, det: PoolScalars, scored: ImageScor
         "selection.parquet": lambda p: write_parquet(p, selection_table(det, picks)),
         "pseudo_labels.json": lambda p: write_json(p, pseudo_labels_coco(det, scored, labels)),
         "label_studio_tasks.json": lambda p: write_json(p, label_studio_tasks(det, scored, picks, labels)),
+        "label_config.xml": lambda p: write_text(p, labelstudio.label_config(labels.category_names)),
     }
     if errors is not None:
         writers["errors.parquet"] = lambda p: write_parquet(p, errors)

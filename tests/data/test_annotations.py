@@ -42,13 +42,23 @@ def test_percent_boxes_become_pixels():
     labels_from_dict(doc, "converted")  # a valid COCO file
 
 
-def test_unlabelled_and_cancelled_tasks_are_missing():
+def test_unlabelled_tasks_are_missing_skipped_ones_go_back_to_the_pool():
     tasks = [task({"image_id": "a/1.jpg"}, rect(10, 10, 10, 10)),
-             task({"image_id": "b/2.jpg"}, rect(10, 10, 10, 10), cancelled=True),
+             task({"image_id": "b/2.jpg"}, rect(10, 10, 10, 10), cancelled=True),  # "Skip"
              {"id": 9, "data": {"image_id": "c/3.jpg"}, "annotations": []}]
     doc, missing = label_studio_to_coco(tasks, SELECTED, CATS, "ls.json", no_size)
     assert [i["taast_image_id"] for i in doc["images"]] == ["a/1.jpg"]
-    assert missing == ["b/2.jpg", "c/3.jpg"]
+    assert missing == ["c/3.jpg"] and doc["info"]["skipped"] == ["b/2.jpg"]
+
+
+def test_a_project_holding_other_cycles_tasks_ingests_this_cycles():
+    tasks = [task({"image_id": "old/9.jpg", "image": "/data/old/9.jpg"}, rect(1, 1, 5, 5)),  # cycle 1's
+             task({"image_id": "a/1.jpg"}, rect(10, 20, 30, 40)),
+             task({"image": "/data/local-files/?d=b/2.jpg"}, rect(0, 0, 10, 10, "person")),
+             task({"image_id": "never.jpg"})]
+    doc, missing = label_studio_to_coco(tasks, SELECTED, CATS, "ls.json", no_size)
+    assert [i["taast_image_id"] for i in doc["images"]] == ["a/1.jpg", "b/2.jpg"] and missing == ["c/3.jpg"]
+    assert doc["info"]["not_selected"] == 2 and len(doc["annotations"]) == 2
 
 
 def json_min(task_id, data, *boxes, annotation_id=1, updated_at=None):
@@ -97,7 +107,6 @@ def test_latest_annotation_counts():
 
 
 @pytest.mark.parametrize("tasks, message", [
-    ([task({"image_id": "z.jpg"})], "'z.jpg' is not one of the selected images"),
     ([task({"image_id": "a/1.jpg"}, rect(1, 1, 5, 5, "bus"))], "label 'bus' is not a category"),
     ([task({"image_id": "a/1.jpg"}, rect(1, 1, 5, 5, rotation=30))], "rotated"),
     ([task({"image_id": "a/1.jpg"}, rect(120, 1, 5, 5))], "no area inside the 200x100 image"),
@@ -124,6 +133,15 @@ def test_coco_matched_by_file_name_uri_and_base_name_categories_by_name():
     assert missing == [] and [i["taast_image_id"] for i in doc["images"]] == ["a/1.jpg", "b/2.jpg", "c/3.jpg"]
     assert [(a["image_id"], a["category_id"], a["bbox"]) for a in doc["annotations"]] == \
         [(2, 2, [1.0, 2.0, 3.0, 4.0]), (3, 1, [0.0, 0.0, 10.0, 10.0])]
+
+
+def test_coco_of_several_cycles_takes_this_cycles_images():
+    labels = coco([{"id": 1, "file_name": "old/9.jpg"}, {"id": 2, "file_name": "a/1.jpg"}],
+                  [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]},
+                   {"id": 2, "image_id": 2, "category_id": 2, "bbox": [0, 0, 10, 10]}])
+    doc, missing = coco_to_selected(labels, SELECTED, CATS, "c.json", no_size)
+    assert [i["taast_image_id"] for i in doc["images"]] == ["a/1.jpg"] and missing == ["b/2.jpg", "c/3.jpg"]
+    assert [a["category_id"] for a in doc["annotations"]] == [2] and doc["info"]["not_selected"] == 1
 
 
 def test_coco_by_id_and_its_errors():

@@ -59,6 +59,39 @@ def test_label_studio_export_with_an_image_url(tmp_path):
     assert tasks[0]["predictions"][0]["result"][0]["value"]["rectanglelabels"] == ["person"]
 
 
+def test_label_studio_export_for_local_file_serving_with_its_labelling_config(tmp_path, capsys):
+    folder = selection(tmp_path)
+    out = tmp_path / "ls" / "tasks.json"
+    out.parent.mkdir()
+    assert main(["export", str(folder), "--format", "labelstudio", "--out", str(out),
+                 "--document-root", str(tmp_path)]) == 0
+    tasks = json.loads(out.read_text())
+    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=images/cam/a.jpg",
+                                                    "/data/local-files/?d=images/cam/b.jpg"]
+    printed = capsys.readouterr().out
+    assert "images referenced as local-files" in printed
+    assert f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={tmp_path.resolve()}" in printed
+    # the config names the controls the predictions use, and every category
+    import xml.etree.ElementTree as ET
+
+    view = ET.fromstring((out.parent / "label_config.xml").read_text())
+    image, rect = view.find("Image"), view.find("RectangleLabels")
+    result = tasks[0]["predictions"][0]["result"][0]
+    assert (rect.get("name"), rect.get("toName"), image.get("name")) == \
+        (result["from_name"], result["to_name"], result["to_name"])
+    assert image.get("value") == "$image" and [l.get("value") for l in rect] == ["car", "person"]
+    with pytest.raises(InputError, match="is not under it"):
+        export_selection(folder, "labelstudio", tmp_path / "x.json", document_root=tmp_path / "elsewhere")
+    with pytest.raises(InputError, match="give one of them"):
+        export_selection(folder, "labelstudio", tmp_path / "x.json", image_url="http://h/",
+                         document_root=tmp_path)
+
+
+def test_label_studio_export_says_when_its_paths_cannot_be_served(tmp_path):
+    result = export_selection(selection(tmp_path), "labelstudio", tmp_path / "t.json")
+    assert result["image_refs"] == "filesystem-paths" and "--document-root" in result["label_studio_needs"]
+
+
 def test_not_a_selection(tmp_path):
     with pytest.raises(InputError, match="not a selection output folder"):
         export_selection(tmp_path, "coco", tmp_path / "x.json")
