@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from taast_ray.config import (KMEANS_BACKENDS, PRESET_NAMES, SYNTHETIC_FAMILIES, TaastConfig, load_config,
+from taast_ray.config import (KMEANS_BACKENDS, OPTION_FIELDS, PRESET_NAMES, SYNTHETIC_FAMILIES, TaastConfig, load_config,
                               preset_settings)
 from taast_ray.selection import registry
 from taast_ray.errors import ConfigError, TaastError
@@ -70,31 +70,28 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kmeans-backend", choices=KMEANS_BACKENDS, help="k-means implementation")
 
 
-_FLAG_FIELDS = {"budget": "selection.budget", "strategy": "selection.strategy", "seed": "selection.seed",
-                "tau": "selection.tau", "candidate_fraction": "selection.candidate_fraction",
-                "count_mode": "selection.count_mode", "kmeans_backend": "selection.kmeans_backend",
-                "weights": "model.weights", "imgsz": "model.imgsz", "embedder": "model.embedder",
-                "embedder_weights": "model.embedder_weights"}
-
-
 def build_config(args: argparse.Namespace, base: dict | None = None) -> TaastConfig:
     """``base`` (a preset, or the demo's sizes) < config file < --set overrides < explicit flags;
     validated before any work starts."""
     overrides = list(args.overrides)
-    for flag, field_name in _FLAG_FIELDS.items():
+    for flag, field_name in OPTION_FIELDS.items():
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field_name}={value}")
     return load_config(args.config, overrides + _ray_overrides(args), base=_preset(args) if base is None else base)
 
 
+def _stale_message(out):
+    """Says so when a killed run's lock on ``out`` is taken over."""
+    return lambda info: print(f"[taast] {out}: taking over the lock of pid {info.get('pid')} on "
+                              f"{info.get('host')}, which is no longer running", file=sys.stderr)
+
+
 def _locked(out):
     """The run / output directory's lock (taast_ray/lock.py), saying so when a killed run's is taken over."""
     from taast_ray.lock import run_lock
 
-    return run_lock(out, on_stale=lambda info: print(
-        f"[taast] {out}: taking over the lock of pid {info.get('pid')} on {info.get('host')}, "
-        f"which is no longer running", file=sys.stderr))
+    return run_lock(out, on_stale=_stale_message(out))
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -107,19 +104,13 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out: {args.out} is a URI; only `taast select --pool` writes to object stores")
     check_out_dir(args.out)
     out = args.out if is_uri(args.out) else Path(args.out)
-    if args.pool:
-        from taast_ray.pipeline.live import select_live
+    from taast_ray.api import select
 
-        with _locked(out):
-            summary = select_live(cfg, args.pool, args.labels, out, resume=args.resume, limit=args.limit,
-                                  embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file,
-                                  truth_path=args.ground_truth, labelled_images=args.labelled_images)
-    else:
-        from taast_ray.pipeline.precomputed import select_from_detections
-
-        with _locked(out):  # config.yaml is part of the published set (outputs/files.py)
-            summary = select_from_detections(cfg, args.detections, args.labels, out, args.embeddings,
-                                             truth_path=args.ground_truth)
+    summary = select(args.pool, detections=args.detections, embeddings=args.embeddings, labels=args.labels,
+                     out=args.out, config=cfg, resume=args.resume, limit=args.limit,
+                     embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file,
+                     ground_truth=args.ground_truth, labelled_images=args.labelled_images,
+                     on_stale_lock=_stale_message(out)).summary
     print(f"selected {summary['selected']} of {summary['pool_size']} images "
           f"({summary['pseudo_labelled']} pseudo-labelled, {summary['candidates']} candidates, "
           f"{summary['filled']} filled) -> {out}")
@@ -175,22 +166,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out: {args.out} is a URI; `taast run` trains in its run directory and needs "
                           f"a path (on a cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
     check_out_dir(args.out)
-    from taast_ray.loop.cycle import run_cycles
-    from taast_ray.loop.production import AwaitingAnnotation
-    from taast_ray.loop.rows import format_table
-    from taast_ray.loop.preflight import check_run_inputs, undo_failed_first_start
-    from taast_ray.ray_env import ensure_ray
+    from taast_ray.api import run
 
-    check_run_inputs(cfg, Path(args.out), args.resume)  # data, models, directory: before Ray, no file
-    ensure_ray(cfg.ray.address, worker_logs=cfg.ray.worker_logs)
-    try:
-        with _locked(Path(args.out)), undo_failed_first_start(Path(args.out), args.resume,
-                                                             keep=(AwaitingAnnotation,)):
-            rows = run_cycles(cfg, Path(args.out), resume=args.resume)
-    except AwaitingAnnotation as exc:
-        print(f"[taast] {exc}")
+    result = run(out=args.out, config=cfg, resume=args.resume, on_stale_lock=_stale_message(Path(args.out)))
+    if result.awaiting_annotation:
+        print(f"[taast] {result.awaiting_annotation}")
         return 3
-    print(format_table(rows))
+    print(result.table)
     return 0
 
 

@@ -440,6 +440,14 @@ def merge_settings(low: dict, high: dict) -> dict:
     return out
 
 
+# the options the command line has flags for (and the Python API keywords), by configuration field
+OPTION_FIELDS = {"budget": "selection.budget", "strategy": "selection.strategy", "seed": "selection.seed",
+                 "tau": "selection.tau", "candidate_fraction": "selection.candidate_fraction",
+                 "count_mode": "selection.count_mode", "kmeans_backend": "selection.kmeans_backend",
+                 "weights": "model.weights", "imgsz": "model.imgsz", "embedder": "model.embedder",
+                 "embedder_weights": "model.embedder_weights"}
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None,
                 base: dict | None = None) -> TaastConfig:
     """``base`` (a preset) → YAML file (optional) → overrides (``section.field=value`` strings or a

@@ -13,8 +13,8 @@ from taast_ray.lock import run_lock
 from tests.factories import one_line, write_detections, write_labels
 from tests.test_io import disk_full_at
 
-SET = {"scores.parquet", "selection.parquet", "pseudo_labels.json", "label_studio_tasks.json", "report.html",
-       "summary.json", "config.yaml", MANIFEST}
+SET = {"scores.parquet", "selection.parquet", "pseudo_labels.json", "label_studio_tasks.json", "label_config.xml",
+       "report.html", "summary.json", "config.yaml", MANIFEST}
 
 
 @pytest.fixture()
@@ -48,7 +48,7 @@ def test_out_naming_an_existing_file(inputs, capsys):
     assert "--out:" in one_line(capsys) and (tmp / "taken").read_text() == "mine"
 
 
-@pytest.mark.parametrize("failing_write", range(1, 9))  # 7 files, then the manifest
+@pytest.mark.parametrize("failing_write", range(1, 10))  # 8 files, then the manifest
 def test_a_full_disk_at_any_write_leaves_the_previous_set(inputs, capsys, monkeypatch, failing_write):
     det, labels, tmp = inputs
     out = tmp / "out"

@@ -34,7 +34,8 @@ from taast_ray.pipeline.precomputed import check_budget
 from taast_ray.stages.detect import DetectStage, embeddings_from_detections
 from taast_ray.stages.embed import EmbedStage
 from taast_ray.stages.parquet_sink import write_rows_per_file
-from taast_ray.stages.sources import list_pool_table, listing_dataset, read_pool_bytes
+from taast_ray.stages.sources import (dataset_listing, list_pool_table, listing_dataset, read_dataset_pool,
+                                     read_pool_bytes)
 from taast_ray.stages.stage import actor_class
 from taast_ray.stages.tensor_decode import decode_to_pixels
 
@@ -44,8 +45,10 @@ READ_CPUS = 0  # reading bytes is I/O: with a CPU slot of its own it could wait 
 
 
 
-def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], ray_cfg: RayConfig):
+def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[int, int], ray_cfg: RayConfig,
+                       *, read=read_pool_bytes):
     """Read bytes (tasks) → [decode (CPU tasks)] → ``stage_cls`` on an autoscaling actor pool.
+    ``read``: the read stage (a pool Dataset's rows already hold bytes or paths of their own).
 
     Each actor asks for what the stage declares (``stage_cls.resources``, GPUs when the cluster
     has them), builds the stage from ``constructor_kwargs`` and sets it up (loads its model) once;
@@ -59,7 +62,7 @@ def through_model_pool(ds, stage_cls, constructor_kwargs: dict, actors: tuple[in
 
     resources = stage_resources(stage_cls, ray_cfg.use_gpu)
     reads = ray.data.TaskPoolStrategy(size=ray_cfg.read_tasks or actors[1])
-    ds = read_pool_bytes(ds, batch_size=ray_cfg.batch_size, num_cpus=READ_CPUS, compute=reads)
+    ds = read(ds, batch_size=ray_cfg.batch_size, num_cpus=READ_CPUS, compute=reads)
     if ray_cfg.decode == "tasks":
         ds = ds.map_batches(decode_to_pixels, batch_format="pyarrow", batch_size=ray_cfg.batch_size,
                             num_cpus=ray_cfg.decode_cpus)
@@ -113,10 +116,11 @@ def write_blocks(ds, folder, rows_per_file: int, progress=None) -> None:
 
 def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *,
                 weights: str | Path | None = None, rows_per_file: int = 1000, stage_cls=DetectStage,
-                exemplars: dict | None = None) -> int:
+                exemplars: dict | None = None, source=None) -> int:
     """Every image of ``listing`` not yet under ``folder`` through read → decode + detect, with
     ``weights`` (a run's cycle passes its own model), else model.weights. ``exemplars``: L's
     class prototypes (``Prototypes.to_dict``): each row also gets its exemplar posteriors.
+    ``source``: the pool as a Ray Dataset (``listing`` is then its image_ids), read from there.
 
     One Ray Data execution, so one actor pool whose start-up (~13 s on a CPU, process start and
     importing torch) is paid once per pass, not per slice of the pool. Returns how many ran.
@@ -126,14 +130,16 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
     say(f"detect: {listing.num_rows} images" + (f", {before} detected before, {todo.num_rows} to go"
                                                if before else ""))
     if todo.num_rows:
+        skip = written_ids(folder) if before else pa.array([], pa.string())
         ds = through_model_pool(
-            listing_dataset(todo), stage_cls,
+            listing_dataset(todo) if source is None else source, stage_cls,
             {"weights": str(cfg.model.weights if weights is None else weights),
              "imgsz": cfg.model.input_size, "conf": cfg.selection.det_conf,
              "num_classes": num_classes, "device": cfg.model.device,
              **({"embed": True} if cfg.model.embedder == DETECTOR else {}),
              **({"exemplars": exemplars} if exemplars is not None else {})},
-            (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray)
+            (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray,
+            **({} if source is None else {"read": lambda d, **kw: read_dataset_pool(d, skip, **kw)}))
         write_blocks(ds, folder, rows_per_file, Progress("detect", todo.num_rows))
     return todo.num_rows
 
@@ -178,15 +184,30 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     records the one that ran); ``detections``: where its pass goes, else ``OUT/detections``.
     ``labelled_images``: the folder L's relative file_names are under (an exemplar-rarity
     strategy reads L's images once for its prototypes); default the labels file's folder.
+    ``pool`` may be a ``ray.data.Dataset`` with a column of image bytes (``bytes``, beside
+    ``image_id``) or of paths / URIs (``path`` or ``uri``; ``image_id`` optional, else the path):
+    the pass reads it where it is, composed with whatever pipeline made it.
     """
     import ray
 
-    out = out if is_uri(out) else Path(out)
+    # every local path absolute: the actors and Ray Data's tasks run in the workers' folders, which
+    # are not this process's when it changed folder or joined a running cluster
+    absolute = lambda p: p if p is None or is_uri(p) else Path(p).resolve()  # noqa: E731
+    out, labels_path, detections = absolute(out), absolute(labels_path), absolute(detections)
+    embedding_cache, truth_path, labelled_images = map(absolute, (embedding_cache, truth_path, labelled_images))
     weights = str(cfg.model.weights if weights is None else weights)
+    if not is_uri(weights) and Path(weights).is_file():  # a local .pt or YAML, not a name to download
+        weights = str(Path(weights).resolve())
     detections = child(out, "detections") if detections is None else detections
     timings: dict[str, float] = {}
     labels = load_labels(labels_path)
-    listing = list_pool_table(pool, limit=limit)
+    source = pool if isinstance(pool, ray.data.Dataset) else None
+    if source is not None:
+        if limit is not None:
+            source = source.limit(limit)
+        listing, pool = dataset_listing(source), "<ray.data.Dataset>"
+    else:
+        listing = list_pool_table(pool, limit=limit)
     check_budget(cfg.selection.budget, listing.num_rows, str(pool))
     check_detector(weights, labels.num_classes)  # on the driver, before Ray and any file
     check_embedder(cfg.model.embedder, cfg.model.embedder_weights)
@@ -205,7 +226,7 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
         timings["exemplars"] = exemplars["seconds"]
     start = time.perf_counter()
     detect_pool(cfg, listing, detections, labels.num_classes, weights=weights, rows_per_file=rows_per_file,
-                stage_cls=detect_stage_cls, exemplars=protos.to_dict() if exemplars else None)
+                stage_cls=detect_stage_cls, exemplars=protos.to_dict() if exemplars else None, source=source)
     timings["detect"] = round(time.perf_counter() - start, 3)
 
     config = cfg.to_dict()

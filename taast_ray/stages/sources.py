@@ -276,3 +276,74 @@ def _local_reason(uri: str) -> str | None:
             return f"unreadable: folder, {(exc.strerror or str(exc)).lower()} (its images are not listed)"
         return "not a file"
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# a pool given as a Ray Dataset (the Python API): a column of image bytes, or of paths / URIs
+
+DATASET_ID_COLUMNS = ("image_id",)
+DATASET_URI_COLUMNS = ("uri", "path")  # Ray's read_images / read_binary_files(include_paths=True): "path"
+DATASET_BYTES_COLUMNS = ("bytes",)     # read_binary_files: "bytes"
+
+
+def dataset_columns(schema_names) -> tuple[str | None, str | None, str | None]:
+    """(image_id, uri, bytes) column names of a pool Dataset; one line naming what is missing."""
+    names = list(schema_names)
+    pick = lambda options: next((c for c in options if c in names), None)  # noqa: E731
+    image_id, uri, data = pick(DATASET_ID_COLUMNS), pick(DATASET_URI_COLUMNS), pick(DATASET_BYTES_COLUMNS)
+    if data is None and uri is None:
+        raise InputError(f"pool Dataset: needs a column of image bytes ('bytes') or of paths / URIs "
+                         f"('uri' or 'path'); it has {', '.join(names) or 'none'}")
+    if image_id is None and uri is None:
+        raise InputError("pool Dataset: a 'bytes' column needs an 'image_id' column (or a 'path' / 'uri' "
+                         "column to name each image by)")
+    return image_id, uri, data
+
+
+def _standard_rows(table: pa.Table, image_id: str | None, uri: str | None, data: str | None) -> pa.Table:
+    """A pool Dataset's batch as the read stage's output: image_id, uri, bytes, error, error_stage."""
+    n = table.num_rows
+    uris = (pc.cast(table.column(uri), pa.string()) if uri else pa.nulls(n, pa.string()))
+    ids = pc.cast(table.column(image_id), pa.string()) if image_id else uris
+    out = pa.table({"image_id": ids, "uri": uris})
+    if data is None:
+        return _read_batch(out)
+    blobs = pc.cast(table.column(data), pa.large_binary())
+    missing = pc.is_null(blobs).to_pylist()
+    return out.append_column("bytes", blobs).append_column(
+        "error", pa.array(["missing" if m else None for m in missing], pa.string())).append_column(
+        "error_stage", pa.array(["read" if m else None for m in missing], pa.string()))
+
+
+def dataset_listing(ds) -> pa.Table:
+    """image_id (and uri) of every row of a pool Dataset, on the driver: what the pass counts,
+    resumes by and names its files by (strings only, as a folder's listing)."""
+    image_id, uri, _ = dataset_columns(ds.schema().names)
+    columns = [c for c in (image_id, uri) if c]
+    table = pa.concat_tables([pa.table(b) if not isinstance(b, pa.Table) else b
+                              for b in ds.select_columns(columns).iter_batches(batch_format="pyarrow")])
+    ids = pc.cast(table.column(image_id or uri), pa.string())
+    listing = pa.table({"image_id": ids, "uri": pc.cast(table.column(uri), pa.string()) if uri
+                        else pa.nulls(len(ids), pa.string())})
+    if pc.any(pc.is_null(ids)).as_py():
+        raise InputError("pool Dataset: a row has a null image_id")
+    if len(pc.unique(ids)) < len(ids):
+        counts = pc.value_counts(ids)
+        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))[0].as_py()
+        raise InputError(f"pool Dataset: duplicate image_id {dup!r}")
+    return listing
+
+
+def read_dataset_pool(ds, skip_ids: pa.Array, *, batch_size: int, **map_kwargs):
+    """A pool Dataset as the read stage gives a listing: image_id, uri, bytes (read here when the
+    Dataset holds paths), error, error_stage; rows whose image_id is in ``skip_ids`` (already
+    written, on resume) left out. ``map_kwargs`` go to ``map_batches``."""
+    image_id, uri, data = dataset_columns(ds.schema().names)
+
+    def batch(table: pa.Table) -> pa.Table:
+        table = table.select([c for c in (image_id, uri, data) if c])
+        if len(skip_ids):
+            ids = pc.cast(table.column(image_id or uri), pa.string())
+            table = table.filter(pc.invert(pc.is_in(ids, value_set=skip_ids)))
+        return _standard_rows(table, image_id, uri, data)
+    return ds.map_batches(batch, batch_format="pyarrow", batch_size=batch_size, **map_kwargs)
