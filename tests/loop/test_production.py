@@ -1,7 +1,9 @@
-"""A team's own data, end to end (issue 16): a YOLO-layout dataset → `taast import yolo` →
-`taast run` in production mode for 2 cycles on a local Ray, a Label Studio export ingested at the
-first stop and a COCO file at the second. Both cycles train on exactly L ∪ Q (∪ P), and the
-second cycle never reselects an image of the first."""
+"""A team's own data, end to end (issues 16, 30): a YOLO-layout dataset of 10 classes and the
+team's own detector, a YOLOv8n the test trains on it with Ultralytics and saves as Ultralytics
+does (`last.pt`) → `taast import yolo` → `taast run` in production mode for 2 cycles on a local
+Ray, starting from that .pt (no warm-up), a Label Studio export ingested at the first stop and a
+COCO file at the second. Both cycles train on exactly L ∪ Q (∪ P), and the second cycle never
+reselects an image of the first."""
 import json
 from pathlib import Path
 
@@ -14,9 +16,10 @@ from taast_ray.data.synth import make_synthetic_dataset
 
 pytestmark = pytest.mark.slow
 LABELLED = 40
+CLASSES = 10
 MODEL = {"selection": {"budget": 6, "seed": 5, "det_conf": 0.01},
-         "model": {"weights": "yolov8n.yaml", "embedder": "taast-tiny-ViT", "embedder_weights": "none"},
-         "train": {"imgsz": 64, "batch": 8, "workers": 1, "warmup_epochs": 1, "epochs": 1,
+         "model": {"embedder": "taast-tiny-ViT", "embedder_weights": "none"},
+         "train": {"imgsz": 64, "batch": 8, "workers": 1, "warmup_epochs": 0, "epochs": 1,
                    "optimizer": "AdamW", "lr0": 0.002},
          "protocol": {"cycles": 2},
          "ray": {"detector_actors_max": 1, "embedder_actors_max": 1, "batch_size": 16}}
@@ -25,7 +28,7 @@ MODEL = {"selection": {"budget": 6, "seed": 5, "det_conf": 0.01},
 def yolo_dataset(root: Path) -> tuple[Path, dict]:
     """~40 labelled train images, the other ~60 without label files (the pool), a labelled val;
     returns data.yaml and the truth of every train image by its path under the YOLO root."""
-    make_synthetic_dataset(root, images=150, classes=3, seed=3, image_size=64, zipf=0.3,
+    make_synthetic_dataset(root, images=150, classes=CLASSES, seed=3, image_size=64, zipf=0.3,
                            eval_min_instances=0)
     truth = json.loads((root / "annotations" / "train.json").read_text())
     labels = sorted((root / "yolo" / "labels" / "train").glob("*.txt"))
@@ -78,17 +81,31 @@ def selected(run: Path, t: int) -> set[str]:
     return set(pq.read_table(run / f"cycle_{t}" / "select" / "selection.parquet").column("image_id").to_pylist())
 
 
+def own_detector(folder: Path, data_yaml: Path) -> Path:
+    """The team's detector: a YOLOv8n trained by Ultralytics on their labelled images, saved as
+    Ultralytics saves it."""
+    from ultralytics import YOLO
+
+    YOLO("yolov8n.yaml").train(data=str(data_yaml), epochs=1, imgsz=64, batch=8, workers=0, device="cpu",
+                               project=str(folder), name="own", plots=False, val=False, verbose=False,
+                               exist_ok=True)
+    return folder / "own" / "weights" / "last.pt"
+
+
 def test_yolo_folder_to_two_production_cycles(tmp_path, ray_local, capsys):
     data_yaml, truth = yolo_dataset(tmp_path / "synth")
+    weights = own_detector(tmp_path / "train", data_yaml)
     imported = tmp_path / "imported"
     assert main(["import", "yolo", str(data_yaml), "--out", str(imported)]) == 0
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({**yaml.safe_load((imported / "taast.yaml").read_text()), **MODEL}))
+    config.write_text(yaml.safe_dump({**yaml.safe_load((imported / "taast.yaml").read_text()),
+                                      **{**MODEL, "model": {**MODEL["model"], "weights": str(weights)}}}))
     run = tmp_path / "run"
     argv = ["run", "--config", str(config), "--out", str(run)]
 
     assert main(argv) == 3  # cycle 1 waits for annotators and says how to go on
     out = capsys.readouterr().out
+    assert not (run / "cycle_0").exists()  # the team's own .pt has L's 10 classes: no warm-up
     assert f"taast ingest --run {run}" in out and f"--out {run} --resume" in out
     l0 = json.loads((run / "data" / "labels_L0.json").read_text())
     assert len(l0["images"]) == LABELLED
@@ -135,4 +152,4 @@ def test_yolo_folder_to_two_production_cycles(tmp_path, ray_local, capsys):
     test = json.loads((run / "test_metrics.json").read_text())  # the imported test split, once
     assert test["frequency_source"] == "labelled training set"
     rows = json.loads((run / "cycles.json").read_text())
-    assert [r["labelled_images"] for r in rows] == [LABELLED, LABELLED + 6, LABELLED + 12]
+    assert [r["labelled_images"] for r in rows] == [LABELLED + 6, LABELLED + 12]
