@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 
 from taast_ray.data import synth_textures
 from taast_ray.data.frequency import l0_tag, lvis_tag
+from taast_ray.data.synth_layout import place_boxes
 from taast_ray.data.yolo import export_yolo
 from taast_ray.errors import ConfigError
 
@@ -106,25 +107,11 @@ def _plan_split(rng, n: int, empty: np.ndarray, prior: np.ndarray) -> list[np.nd
 
 def _layout(rng, n: int, size: int) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, x1, y1): varied sizes, overlaps allowed but never hiding most of a box."""
-    boxes: list[tuple[int, int, int, int]] = []
-    for _ in range(n):
-        for _attempt in range(30):
-            side = rng.uniform(*SIZE_RANGE) * size
-            aspect = np.exp(rng.uniform(-0.25, 0.25))
-            w, h = int(side * aspect), int(side / aspect)
-            x0, y0 = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-            box = (x0, y0, x0 + w, y0 + h)
-            if all(_overlap(box, other) <= MAX_OVERLAP for other in boxes):
-                break
-        boxes.append(box)  # after 30 misses the last try stands: rare, and still a valid box
-    return boxes
-
-
-def _overlap(a, b) -> float:
-    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / max(smaller, 1)
+    def draw_wh():
+        side = rng.uniform(*SIZE_RANGE) * size
+        aspect = np.exp(rng.uniform(-0.25, 0.25))
+        return int(side * aspect), int(side / aspect)
+    return place_boxes(rng, n, size, draw_wh, MAX_OVERLAP)
 
 
 def _draw(draw: ImageDraw.ImageDraw, shape: str, box, colour) -> None:

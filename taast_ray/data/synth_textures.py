@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from taast_ray.data.synth_layout import place_boxes
+
 TEXTURES = ("stripe", "dots", "check", "rings", "hatch", "solid")
 SHAPES = ("square", "circle", "triangle", "hexagon", "diamond", "cross", "star", "arrow")
 PALETTE = ((225, 30, 30), (30, 190, 40), (35, 60, 235), (245, 225, 30), (225, 40, 225),
@@ -125,27 +127,13 @@ def _clutter(rng, draw: ImageDraw.ImageDraw, size: int) -> None:
 
 def _layout(rng, n: int, size: int) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, x1, y1): log-uniform sides in SIZE_RANGE, overlaps up to MAX_OVERLAP."""
-    boxes: list[tuple[int, int, int, int]] = []
     lo, hi = np.log(SIZE_RANGE)
-    for _ in range(n):
-        for _attempt in range(30):
-            side = np.exp(rng.uniform(lo, hi)) * size
-            aspect = np.exp(rng.uniform(-0.2, 0.2))
-            w = min(size, max(6, int(side * aspect)))
-            h = min(size, max(6, int(side / aspect)))
-            x0, y0 = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-            box = (x0, y0, x0 + w, y0 + h)
-            if all(_overlap(box, other) <= MAX_OVERLAP for other in boxes):
-                break
-        boxes.append(box)  # after 30 misses the last try stands: rare, and still a valid box
-    return boxes
 
-
-def _overlap(a, b) -> float:
-    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / max(smaller, 1)
+    def draw_wh():
+        side = np.exp(rng.uniform(lo, hi)) * size
+        aspect = np.exp(rng.uniform(-0.2, 0.2))
+        return min(size, max(6, int(side * aspect))), min(size, max(6, int(side / aspect)))
+    return place_boxes(rng, n, size, draw_wh, MAX_OVERLAP)
 
 
 def render(rng, size: int, labels: np.ndarray, names: list[str]):

@@ -11,7 +11,7 @@ from PIL import Image
 import taast_ray  # noqa: F401
 from taast_ray.cli import main
 from taast_ray.config import SYNTHETIC_FAMILIES, load_config
-from taast_ray.data import synth_textures
+from taast_ray.data.synth_layout import overlap
 from taast_ray.data.synth import FAMILIES, _render, class_names, make_synthetic_dataset
 from taast_ray.errors import ConfigError
 
@@ -84,7 +84,7 @@ def test_objects_at_several_scales_and_overlapping(sets):
             x, y, w, h = a["bbox"]
             by_image.setdefault(a["image_id"], []).append((x, y, x + w, y + h))
         for boxes in by_image.values():
-            hidden += [synth_textures._overlap(a, b) for i, a in enumerate(boxes)
+            hidden += [overlap(a, b) for i, a in enumerate(boxes)
                        for b in boxes[i + 1:]]
     assert max(hidden) > 0.35
     assert stats["family"] == "textures" and stats["names"] == class_names(CLASSES, "textures")
