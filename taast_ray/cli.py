@@ -497,6 +497,34 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("taast: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001  the last line of defence: a bug, not a bad input
+        if getattr(args, "verbose", False):
+            raise
+        return internal_error(exc, argv)
+
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE: taast itself failed, never a refused input (2)
+
+
+def internal_error(exc: BaseException, argv) -> int:
+    """One line for an exception no check foresaw: what failed, where the traceback is, how to
+    report it. Locks and output sets are context managers and atomic renames: the exception has
+    already released the one and left the other as it was."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    where = Path(tempfile.gettempdir()) / f"taast-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    try:
+        where.write_text(f"taast {' '.join(map(str, sys.argv[1:] if argv is None else argv))}\n\n{text}")
+        saved = f"the traceback is in {where}"
+    except OSError:
+        saved = "the traceback could not be saved (run again with -v to see it)"
+    detail = " ".join(str(exc).split())[:200]
+    print(f"taast: internal error: {type(exc).__name__}{': ' + detail if detail else ''}; {saved}; "
+          f"please report it with that file", file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 def entry() -> None:

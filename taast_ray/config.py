@@ -205,6 +205,7 @@ def _checks(cfg: TaastConfig):
     yield "data.synthetic_eval_min_instances", d.synthetic_eval_min_instances >= 0, "must be >= 0"
     yield "selection.strategy", s.strategy in registry.names(), strategy_rule(s.strategy)
     yield "selection.budget", s.budget > 0, "must be > 0"
+    yield "selection.seed", 0 <= s.seed < 2**31, "must be in [0, 2^31)"
     yield "selection.tau", 0.0 < s.tau <= 1.0, "must be in (0, 1]"
     yield "selection.tau_rare", s.tau_rare is None or 0.0 < s.tau_rare <= 1.0, "must be null or in (0, 1]"
     yield "selection.det_conf", 0.0 <= s.det_conf < 1.0, "must be in [0, 1)"
@@ -328,8 +329,10 @@ def _coerce(value, annotation, name: str):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
         try:
             number = annotation(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(inf), int(nan), int("two")
             raise ConfigError(f"{name}: expected {annotation.__name__}, got {value!r}") from None
+        if annotation is int and not -2**63 <= number < 2**63:
+            raise ConfigError(f"{name}: {value!r} is out of range (a 64-bit integer)")
         if annotation is int and isinstance(value, float) and value != number:
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
         return number
@@ -373,9 +376,11 @@ def read_yaml_mapping(path: str | Path, *, keep_versions: bool = False) -> dict:
     if not path.is_file():
         raise ConfigError(f"config: file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config: {path} is not UTF-8 text (a YAML file?)") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"config: {path} is not valid YAML: {_one_line(exc)}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config: {path} must hold a mapping at the top level")
     if not keep_versions:
@@ -396,8 +401,15 @@ def apply_overrides(values: dict, overrides: list[str] | None) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{'.'.join(parts[:i + 1])}: expected a mapping, got {node!r}")
-        node[parts[-1]] = yaml.safe_load(raw) if raw else raw
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw else raw
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ConfigError(f"{key}: {raw!r} is not a YAML value ({_one_line(exc)})") from None
     return values
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 # ``--preset cpu``: models and sizes a laptop CPU runs in minutes, fully offline. YOLOv8n from its

@@ -15,7 +15,6 @@ dataset.yaml, the boxes as label lines for a tool that starts from YOLO labels.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from taast_ray.data.images import image_size
@@ -34,7 +33,16 @@ def read_selection(folder: str | Path) -> tuple[list[dict], list[dict]]:
     for f in (tasks_file, pseudo_file):
         if not f.is_file():
             raise InputError(f"{folder}: not a selection output folder (no {f.name})")
-    return json.loads(tasks_file.read_text()), json.loads(pseudo_file.read_text())["categories"]
+    from taast_ray.data.labels import read_labels_json
+
+    tasks, pseudo = read_labels_json(tasks_file), read_labels_json(pseudo_file)
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("data"), dict)
+                                              and "image_id" in t["data"] and "image" in t["data"] for t in tasks):
+        raise InputError(f"{tasks_file}: not the Label Studio tasks a selection writes (a list of tasks "
+                         f"with data.image and data.image_id)")
+    if not isinstance(pseudo, dict) or not isinstance(pseudo.get("categories"), list):
+        raise InputError(f"{pseudo_file}: no 'categories' list")
+    return tasks, pseudo["categories"]
 
 
 def task_size(task: dict) -> tuple[int, int]:

@@ -73,9 +73,11 @@ def read_labels_json(path: str | Path):
     if not path.is_file():
         raise InputError(f"{path}: labels file not found")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+        raise InputError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:160]})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not valid JSON (nested too deep)") from None
 
 
 def labels_from_dict(raw, path: str | Path) -> LabelSet:
@@ -104,6 +106,8 @@ def _check_categories(path: Path, categories: list[dict]) -> None:
         cid = cat.get("id")
         if not isinstance(cid, int) or isinstance(cid, bool):
             raise InputError(f"{path}: category {cat!r:.80} has no integer 'id'")
+        if not -2**63 <= cid < 2**63:
+            raise InputError(f"{path}: category id {cid} is out of range (a 64-bit integer)")
         if cid in seen:
             raise InputError(f"{path}: duplicate category id {cid}")
         seen.add(cid)
@@ -112,6 +116,12 @@ def _check_categories(path: Path, categories: list[dict]) -> None:
 def _check_images(path: Path, images: list[dict]) -> None:
     seen = set()
     for img in images:
+        if not isinstance(img, dict):
+            raise InputError(f"{path}: image {img!r:.80} is not an object")
+        for side in ("width", "height"):
+            v = img.get(side)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 2**31):
+                raise InputError(f"{path}: image {img.get('id')!r:.40}: {side!r} must be a positive number, got {v!r:.40}")
         iid = img.get("id")
         if not isinstance(iid, (int, str)) or isinstance(iid, bool):
             raise InputError(f"{path}: image {img!r:.80} has no integer or string 'id'")

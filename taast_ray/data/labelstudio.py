@@ -171,13 +171,21 @@ def label_studio_to_coco(tasks, selected: dict[str, dict], categories: list[dict
             if not isinstance(r, dict) or r.get("type") != BOX_TYPE:
                 continue  # choices, text areas ...: not boxes
             value, where = r.get("value") or {}, f"{source}: {name}"
+            if not isinstance(value, dict):
+                raise InputError(f"{where}: a rectangle's 'value' must be an object, got {value!r:.60}")
             labels = value.get(BOX_TYPE) or []
+            if not isinstance(labels, list):
+                raise InputError(f"{where}: a rectangle's {BOX_TYPE!r} must be a list of one label, got {labels!r:.60}")
             if len(labels) != 1:
                 raise InputError(f"{where}: a rectangle needs exactly one label, got {labels}")
             if labels[0] not in by_name:
                 raise InputError(f"{where}: label {labels[0]!r} is not a category of this run "
                                  f"({', '.join(sorted(by_name))})")
-            if abs(float(value.get("rotation") or 0)) > 1e-6:
+            try:
+                rotation = float(value.get("rotation") or 0)
+            except (TypeError, ValueError):
+                raise InputError(f"{where}: a rectangle's 'rotation' must be a number, got {value['rotation']!r:.60}") from None
+            if abs(rotation) > 1e-6:
                 raise InputError(f"{where}: rotated rectangles ({value['rotation']} degrees) are not supported")
             try:
                 x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))

@@ -201,6 +201,8 @@ def select_live(cfg: TaastConfig, pool: str, labels_path: str | Path, out: str |
     detections = child(out, "detections") if detections is None else detections
     timings: dict[str, float] = {}
     labels = load_labels(labels_path)
+    if truth_path is not None:
+        load_labels(truth_path)  # a COCO file, checked before any work
     source = pool if isinstance(pool, ray.data.Dataset) else None
     if source is not None:
         if limit is not None:

@@ -13,7 +13,6 @@ from taast_ray.config import SelectionConfig, TaastConfig
 from taast_ray.data.frequency import L0_RARE_BELOW
 from taast_ray.data.labels import LabelSet, load_labels
 from taast_ray.errors import InputError
-from taast_ray.io import read_json
 from taast_ray.contracts.embeddings import ParquetEmbeddings
 from taast_ray.outputs.files import write_selection_outputs
 from taast_ray.contracts.pool import PoolScalars, stream_pool
@@ -113,6 +112,7 @@ def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path
     timer = StageTimer()
     with timer("read"):
         labels = load_labels(labels_path)
+        truth = load_labels(truth_path).raw if truth_path else None  # a COCO file, checked before work
         strategy = registry.strategy(sel.strategy)
         if strategy.embeds and embeddings is None:
             raise InputError(f"--embeddings: strategy {sel.strategy!r} needs an embeddings file")
@@ -130,7 +130,7 @@ def select_from_detections(cfg: TaastConfig, detections: str | Path, labels_path
                                  "embeddings": str(embeddings) if embeddings else None})
         with timer("write"):
             write_selection_outputs(Path(out), det, scored, picks, labels, summary,
-                                    truth=read_json(truth_path) if truth_path else None)
+                                    truth=truth)
     finally:
         det.close()
     log.info("selected %d of %d images (%d filled) in %s", len(picks.rows), det.num_images,

@@ -182,10 +182,13 @@ def _manifest(fs, files: list[str], base: str, prefix: str, limit: int | None, p
 
 
 def _manifest_file(fs, path: str, name: str, base: str, prefix: str) -> pa.Table:
-    missing = {"image_id", "uri"} - set(pq.read_schema(path, filesystem=fs).names)
-    if missing:
-        raise InputError(f"{name}: manifest lacks column(s) {', '.join(sorted(missing))}")
-    table = pq.read_table(path, columns=["image_id", "uri"], filesystem=fs)
+    try:
+        missing = {"image_id", "uri"} - set(pq.read_schema(path, filesystem=fs).names)
+        if missing:
+            raise InputError(f"{name}: manifest lacks column(s) {', '.join(sorted(missing))}")
+        table = pq.read_table(path, columns=["image_id", "uri"], filesystem=fs)
+    except (pa.ArrowException, OSError) as exc:  # empty, truncated, not parquet
+        raise InputError(f"{name}: not a readable parquet manifest ({' '.join(str(exc).split())[:160]})") from None
     try:
         ids, uris = (pc.cast(table[c], pa.string()) for c in ("image_id", "uri"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

@@ -1,0 +1,116 @@
+"""The hostile probe's examples of issue 31, each a test: a bad value or file is one line naming
+it and exit 2 (never a traceback, never a partial output set); a bug is the last line of defence's
+one line and exit 70, with the traceback in a file."""
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taast_ray import cli
+from taast_ray.cli import main
+
+CATS = [{"id": 1, "name": "car"}, {"id": 2, "name": "bus"}]
+
+
+@pytest.fixture()
+def files(tmp_path):
+    (tmp_path / "L.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}], "categories": CATS}))
+    pq.write_table(pa.table({"image_id": ["a", "b", "c"], "boxes": [[[0.0, 0.0, 5.0, 5.0]]] * 3,
+                             "scores": [[[0.5, 0.2]]] * 3}), tmp_path / "det.parquet")
+    (tmp_path / "bin.yaml").write_bytes(bytes(range(256)))
+    (tmp_path / "bigcat.json").write_text(json.dumps({"images": [], "annotations": [],
+                                                      "categories": [{"id": 2 ** 70, "name": "car"}]}))
+    (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    (tmp_path / "sel").mkdir()
+    (tmp_path / "sel" / "label_studio_tasks.json").write_text("{not json")
+    (tmp_path / "sel" / "pseudo_labels.json").write_text(json.dumps({"categories": CATS}))
+    return tmp_path
+
+
+SELECT = ["select", "--detections", "{t}/det.parquet", "--labels", "{t}/L.json", "--strategy", "entropy",
+          "--out", "{t}/out"]
+CASES = {
+    "a binary file as --config": (SELECT + ["--budget", "1", "--config", "{t}/bin.yaml"], "bin.yaml is not UTF-8"),
+    "--set budget=.inf": (SELECT + ["--set", "selection.budget=.inf"], "selection.budget: expected int, got inf"),
+    "--set tau=[": (SELECT + ["--set", "selection.tau=["], "selection.tau: '\\[' is not a YAML value"),
+    "--seed -1": (SELECT + ["--budget", "1", "--strategy", "random", "--seed", "-1"], "selection.seed: must be in"),
+    "a 70-bit seed": (SELECT + ["--budget", "1", "--seed", str(2 ** 70)], "selection.seed: .* out of range"),
+    "a category id beyond int64": (["select", "--detections", "{t}/det.parquet", "--labels", "{t}/bigcat.json",
+                                    "--budget", "1", "--strategy", "entropy", "--out", "{t}/out"],
+                                   "bigcat.json: category id .* out of range"),
+    "labels nested 200,000 deep": (["select", "--detections", "{t}/det.parquet", "--labels", "{t}/deep.json",
+                                    "--budget", "1", "--strategy", "entropy", "--out", "{t}/out"],
+                                   "deep.json: not valid JSON .nested too deep"),
+    "--ground-truth a JSON list": (SELECT + ["--budget", "1", "--ground-truth", "{t}/list.json"],
+                                   "list.json: missing the 'categories' list"),
+    "a 0-byte pool manifest": (["select", "--pool", "{t}/empty.parquet", "--labels", "{t}/L.json", "--budget", "1",
+                                "--out", "{t}/out"], "empty.parquet: not a readable parquet manifest"),
+    "corrupt tasks given to export": (["export", "{t}/sel", "--format", "coco", "--out", "{t}/x.json"],
+                                      "label_studio_tasks.json: not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_hostile_input_is_one_line_and_exit_2(files, case, capsys):
+    argv, message = CASES[case]
+    assert main([a.replace("{t}", str(files)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("taast: error:"), err
+    import re
+
+    assert re.search(message, err), err
+    assert not (files / "out").exists() and not (files / "x.json").exists()
+
+
+def test_a_bug_is_one_line_exit_70_and_a_saved_traceback(files, capsys, monkeypatch, tmp_path):
+    """The last line of defence: an exception no check foresaw (here planted in the scoring)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("planted")
+    monkeypatch.setattr("taast_ray.pipeline.precomputed.score_detections", boom)
+    argv = [a.replace("{t}", str(files)) for a in SELECT + ["--budget", "1"]]
+    assert main(argv) == cli.INTERNAL_ERROR
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("taast: internal error: ZeroDivisionError: planted")
+    [saved] = tmp_path.glob("taast-crash-*.txt")
+    assert "Traceback" in saved.read_text() and "planted" in saved.read_text()
+    assert not (files / "out").exists() and not list(files.glob("out*"))  # no set, no lock left
+
+
+@pytest.mark.parametrize("value, message", [
+    ("oops", "'value' must be an object, got 'oops'"),
+    ({"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": "car"}, "'rectanglelabels' must be a list"),
+    ({"x": 1, "y": 1, "width": 5, "height": 5, "rotation": "x", "rectanglelabels": ["car"]},
+     "'rotation' must be a number, got 'x'"),
+])
+def test_label_studio_results_of_the_wrong_type(tmp_path, value, message, capsys):
+    from tests.loop.test_ingest import waiting_run
+
+    layout, keys = waiting_run(tmp_path)
+    export = [{"id": "abc", "data": {"image_id": keys[0]},
+               "annotations": [{"result": [{"type": "rectanglelabels", "value": value}]}]}]
+    (tmp_path / "e.json").write_text(json.dumps(export))
+    assert main(["ingest", "--run", str(layout.root), "--labels", str(tmp_path / "e.json"), "--partial"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "e.json: task abc: a rectangle's " + message in err
+    assert not layout.cycle(1).labels_new.exists()
+
+
+def test_a_coco_export_with_a_width_that_is_not_a_number(tmp_path, capsys):
+    from tests.loop.test_ingest import waiting_run
+
+    layout, keys = waiting_run(tmp_path)
+    (tmp_path / "c.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": keys[0], "width": "wide", "height": 50}], "annotations": [],
+        "categories": [{"id": 1, "name": "car"}]}))
+    assert main(["ingest", "--run", str(layout.root), "--labels", str(tmp_path / "c.json"), "--partial"]) == 2
+    assert "c.json: image 1: 'width' must be a positive number, got 'wide'" in capsys.readouterr().err
