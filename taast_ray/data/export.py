@@ -21,7 +21,7 @@ from taast_ray.data.images import image_size
 from taast_ray.data.labelstudio import label_config, recorded_size, task_boxes
 from taast_ray.data.yolo import _link, write_dataset_yaml, yolo_line
 from taast_ray.errors import InputError
-from taast_ray.io import write_json
+from taast_ray.io import write_json, write_text
 
 FORMATS = ("coco", "yolo", "labelstudio")
 
@@ -70,6 +70,28 @@ def _flat(image_id: str) -> str:
 
 
 def selection_to_yolo(tasks: list[dict], categories: list[dict], out: Path) -> Path:
+    """The YOLO folder, built beside ``out`` and moved into place whole: a selected image that is
+    gone (or any other failure) leaves ``out`` as it was."""
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    try:
+        _write_yolo(tasks, categories, staging)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{staging.name.rsplit('-', 1)[-1]}")
+            out.rename(old)
+        staging.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / "dataset.yaml"
+
+
+def _write_yolo(tasks: list[dict], categories: list[dict], out: Path) -> Path:
     cats = sorted(categories, key=lambda c: c["id"])
     index = {str(c["name"]): k for k, c in enumerate(cats)}
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -135,7 +157,7 @@ def export_selection(folder: str | Path, fmt: str, out: str | Path, image_url: s
         tasks, refs, needs = image_references(tasks, image_url, document_root)
         write_json(out, tasks)
         config = out.parent / "label_config.xml"
-        config.write_text(label_config([c["name"] for c in sorted(categories, key=lambda c: c["id"])]))
+        write_text(config, label_config([c["name"] for c in sorted(categories, key=lambda c: c["id"])]))
         extra = {"image_refs": refs, "label_studio_needs": needs, "label_config": str(config)}
     elif fmt == "coco":
         write_json(out, selection_to_coco(tasks, categories))

@@ -29,7 +29,7 @@ import yaml
 from taast_ray.data.images import image_size
 from taast_ray.errors import InputError
 from taast_ray.io import read_document
-from taast_ray.io import write_json, write_parquet, write_text
+from taast_ray.io import publish_output_set, write_json, write_parquet, write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 POOL_KEYS = ("pool", "unlabelled", "unlabeled")
@@ -134,8 +134,13 @@ def relative_name(image: Path, root: Path) -> str:
         return image.as_posix()
 
 
+IMPORT_FILES = ("train.json", "val.json", "test.json", "pool.parquet", "taast.yaml")
+
+
 def import_yolo(data_yaml: str | Path, out: str | Path, extra_pool: list[str] = ()) -> dict:
-    """Write the COCO files, the pool manifest and ``taast.yaml`` under ``out``; return counts."""
+    """Write the COCO files, the pool manifest and ``taast.yaml`` under ``out``, all at once (every
+    image is read and every label file parsed first; the set is published as a selection's is, so a
+    refused or failed import leaves ``out`` as it found it); return counts."""
     source = Path(data_yaml)
     spec, root = read_data_yaml(source)
     names = class_names(spec, source)
@@ -166,8 +171,7 @@ def import_yolo(data_yaml: str | Path, out: str | Path, extra_pool: list[str] = 
             raise InputError(f"{source}: no labelled train image (no label file under {root})")
         doc = {"info": {"description": f"imported from {source}"}, "images": images,
                "annotations": annotations, "categories": categories}
-        written[split] = out / f"{split}.json"
-        write_json(written[split], doc)
+        written[split] = (out / f"{split}.json", doc)
         counts[split] = {"images": len(images), "boxes": len(annotations), "unlabelled_skipped": skipped}
     for key in POOL_KEYS:
         for image in split_images(spec[key], root, source) if spec.get(key) else []:
@@ -176,12 +180,14 @@ def import_yolo(data_yaml: str | Path, out: str | Path, extra_pool: list[str] = 
         for image in split_images(str(Path(folder).resolve()), root, source):
             pool[relative_name(image, root)] = str(image)
     ids = sorted(pool)
-    write_parquet(out / "pool.parquet", pa.table({"image_id": pa.array(ids, pa.string()),
-                                                  "uri": pa.array([pool[i] for i in ids], pa.string())}))
-    data = {"labelled": str(written["train"].resolve()), "pool": str((out / "pool.parquet").resolve()),
+    manifest = pa.table({"image_id": pa.array(ids, pa.string()), "uri": pa.array([pool[i] for i in ids], pa.string())})
+    data = {"labelled": str(written["train"][0].resolve()), "pool": str((out / "pool.parquet").resolve()),
             "images": str(root)}
     for split in ("val", "test"):
         if split in written:
-            data[split] = str(written[split].resolve())
-    write_text(out / "taast.yaml", yaml.safe_dump({"data": data}, sort_keys=False))
+            data[split] = str(written[split][0].resolve())
+    writers = {f"{split}.json": (lambda doc: lambda p: write_json(p, doc))(doc) for split, (_, doc) in written.items()}
+    writers["pool.parquet"] = lambda p: write_parquet(p, manifest)
+    writers["taast.yaml"] = lambda p: write_text(p, yaml.safe_dump({"data": data}, sort_keys=False))
+    publish_output_set(out, writers, replaces=IMPORT_FILES)
     return {"root": str(root), "classes": names, "splits": counts, "pool": len(ids), "data": data}

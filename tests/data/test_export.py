@@ -95,3 +95,16 @@ def test_label_studio_export_says_when_its_paths_cannot_be_served(tmp_path):
 def test_not_a_selection(tmp_path):
     with pytest.raises(InputError, match="not a selection output folder"):
         export_selection(tmp_path, "coco", tmp_path / "x.json")
+
+
+def test_a_yolo_export_whose_image_is_gone_leaves_out_as_it_was(tmp_path):
+    folder = selection(tmp_path)
+    export_selection(folder, "yolo", tmp_path / "y")
+    before = sorted(str(p.relative_to(tmp_path / "y")) for p in (tmp_path / "y").rglob("*"))
+    (tmp_path / "images" / "cam" / "b.jpg").unlink()
+    with pytest.raises(InputError, match="b.jpg: (image file not found|cannot read the image)"):
+        export_selection(folder, "yolo", tmp_path / "y")
+    assert sorted(str(p.relative_to(tmp_path / "y")) for p in (tmp_path / "y").rglob("*")) == before
+    with pytest.raises(InputError):
+        export_selection(folder, "yolo", tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists() and not list(tmp_path.glob(".fresh*"))

@@ -83,3 +83,17 @@ def test_not_a_data_yaml(tmp_path):
 
 def test_label_path_follows_ultralytics(tmp_path):
     assert label_path(tmp_path / "images" / "x" / "images" / "a.jpg") == tmp_path / "images" / "x" / "labels" / "a.txt"
+
+
+def test_a_refused_import_leaves_out_as_it_found_it(tmp_path):
+    """train is read fine, val's label file is bad: nothing is written (train.json was, once)."""
+    src = dataset(tmp_path / "ds", {"labels/train/a.txt": "0 0.5 0.5 0.2 0.2\n", "labels/train/b.txt": "",
+                                    "labels/val/v.txt": "7 0.5 0.5 0.2 0.2\n"})
+    out = tmp_path / "out"
+    with pytest.raises(InputError):
+        import_yolo(src, out)
+    assert not out.exists() or not any(out.iterdir())
+    (tmp_path / "ds" / "labels" / "val" / "v.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    import_yolo(src, out)
+    assert sorted(p.name for p in out.iterdir()) == \
+        ["manifest.json", "pool.parquet", "taast.yaml", "train.json", "val.json"]  # published as one set
