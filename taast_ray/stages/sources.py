@@ -142,9 +142,29 @@ def _walk_local(root: str, pool) -> tuple[list[str], list[str]]:
     return files, unreadable
 
 
+UNDECODABLE = "undecodable-name:"  # a listed name that is not UTF-8: its uri, so the read stage says why
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a file name the OS gave as bytes that are not UTF-8
+        return False
+
+
+def _named(path: str, root: str, prefix: str) -> tuple[str, str]:
+    """(image_id, uri) of a listed path; a name that is not UTF-8 gets its bytes escaped (\\xff) as
+    its image_id and the UNDECODABLE uri: one row in errors.parquet, the rest of the pool goes on."""
+    if _utf8(path):
+        return pool_image_id(path, root), prefix + path
+    escaped = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return pool_image_id(escaped, os.fsencode(root).decode("utf-8", "backslashreplace")), UNDECODABLE + escaped
+
+
 def _folder(paths: list[str], root: str, prefix: str, limit: int | None, unreadable: list[str] = ()):
     """Rows sorted by image_id; an unreadable folder is one row, its id the folder's path and "/"."""
-    rows = [(pool_image_id(p, root), prefix + p) for p in paths]
+    rows = [_named(p, root, prefix) for p in paths]
     rows += [(pool_image_id(d, root) + "/", prefix + d) for d in unreadable]
     rows = sorted(rows)[:limit]
     return pa.Table.from_pylist([{"image_id": i, "uri": u} for i, u in rows], schema=_SCHEMA)
@@ -228,6 +248,8 @@ def _read_batch(table: pa.Table) -> pa.Table:
 def _read_one(uri: str | None):
     if not uri:
         return None, "missing"
+    if uri.startswith(UNDECODABLE):
+        return None, "unreadable: the file name is not UTF-8 (rename the file)"
     special = _special_file(uri)
     if special:
         return None, special  # a FIFO would block the read for ever, /dev/zero never end

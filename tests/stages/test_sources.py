@@ -234,3 +234,16 @@ def test_a_percent_encoded_file_uri_root_is_found(tmp_path):
     Image.new("RGB", (8, 8)).save(folder / "x.png")
     listed = list_pool(f"file://{str(folder).replace(' ', '%20')}").take_all()
     assert [r["image_id"] for r in listed] == ["x.png"]
+
+
+def test_a_file_name_that_is_not_utf8_is_one_error_row_not_a_stopped_pool(tmp_path):
+    import os
+
+    from taast_ray.stages.sources import _read_batch, list_pool_table
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "ok.jpg")
+    os.link(tmp_path / "ok.jpg", os.fsencode(str(tmp_path)) + b"/bad\xff.jpg")  # the same image, a bytes name
+    listing = list_pool_table(str(tmp_path))
+    assert listing.column("image_id").to_pylist() == ["bad\\xff.jpg", "ok.jpg"]
+    read = _read_batch(listing)
+    assert read.column("error").to_pylist() == ["unreadable: the file name is not UTF-8 (rename the file)", None]
