@@ -10,7 +10,7 @@ apart from what training on its picks then does to AP_rare.
 
 Two sources of warm-ups:
 - ``--runs DIR ...``: `taast run` directories (``protocol.cycles: 0`` is enough: the warm-up and
-  nothing else; benchmarks/experiments/replay_*.yaml), one per data seed. The pool is detected
+  nothing else; benchmarks/results/replay/warmup_*.yaml), one per data seed. The pool is detected
   here with the warm-up model through the detector actors' per-batch function (``DetectStage``),
   with L0's exemplar prototypes, so exemplar rules replay too.
 - ``--experiment DIR``: a `taast experiment`, whose trials' cycle-1 detections are read.

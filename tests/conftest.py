@@ -20,3 +20,11 @@ def ray_local():
             ray.init(num_cpus=2, ignore_reinit_error=True, log_to_driver=False, configure_logging=False,
                      _node_ip_address=LOOPBACK, include_dashboard=False)
     yield ray
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio server for the session: (url, document root). tests/labelstudio_server.py."""
+    from tests.labelstudio_server import start
+
+    yield from start(tmp_path_factory)

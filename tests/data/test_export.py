@@ -108,3 +108,14 @@ def test_a_yolo_export_whose_image_is_gone_leaves_out_as_it_was(tmp_path):
     with pytest.raises(InputError):
         export_selection(folder, "yolo", tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists() and not list(tmp_path.glob(".fresh*"))
+
+
+def test_label_studio_export_keeps_object_store_uris_for_cloud_storage():
+    from taast_ray.data.export import image_references
+
+    tasks = [{"data": {"image": "s3://fleet/cam/a.jpg", "image_id": "cam/a.jpg"}},
+             {"data": {"image": "gs://fleet/cam/b.jpg", "image_id": "cam/b.jpg"}}]
+    out, refs, needs = image_references(tasks, None, None)
+    assert refs == "object-store" and out == tasks and "Cloud Storage" in needs
+    with pytest.raises(InputError, match="s3://fleet/cam/a.jpg.* is not under it"):
+        image_references(tasks, None, "/data")

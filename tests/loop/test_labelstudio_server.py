@@ -3,23 +3,14 @@ production run waiting for its annotators: the selection's tasks and labelling c
 they are, every image is served, the predictions are stored, annotations made through the REST
 API come back in Label Studio's JSON, JSON_MIN, COCO (zip) and YOLO (zip) exports, and each is
 ingested with the true boxes; a project kept across two cycles, exported whole, ingests each
-cycle's own images. The run's cycles are written by hand around real selections (no training: the
-production test trains after an ingest); the server is real. Skips, saying why, only where the
-package cannot be installed. The venv is kept in $TAAST_LABEL_STUDIO_VENV or .cache/ (git-ignored).
+cycle's own images. The run's cycles are written by hand around real selections (no training:
+tests/loop/test_production.py drives a trained production run through the same server and
+resumes it); the server is real (tests/labelstudio_server.py: skipped, saying why, only where the
+package cannot be installed).
 """
 import io
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -33,71 +24,10 @@ from taast_ray.io import mark_done
 from taast_ray.loop.ingest import ingest_labels
 from taast_ray.loop.layout import RunLayout
 from taast_ray.pipeline.precomputed import select_from_detections
+from tests.labelstudio_server import call, new_project, project_tasks, rect
 
 pytestmark = pytest.mark.slow
-VERSION = "1.23.2"
-VENV = Path(os.environ.get("TAAST_LABEL_STUDIO_VENV", Path(__file__).resolve().parents[2] / ".cache" / "label-studio"))
-TOKEN = "taast0test0token0123456789"
 BUDGET = 5
-
-
-def _install() -> Path:
-    exe = VENV / "bin" / "label-studio"
-    if exe.exists():
-        return exe
-    shutil.rmtree(VENV, ignore_errors=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
-        subprocess.run([str(VENV / "bin" / "pip"), "install", "--quiet", f"label-studio=={VERSION}"],
-                       check=True, capture_output=True, text=True, timeout=900)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        shutil.rmtree(VENV, ignore_errors=True)
-        tail = ((getattr(exc, "stderr", None) or "").strip().splitlines() or [str(exc)])[-1]
-        pytest.skip(f"label-studio=={VERSION} cannot be installed here: {tail}")
-    return exe
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    exe = _install()
-    root = tmp_path_factory.mktemp("ls_root")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false",
-           "LATEST_VERSION_CHECK": "false", "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-           "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root)}
-    log = open(tmp_path_factory.mktemp("ls_log") / "server.log", "w")
-    proc = subprocess.Popen([str(exe), "start", "--internal-host", "127.0.0.1", "--port", str(port), "--no-browser",
-                             "--data-dir", str(tmp_path_factory.mktemp("ls_data")), "--username", "lead@example.com",
-                             "--password", "taast-test-pw", "--user-token", TOKEN, "--enable-legacy-api-token"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url, start = f"http://127.0.0.1:{port}", time.monotonic()
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if proc.poll() is not None or time.monotonic() - start > 240:
-                log.flush()
-                raise AssertionError(f"Label Studio did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(1)
-        yield url, root
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
-
-
-def call(url, method, path, body=None, raw=False):
-    req = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"Token {TOKEN}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        data = r.read()
-    return data if raw else json.loads(data or b"null")
 
 
 def waiting_run(tmp_path, root):
@@ -150,11 +80,7 @@ def waiting_run(tmp_path, root):
 def true_results(task, truth, boxes):
     img = next(i for i in truth["images"] if i["file_name"] == task["data"]["image_id"])
     names = {c["id"]: c["name"] for c in truth["categories"]}
-    return [{"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": 64,
-             "original_height": 64, "value": {"x": 100 * a["bbox"][0] / 64, "y": 100 * a["bbox"][1] / 64,
-                                              "width": 100 * a["bbox"][2] / 64, "height": 100 * a["bbox"][3] / 64,
-                                              "rotation": 0, "rectanglelabels": [names[a["category_id"]]]}}
-            for a in boxes.get(img["id"], [])]
+    return [rect(a["bbox"], names[a["category_id"]], 64, 64) for a in boxes.get(img["id"], [])]
 
 
 def boxes_of(doc) -> dict:
@@ -165,8 +91,8 @@ def boxes_of(doc) -> dict:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def test_a_real_label_studio_round_trip_over_two_cycles(server, tmp_path, capsys):
-    url, root = server
+def test_a_real_label_studio_round_trip_over_two_cycles(label_studio, tmp_path, capsys):
+    url, root = label_studio
     layout, select, truth, boxes, images = waiting_run(tmp_path, root)
     q1 = select(1)
     tasks_file = tmp_path / "cycle1" / "tasks.json"
@@ -175,19 +101,13 @@ def test_a_real_label_studio_round_trip_over_two_cycles(server, tmp_path, capsys
                  "--document-root", str(root)]) == 0
     assert "images referenced as local-files" in capsys.readouterr().out
     config = (tasks_file.parent / "label_config.xml").read_text()
-    project = call(url, "POST", "/api/projects", {"title": "taast fleet", "label_config": config})["id"]
-    call(url, "POST", "/api/storages/localfiles", {"project": project, "path": str(images), "use_blob_urls": True,
-                                                   "title": "frames"})
+    project = new_project(url, config, images)
     imported = call(url, "POST", f"/api/projects/{project}/import", json.loads(tasks_file.read_text()))
     sent = json.loads(tasks_file.read_text())
     assert imported["task_count"] == BUDGET
     assert imported["prediction_count"] == sum(1 for t in sent if t.get("predictions"))
 
-    def project_tasks():
-        got = call(url, "GET", f"/api/tasks?project={project}&page_size=1000")
-        return got["tasks"] if isinstance(got, dict) else got
-
-    tasks = project_tasks()
+    tasks = project_tasks(url, project)
     for task in tasks:  # every image is served, and is the file the selection named
         served = call(url, "GET", task["data"]["image"], raw=True)
         assert served == (images / task["data"]["image_id"]).read_bytes()
@@ -225,7 +145,7 @@ def test_a_real_label_studio_round_trip_over_two_cycles(server, tmp_path, capsys
     assert main(["export", str(layout.cycle(2).select), "--format", "labelstudio", "--out", str(out2),
                  "--document-root", str(root)]) == 0
     call(url, "POST", f"/api/projects/{project}/import", json.loads(out2.read_text()))
-    for task in project_tasks():
+    for task in project_tasks(url, project):
         if task["data"]["image_id"] in q2:
             call(url, "POST", f"/api/tasks/{task['id']}/annotations",
                  {"result": true_results(task, truth, boxes), "was_cancelled": False})

@@ -1,9 +1,11 @@
 """A team's own data, end to end (issues 16, 30): a YOLO-layout dataset of 10 classes and the
 team's own detector, a YOLOv8n the test trains on it with Ultralytics and saves as Ultralytics
 does (`last.pt`) → `taast import yolo` → `taast run` in production mode for 2 cycles on a local
-Ray, starting from that .pt (no warm-up), a Label Studio export ingested at the first stop and a
-COCO file at the second. Both cycles train on exactly L ∪ Q (∪ P), and the second cycle never
-reselects an image of the first."""
+Ray, starting from that .pt (no warm-up). At the first stop the tasks go to a real Label Studio
+server (tests/labelstudio_server.py: a project made from the exported labelling config, images
+served from local files, the true boxes annotated through its REST API, its JSON export
+ingested), and the run resumes; at the second a COCO file comes back. Both cycles train on
+exactly L ∪ Q (∪ P), and the second cycle never reselects an image of the first."""
 import json
 from pathlib import Path
 
@@ -43,24 +45,6 @@ def yolo_dataset(root: Path) -> tuple[Path, dict]:
                                             "pool": len(labels) - LABELLED}
 
 
-def label_studio_export(tasks: list[dict], truth: dict) -> list[dict]:
-    """What Label Studio's JSON export gives for our tasks, annotated with the true boxes."""
-    out = []
-    for n, task in enumerate(tasks):
-        img = truth["images"][task["data"]["image_id"]]
-        w, h = img["width"], img["height"]
-        result = [{"id": f"r{a['id']}", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
-                   "original_width": w, "original_height": h, "image_rotation": 0,
-                   "value": {"x": 100 * a["bbox"][0] / w, "y": 100 * a["bbox"][1] / h,
-                             "width": 100 * a["bbox"][2] / w, "height": 100 * a["bbox"][3] / h,
-                             "rotation": 0, "rectanglelabels": [truth["names"][a["category_id"]]]}}
-                  for a in truth["boxes"].get(img["id"], [])]
-        out.append({"id": 1000 + n, "data": task["data"], "predictions": task.get("predictions", []),
-                    "annotations": [{"id": n, "result": result, "was_cancelled": False,
-                                     "created_at": "2026-12-02T10:00:00Z"}]})
-    return out
-
-
 def coco_export(selection: Path, truth: dict, categories: list[dict]) -> dict:
     """A COCO file of the selected images named by their URI (absolute path), its own image ids."""
     table = pq.read_table(selection)
@@ -92,8 +76,31 @@ def own_detector(folder: Path, data_yaml: Path) -> Path:
     return folder / "own" / "weights" / "last.pt"
 
 
-def test_yolo_folder_to_two_production_cycles(tmp_path, ray_local, capsys):
-    data_yaml, truth = yolo_dataset(tmp_path / "synth")
+def annotate_in_label_studio(label_studio, select_dir: Path, truth: dict, tmp_path: Path) -> Path:
+    """The annotators' round: tasks and config exported for Label Studio's local files, a project
+    made from them, the true boxes entered through the REST API, the JSON export saved."""
+    from tests.labelstudio_server import call, new_project, project_tasks, rect
+
+    url, root = label_studio
+    tasks_file = tmp_path / "ls" / "tasks.json"
+    tasks_file.parent.mkdir()
+    assert main(["export", str(select_dir), "--format", "labelstudio", "--out", str(tasks_file),
+                 "--document-root", str(root)]) == 0
+    project = new_project(url, (tasks_file.parent / "label_config.xml").read_text(), root)
+    call(url, "POST", f"/api/projects/{project}/import", json.loads(tasks_file.read_text()))
+    for task in project_tasks(url, project):
+        img = truth["images"][task["data"]["image_id"]]
+        assert call(url, "GET", task["data"]["image"], raw=True)  # served
+        call(url, "POST", f"/api/tasks/{task['id']}/annotations", {"was_cancelled": False, "result": [
+            rect(a["bbox"], truth["names"][a["category_id"]], img["width"], img["height"])
+            for a in truth["boxes"].get(img["id"], [])]})
+    export = tmp_path / "label_studio_export.json"
+    export.write_bytes(call(url, "GET", f"/api/projects/{project}/export?exportType=JSON", raw=True))
+    return export
+
+
+def test_yolo_folder_to_two_production_cycles(tmp_path, ray_local, label_studio, capsys):
+    data_yaml, truth = yolo_dataset(label_studio[1] / "production")  # under the server's document root
     weights = own_detector(tmp_path / "train", data_yaml)
     imported = tmp_path / "imported"
     assert main(["import", "yolo", str(data_yaml), "--out", str(imported)]) == 0
@@ -114,9 +121,7 @@ def test_yolo_folder_to_two_production_cycles(tmp_path, ray_local, capsys):
     q1 = selected(run, 1)
     assert len(q1) == 6 and q1 <= set(pool)
 
-    tasks = json.loads((run / "cycle_1" / "select" / "label_studio_tasks.json").read_text())
-    export = tmp_path / "label_studio_export.json"
-    export.write_text(json.dumps(label_studio_export(tasks, truth)))
+    export = annotate_in_label_studio(label_studio, run / "cycle_1" / "select", truth, tmp_path)
     assert main(["ingest", "--run", str(run), "--labels", str(export)]) == 0
     new = json.loads((run / "cycle_1" / "labels_new.json").read_text())
     want = sum(len(truth["boxes"].get(truth["images"][k]["id"], [])) for k in q1)
