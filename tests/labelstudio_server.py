@@ -74,10 +74,14 @@ def server(tmp_path_factory):
 
 
 def call(url, method, path, body=None, raw=False):
+    """One REST call with the test user's token; an HTTP error names the call and Label Studio's answer."""
     req = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
                                  headers={"Authorization": f"Token {TOKEN}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        data = r.read()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            data = r.read()
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:400]!r}") from None
     return data if raw else json.loads(data or b"null")
 
 

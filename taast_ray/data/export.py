@@ -134,8 +134,9 @@ def image_references(tasks: list[dict], image_url: str | None, document_root: st
             out.append({**t, "data": {**t["data"], "image": LOCAL_FILES + path.resolve().relative_to(root).as_posix()}})
         return out, "local-files", (
             f"start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
-            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}, and add a Local Storage to the project whose "
-            f"absolute path is {root} (or a folder under it holding every image)")
+            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}, and add to the project a Local Storage whose "
+            f"absolute path is a folder under {root} holding every image (Label Studio refuses the root "
+            f"itself)")
     images = [str(t["data"]["image"]) for t in tasks]
     if images and all(i.startswith(("s3://", "gs://")) for i in images):
         return tasks, "object-store", ("connect the bucket to the project as Cloud Storage (source), "

@@ -86,7 +86,7 @@ def annotate_in_label_studio(label_studio, select_dir: Path, truth: dict, tmp_pa
     tasks_file.parent.mkdir()
     assert main(["export", str(select_dir), "--format", "labelstudio", "--out", str(tasks_file),
                  "--document-root", str(root)]) == 0
-    project = new_project(url, (tasks_file.parent / "label_config.xml").read_text(), root)
+    project = new_project(url, (tasks_file.parent / "label_config.xml").read_text(), root / "production")
     call(url, "POST", f"/api/projects/{project}/import", json.loads(tasks_file.read_text()))
     for task in project_tasks(url, project):
         img = truth["images"][task["data"]["image_id"]]
