@@ -4,7 +4,7 @@ as functions, with the same options and the same checks.
     import ray, taast_ray
     frames = ray.data.read_parquet("s3://fleet/frames/")            # image_id, bytes (or path / uri)
     sel = taast_ray.select(frames, labels="labelled.json", out="sel/", budget=256,
-                           weights="my_detector.pt", strategy="taast")
+                           weights="my_detector.pt")
     sel.image_ids, sel.selection, sel.summary["pseudo_labelled"]
 
 Options: a configuration (a YAML path, a nested dict, or a :class:`~taast_ray.config.TaastConfig`),
