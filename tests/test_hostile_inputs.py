@@ -114,3 +114,42 @@ def test_a_coco_export_with_a_width_that_is_not_a_number(tmp_path, capsys):
         "categories": [{"id": 1, "name": "car"}]}))
     assert main(["ingest", "--run", str(layout.root), "--labels", str(tmp_path / "c.json"), "--partial"]) == 2
     assert "c.json: image 1: 'width' must be a positive number, got 'wide'" in capsys.readouterr().err
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (no pixel data)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_yolo_imports_that_cannot_be_read(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "a.yaml").write_text("names: [car]\nval: images\n")  # no train:
+    assert main(["import", "yolo", str(tmp_path / "a.yaml"), "--out", str(tmp_path / "o1")]) == 2
+    assert "a.yaml: no 'train:' entry" in capsys.readouterr().err
+    (tmp_path / "images" / "big.png").write_bytes(_png_header(20000, 20000))  # a labelled bomb
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "big.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (tmp_path / "b.yaml").write_text("names: [car]\ntrain: images\n")
+    assert main(["import", "yolo", str(tmp_path / "b.yaml"), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "big.png: the image is too large to decode" in err
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_zero_dimension_embeddings_are_refused_not_a_crash(files, capsys):
+    n = 40
+    ids = [f"i{k}" for k in range(n)]
+    pq.write_table(pa.table({"image_id": ids, "boxes": [[[0.0, 0.0, 5.0, 5.0]]] * n,
+                             "scores": [[[0.3 + 0.01 * k, 0.2]] for k in range(n)]}), files / "det40.parquet")
+    pq.write_table(pa.table({"image_id": ids, "embedding": pa.array([[]] * n, pa.list_(pa.float32()))}),
+                   files / "emb0.parquet")
+    argv = ["select", "--detections", str(files / "det40.parquet"), "--embeddings", str(files / "emb0.parquet"),
+            "--labels", str(files / "L.json"), "--budget", "3", "--out", str(files / "out")]
+    assert main(argv) == 2  # FAISS k-means on 0 dimensions died of SIGFPE and left the lock behind
+    assert "emb0.parquet: embedding of image_id 'i0' is empty (0 dimensions)" in capsys.readouterr().err
+    assert not (files / "out").exists()

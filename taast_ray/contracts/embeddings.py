@@ -112,6 +112,9 @@ class ParquetEmbeddings:
     def _matrix(self, rows: pa.Array, ids: pa.Array, dim: int | None) -> np.ndarray:
         lengths = pc.list_value_length(rows).to_numpy(zero_copy_only=False)
         expected = dim if dim is not None else lengths[0]
+        if expected == 0 and not rows.null_count:  # FAISS and k-means have nothing to divide by
+            raise InputError(f"{self.path}: embedding of image_id {ids[0].as_py()!r} is empty "
+                             f"(0 dimensions)")
         if rows.null_count or (lengths != expected).any():
             bad = int(np.flatnonzero(rows.is_null().to_numpy(zero_copy_only=False)
                                      | (lengths != expected))[0])

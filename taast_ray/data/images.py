@@ -16,6 +16,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError as exc:  # a header claiming more pixels than Pillow will decode
+        raise InputError(f"{path}: the image is too large to decode ({' '.join(str(exc).split())[:80]})") from None
     except (OSError, UnidentifiedImageError) as exc:
         raise InputError(f"{path}: cannot read the image ({' '.join(str(exc).split())[:80]})") from None
     return (height, width) if orientation in _ROTATED else (width, height)

@@ -41,6 +41,8 @@ def read_data_yaml(path: str | Path) -> tuple[dict, Path]:
     spec = read_document(path, "data.yaml not found")
     if not isinstance(spec, dict) or "names" not in spec:
         raise InputError(f"{path}: not an Ultralytics data.yaml (no 'names')")
+    if not spec.get("train"):
+        raise InputError(f"{path}: no 'train:' entry (the labelled images, and unlabelled ones for the pool)")
     root = Path(spec.get("path") or ".")
     if not root.is_absolute():
         root = path.parent / root
