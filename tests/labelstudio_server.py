@@ -38,41 +38,6 @@ def _install() -> Path:
     return exe
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    exe = _install()
-    root = tmp_path_factory.mktemp("ls_root")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false",
-           "LATEST_VERSION_CHECK": "false", "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-           "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root)}
-    log = open(tmp_path_factory.mktemp("ls_log") / "server.log", "w")
-    proc = subprocess.Popen([str(exe), "start", "--internal-host", "127.0.0.1", "--port", str(port), "--no-browser",
-                             "--data-dir", str(tmp_path_factory.mktemp("ls_data")), "--username", "lead@example.com",
-                             "--password", "taast-test-pw", "--user-token", TOKEN, "--enable-legacy-api-token"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url, start = f"http://127.0.0.1:{port}", time.monotonic()
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if proc.poll() is not None or time.monotonic() - start > 240:
-                log.flush()
-                raise AssertionError(f"Label Studio did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(1)
-        yield url, root
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
-
-
 def call(url, method, path, body=None, raw=False):
     """One REST call with the test user's token; an HTTP error names the call and Label Studio's answer."""
     req = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
@@ -83,8 +48,6 @@ def call(url, method, path, body=None, raw=False):
     except urllib.error.HTTPError as exc:
         raise AssertionError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:400]!r}") from None
     return data if raw else json.loads(data or b"null")
-
-
 
 
 def start(tmp_path_factory):
