@@ -102,9 +102,11 @@ def written_ids(folder) -> pa.Array:
     return pa.concat_arrays(ids) if ids else pa.array([], pa.string())
 
 
-def not_written(listing: pa.Table, folder) -> pa.Table:
-    """The rows of ``listing`` whose image_id no file under ``folder`` holds yet."""
-    return listing.filter(pc.invert(pc.is_in(listing.column("image_id"), value_set=written_ids(folder))))
+def not_written(listing: pa.Table, folder, written: pa.Array | None = None) -> pa.Table:
+    """The rows of ``listing`` whose image_id no file under ``folder`` holds yet (``written``: those
+    ids, where the caller has already read them)."""
+    written = written_ids(folder) if written is None else written
+    return listing.filter(pc.invert(pc.is_in(listing.column("image_id"), value_set=written)))
 
 
 def write_blocks(ds, folder, rows_per_file: int, progress=None) -> None:
@@ -125,12 +127,12 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
     One Ray Data execution, so one actor pool whose start-up (~13 s on a CPU, process start and
     importing torch) is paid once per pass, not per slice of the pool. Returns how many ran.
     """
-    todo = not_written(listing, folder)
+    written = written_ids(folder)  # read once: it also repairs the folder (deletes broken files)
+    todo = not_written(listing, folder, written)
     before = listing.num_rows - todo.num_rows
     say(f"detect: {listing.num_rows} images" + (f", {before} detected before, {todo.num_rows} to go"
                                                if before else ""))
     if todo.num_rows:
-        skip = written_ids(folder) if before else pa.array([], pa.string())
         ds = through_model_pool(
             listing_dataset(todo) if source is None else source, stage_cls,
             {"weights": str(cfg.model.weights if weights is None else weights),
@@ -139,7 +141,7 @@ def detect_pool(cfg: TaastConfig, listing: pa.Table, folder, num_classes: int, *
              **({"embed": True} if cfg.model.embedder == DETECTOR else {}),
              **({"exemplars": exemplars} if exemplars is not None else {})},
             (cfg.ray.detector_actors_min, cfg.ray.detector_actors_max), cfg.ray,
-            **({} if source is None else {"read": lambda d, **kw: read_dataset_pool(d, skip, **kw)}))
+            **({} if source is None else {"read": lambda d, **kw: read_dataset_pool(d, written, **kw)}))
         write_blocks(ds, folder, rows_per_file, Progress("detect", todo.num_rows))
     return todo.num_rows
 
