@@ -18,27 +18,6 @@ from pathlib import Path
 
 import taast_ray  # noqa: F401  (offline switches for Ultralytics: import before it)
 
-BATCH = 32
-
-
-def features_of(detector, items, decode, read):
-    import numpy as np
-
-    feats, levels, classes = [], [], []
-    for a in range(0, len(items), BATCH):
-        images, boxes = [], []
-        for location, xyxy, cls in items[a:a + BATCH]:
-            image, _ = decode(read(location))
-            if image is None:
-                continue
-            images.append(image)
-            boxes.append(xyxy)
-            classes.append(cls)
-        f, level = detector.labelled_box_features(images, boxes, with_level=True)
-        feats.append(f)
-        levels.append(level)
-    return np.concatenate(feats), np.concatenate(levels), np.concatenate(classes)
-
 
 def probe(run_dir: Path, pool_images: int) -> dict:
     import numpy as np
@@ -50,9 +29,8 @@ def probe(run_dir: Path, pool_images: int) -> dict:
     from taast_ray.loop.cycle import saved_run_config
     from taast_ray.loop.layout import RunLayout
     from taast_ray.models.detector import Detector
-    from taast_ray.pipeline.exemplars import _read, labelled_boxes
+    from taast_ray.pipeline.exemplars import box_features, labelled_boxes
     from taast_ray.selection.exemplar import box_posterior, class_prototypes
-    from taast_ray.stages.decode import decode_image
 
     run = RunLayout(run_dir)
     cfg = saved_run_config(run_dir)
@@ -67,8 +45,8 @@ def probe(run_dir: Path, pool_images: int) -> dict:
                              "annotations": [a for a in train["annotations"] if a["image_id"] in keep]}, "pool")
     detector = Detector(str(run.warmup.weights), imgsz=cfg.model.input_size, device="cpu",
                         num_classes=l0.num_classes, box_features=True)
-    fl, _, kl = features_of(detector, labelled_boxes(l0, root / "images"), decode_image, _read)
-    fp, level, kp = features_of(detector, labelled_boxes(pool, root / "images"), decode_image, _read)
+    fl, kl, _, _ = box_features(detector, labelled_boxes(l0, root / "images"))
+    fp, kp, level, _ = box_features(detector, labelled_boxes(pool, root / "images"))
     protos = class_prototypes(fl, kl, l0.num_classes, 0.1)
     ncm = box_posterior(fp, protos).argmax(1)
     # the linear layer: each feature through its own level's class convolution (argmax of the

@@ -17,9 +17,10 @@ import numpy as np
 from taast_ray.console import say
 from taast_ray.data.labels import LabelSet
 from taast_ray.errors import InputError
-from taast_ray.io import is_uri, resolve
+from taast_ray.io import is_uri
 from taast_ray.selection.exemplar import Prototypes, class_prototypes
 from taast_ray.stages.decode import decode_image
+from taast_ray.stages.sources import read_one
 
 BATCH = 32
 
@@ -29,15 +30,6 @@ def labelled_image_location(file_name: str, image_root) -> str:
     if is_uri(file_name) or Path(file_name).is_absolute() or image_root is None:
         return file_name
     return f"{str(image_root).rstrip('/')}/{file_name}" if is_uri(image_root) else str(Path(image_root) / file_name)
-
-
-def _read(location: str) -> bytes | None:
-    try:
-        fs, path = resolve(location, per_bucket=True)
-        with fs.open_input_file(path) as f:
-            return f.read()
-    except (OSError, ValueError):
-        return None
 
 
 def labelled_boxes(labels: LabelSet, image_root) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -59,6 +51,29 @@ def labelled_boxes(labels: LabelSet, image_root) -> list[tuple[str, np.ndarray, 
     return out
 
 
+def box_features(detector, items, batch: int = BATCH):
+    """The detector's classification feature of every box of ``items`` (:func:`labelled_boxes`),
+    read through the pool's own reader and decoder; an image that cannot be read is left out.
+    Returns (features (m, D), class indices (m,), head levels (m,), unreadable locations)."""
+    features, classes, levels, unreadable = [], [], [], []
+    for at in range(0, len(items), batch):
+        images, boxes = [], []
+        for location, xyxy, cls in items[at:at + batch]:
+            image, _ = decode_image(read_one(location)[0])
+            if image is None:
+                unreadable.append(location)
+                continue
+            images.append(image)
+            boxes.append(xyxy)
+            classes.append(cls)
+        f, level = detector.labelled_box_features(images, boxes, with_level=True)
+        features.append(f)
+        levels.append(level)
+    if not classes:
+        return np.zeros((0, detector.feature_dim), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), unreadable
+    return np.concatenate(features), np.concatenate(classes), np.concatenate(levels), unreadable
+
+
 def build_prototypes(weights, labels: LabelSet, image_root, *, imgsz: int, device: str = "auto",
                      temperature: float, batch: int = BATCH) -> tuple[Prototypes, dict]:
     """L's prototypes with the detector ``weights``, and a record of the pass (images read, boxes,
@@ -72,23 +87,11 @@ def build_prototypes(weights, labels: LabelSet, image_root, *, imgsz: int, devic
         raise InputError(f"{labels.path}: no labelled boxes: exemplar rarity needs L's boxes")
     detector = Detector(str(weights), imgsz=imgsz, device=device, num_classes=labels.num_classes,
                         box_features=True)
-    features, classes, unreadable = [], [], []
-    for at in range(0, len(items), batch):
-        images, boxes = [], []
-        for location, xyxy, cls in items[at:at + batch]:
-            image, reason = decode_image(_read(location))
-            if image is None:
-                unreadable.append(location)
-                continue
-            images.append(image)
-            boxes.append(xyxy)
-            classes.append(cls)
-        features.append(detector.labelled_box_features(images, boxes))
-    if not classes:
+    features, classes, _, unreadable = box_features(detector, items, batch)
+    if not len(classes):
         raise InputError(f"{labels.path}: none of its {len(items)} labelled images could be read "
                          f"(first: {unreadable[0]}); exemplar rarity reads them from their file_name")
-    classes = np.concatenate(classes)
-    protos = class_prototypes(np.concatenate(features), classes, labels.num_classes, temperature)
+    protos = class_prototypes(features, classes, labels.num_classes, temperature)
     record = {"images": len(items) - len(unreadable), "boxes": int(len(classes)),
               "classes_with_exemplars": int(protos.present.sum()), "unreadable": len(unreadable),
               "unreadable_first": unreadable[:5], "seconds": round(time.perf_counter() - start, 3)}

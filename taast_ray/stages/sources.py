@@ -238,14 +238,14 @@ READ_THREADS = 16  # per read task: object stores answer in tens of ms per objec
 def _read_batch(table: pa.Table) -> pa.Table:
     uris = table.column("uri").to_pylist()
     with ThreadPoolExecutor(min(READ_THREADS, max(1, len(uris)))) as pool:  # I/O releases the GIL
-        results = list(pool.map(_read_one, uris))
+        results = list(pool.map(read_one, uris))
     data = pa.array([r[0] for r in results], pa.large_binary())
     errors = pa.array([r[1] for r in results], pa.string())
     stages = pa.array(["read" if r[1] else None for r in results], pa.string())
     return table.append_column("bytes", data).append_column("error", errors).append_column("error_stage", stages)
 
 
-def _read_one(uri: str | None):
+def read_one(uri: str | None):
     if not uri:
         return None, "missing"
     if uri.startswith(UNDECODABLE):

@@ -192,7 +192,7 @@ def test_listing_faults_are_records_not_stops(tmp_path, monkeypatch):
     table = sources.list_pool_table(root)
     ids = table.column("image_id").to_pylist()
     assert ids == ["dangling.jpg", "linked/two.jpg", "locked/", "ok.jpg", "real/two.jpg"]
-    reasons = {i: sources._read_one(u)[1] for i, u in zip(ids, table.column("uri").to_pylist())}
+    reasons = {i: sources.read_one(u)[1] for i, u in zip(ids, table.column("uri").to_pylist())}
     assert reasons["dangling.jpg"] == f"missing: dangling symlink to {tmp_path / 'gone.jpg'}"
     assert reasons["locked/"] == "unreadable: folder, permission denied (its images are not listed)"
     assert reasons["ok.jpg"] is None and reasons["real/two.jpg"] is None
