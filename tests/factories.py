@@ -96,7 +96,7 @@ def read_detections(path: str | Path | list, num_classes: int, batch_rows: int =
     if not parts:
         raise InputError(f"{source.path}: the pool is empty (no rows)")
     image_ids = np.concatenate([p.image_ids for p in parts])
-    detections._check_unique(pa.array(image_ids, pa.string()), str(source.path))
+    detections.check_unique_ids(pa.array(image_ids, pa.string()), str(source.path))
     offsets = np.zeros(len(image_ids) + 1, dtype=np.int64)
     np.cumsum(np.concatenate([p.counts for p in parts]), out=offsets[1:])
     extra = {k: None if any(getattr(p, k) is None for p in parts) else

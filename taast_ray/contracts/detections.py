@@ -148,7 +148,7 @@ def flatten_detections(table: pa.Table, num_classes: int, source: str = "detecti
                          f"image_id (column 'image_id')")
     image_ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object) if ids_as_objects else None
     if check_unique:
-        _check_unique(ids, source)
+        check_unique_ids(ids, source)
     where = _Where(source, first_record, ids)
     boxes_col = _one_chunk(table.column("boxes"))
     scores_col = _one_chunk(table.column("scores"))
@@ -210,7 +210,7 @@ def _first(mask) -> int:
     return int(np.flatnonzero(np.asarray(mask, dtype=bool))[0])
 
 
-def _check_unique(ids: pa.Array, source: str) -> None:
+def check_unique_ids(ids: pa.Array, source: str) -> None:
     counts = pc.value_counts(ids)
     duplicated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
     if len(duplicated):

@@ -31,6 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray.data
 
+from taast_ray.contracts.detections import check_unique_ids
 from taast_ray.errors import ConfigError, InputError
 from taast_ray.io import resolve
 
@@ -352,10 +353,7 @@ def dataset_listing(ds) -> pa.Table:
                         else pa.nulls(len(ids), pa.string())})
     if pc.any(pc.is_null(ids)).as_py():
         raise InputError("pool Dataset: a row has a null image_id")
-    if len(pc.unique(ids)) < len(ids):
-        counts = pc.value_counts(ids)
-        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))[0].as_py()
-        raise InputError(f"pool Dataset: duplicate image_id {dup!r}")
+    check_unique_ids(ids, "pool Dataset")
     return listing
 
 
