@@ -72,7 +72,8 @@ def finish_doc(doc: dict, order: list[str], found: dict, *, skipped=(), not_sele
                ) -> tuple[dict, list[str]]:
     """Images in selection order, ids 1..n; the selected images nobody labelled (``skipped``
     ones aside: they are recorded, and return to the pool without counting as missing)."""
-    doc["info"].update(skipped=[k for k in order if k in set(skipped)], not_selected=int(not_selected))
+    skipped = set(skipped)
+    doc["info"].update(skipped=[k for k in order if k in skipped], not_selected=int(not_selected))
     rank = {k: n for n, k in enumerate(order)}
     keys = sorted(found, key=lambda k: rank[k])
     renumber = {found[k]["id"]: n + 1 for n, k in enumerate(keys)}
@@ -82,7 +83,7 @@ def finish_doc(doc: dict, order: list[str], found: dict, *, skipped=(), not_sele
     doc["annotations"].sort(key=lambda a: (a["image_id"], a["id"]))
     for n, a in enumerate(doc["annotations"]):
         a["id"] = n + 1
-    return doc, [k for k in order if k not in found and k not in set(skipped)]
+    return doc, [k for k in order if k not in found and k not in skipped]
 
 
 def recorded_or_measured_size(key: str, selected: dict, size_of) -> tuple[int, int]:

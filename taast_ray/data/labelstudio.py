@@ -24,9 +24,9 @@ null and no results. The records become tasks of the full export (``json_min_to_
 rule above holds for both.
 
 Zip exports come as Label Studio writes them: COCO (``result.json`` beside ``images/``) is read
-from inside the zip; YOLO (``classes.txt``, ``labels/<image stem>.txt`` with class index and
-normalised centre, width and height per line) is matched to the selected images by file stem
-(an uploaded file's ``<hash>-`` prefix allowed) and converted to pixels.
+from inside the zip; YOLO (``classes.txt``, ``labels/<image stem>.txt``, read by the YOLO import's
+own line parser) is matched to the selected images by file stem (an uploaded file's ``<hash>-``
+prefix allowed) and converted to pixels.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from typing import Callable
 from xml.sax.saxutils import quoteattr
 
 from taast_ray.data.annotations import ImageMatcher, add_box, finish_doc, new_doc, recorded_or_measured_size
+from taast_ray.data.yolo_import import parse_label_lines
 from taast_ray.errors import InputError
 
 FROM_NAME = "label"          # the RectangleLabels control of the labelling config
@@ -265,17 +266,7 @@ def yolo_export_to_coco(export: YoloExport, selected: dict[str, dict], categorie
         width, height = recorded_or_measured_size(key, selected, size_of)
         found[key] = {"id": len(found) + 1, "file_name": key, "width": width, "height": height,
                       "taast_image_id": key}
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{source}: labels/{stem}.txt line {n}"
-            try:
-                k, cx, cy, w, h = line.split()[:5]
-                k, cx, cy, w, h = int(k), float(cx), float(cy), float(w), float(h)
-            except ValueError:
-                raise InputError(f"{where}: expected 'class cx cy w h', got {line.strip()!r}") from None
-            if not 0 <= k < len(export.classes):
-                raise InputError(f"{where}: class {k} is not in classes.txt ({len(export.classes)} classes)")
-            add_box(doc, found[key]["id"], by_name[export.classes[k]],
-                    [(cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height], width, height, where)
+        where = f"{source}: labels/{stem}.txt"
+        for k, bbox in parse_label_lines(text, where, width, height, len(export.classes)):
+            add_box(doc, found[key]["id"], by_name[export.classes[k]], bbox, width, height, where)
     return finish_doc(doc, list(selected), found, not_selected=others)

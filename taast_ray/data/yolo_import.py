@@ -101,12 +101,19 @@ def label_path(image: Path) -> Path:
 
 def parse_label_file(path: Path, width: int, height: int, classes: int) -> list[tuple[int, list[float]]]:
     """(class index, COCO [x, y, w, h] pixels) per line; any defect is a one-line InputError."""
+    return parse_label_lines(path.read_text(), str(path), width, height, classes)
+
+
+def parse_label_lines(text: str, source: str, width: int, height: int,
+                      classes: int) -> list[tuple[int, list[float]]]:
+    """A YOLO label file's text (``class cx cy w h`` normalised, or a polygon: its bounding box) as
+    (class index, COCO [x, y, w, h] pixels) per line; ``source`` names the file in the errors."""
     boxes = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
-        where = f"{path}: line {number}"
+        where = f"{source}: line {number}"
         try:
             cls, values = int(parts[0]), [float(v) for v in parts[1:]]
         except ValueError:
