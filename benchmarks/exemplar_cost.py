@@ -36,6 +36,7 @@ def main(argv=None) -> None:
     from taast_ray.data.labels import load_labels
     from taast_ray.loop.cycle import saved_run_config
     from taast_ray.loop.layout import RunLayout
+    from taast_ray.loop.sources import resolve_dataset
     from taast_ray.pipeline.exemplars import build_prototypes
     from taast_ray.stages.detect import DetectStage
     from taast_ray.versions import software_versions
@@ -43,7 +44,7 @@ def main(argv=None) -> None:
     run = RunLayout(args.run)
     cfg = saved_run_config(args.run)
     l0 = load_labels(run.labels_l0)
-    images = run.synthetic / "images" if not cfg.data.train else Path(cfg.data.images)
+    images = resolve_dataset(cfg, run).images  # data.images, or the run's synthetic set
     weights, imgsz = str(run.warmup.weights), cfg.model.input_size
     build_prototypes(weights, l0, images, imgsz=imgsz, device="cpu", temperature=0.1)  # warm caches
     t0 = time.perf_counter()

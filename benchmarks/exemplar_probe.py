@@ -28,6 +28,7 @@ def probe(run_dir: Path, pool_images: int) -> dict:
     from taast_ray.io import read_json
     from taast_ray.loop.cycle import saved_run_config
     from taast_ray.loop.layout import RunLayout
+    from taast_ray.loop.sources import resolve_dataset
     from taast_ray.models.detector import Detector
     from taast_ray.pipeline.exemplars import box_features, labelled_boxes
     from taast_ray.selection.exemplar import box_posterior, class_prototypes
@@ -35,8 +36,8 @@ def probe(run_dir: Path, pool_images: int) -> dict:
     run = RunLayout(run_dir)
     cfg = saved_run_config(run_dir)
     l0 = load_labels(run.labels_l0)
-    root = run.synthetic
-    train = read_json(root / "annotations" / "train.json")
+    data = resolve_dataset(cfg, run)  # the run's splits: data.train/images, or its synthetic set
+    train = read_json(data.train)
     pool_ids = set(__import__("pyarrow.parquet", fromlist=["x"]).read_table(run.pool, columns=["image_id"])
                    .column(0).to_pylist())
     images = [i for i in train["images"] if str(i["id"]) in pool_ids][:pool_images]
@@ -45,8 +46,8 @@ def probe(run_dir: Path, pool_images: int) -> dict:
                              "annotations": [a for a in train["annotations"] if a["image_id"] in keep]}, "pool")
     detector = Detector(str(run.warmup.weights), imgsz=cfg.model.input_size, device="cpu",
                         num_classes=l0.num_classes, box_features=True)
-    fl, kl, _, _ = box_features(detector, labelled_boxes(l0, root / "images"))
-    fp, kp, level, _ = box_features(detector, labelled_boxes(pool, root / "images"))
+    fl, kl, _, _ = box_features(detector, labelled_boxes(l0, data.images))
+    fp, kp, level, _ = box_features(detector, labelled_boxes(pool, data.images))
     protos = class_prototypes(fl, kl, l0.num_classes, 0.1)
     ncm = box_posterior(fp, protos).argmax(1)
     # the linear layer: each feature through its own level's class convolution (argmax of the

@@ -142,15 +142,15 @@ class Source:
     def __init__(self, run_dir: Path, work: Path, *, from_experiment: bool):
         from taast_ray.loop.cycle import saved_run_config
         from taast_ray.loop.layout import RunLayout
+        from taast_ray.loop.sources import resolve_dataset
 
         run = RunLayout(run_dir)
         self.cfg = saved_run_config(run_dir)
         self.seed = self.cfg.selection.seed
         self.labels = run.labels_l0
         self.work = work / f"seed_{self.seed}"
-        train, images = ((Path(self.cfg.data.train), Path(self.cfg.data.images)) if self.cfg.data.train
-                         else (run.synthetic / "annotations" / "train.json", run.synthetic / "images"))
-        self.train_gt, self.exemplars = train, None
+        data = resolve_dataset(self.cfg, run)  # the run's splits: data.train/images, or its synthetic set
+        images, self.train_gt, self.exemplars = data.images, data.train, None
         if from_experiment:  # the trial's own cycle-1 pass
             self.pool, self.detections = run.cycle(1).pool, run.cycle(1).detections
         else:
