@@ -106,15 +106,17 @@ def _tree_hash(root):
     return digest.hexdigest()
 
 
-def test_same_seed_same_bytes(tmp_path):
+@pytest.mark.parametrize("family, images, shape", [("shapes", 40, {"label_shift": "dirichlet:2"}),
+                                                    ("textures", 30, {})])
+def test_same_seed_same_bytes(tmp_path, family, images, shape):
     out = tmp_path / "set"
-    make_synthetic_dataset(out, images=40, image_size=64, seed=5, label_shift="dirichlet:2")
+    make_synthetic_dataset(out, images=images, image_size=64, seed=5, family=family, **shape)
     first = _tree_hash(out)
     shutil.rmtree(out)  # same path again: dataset.yaml holds the absolute path
-    make_synthetic_dataset(out, images=40, image_size=64, seed=5, label_shift="dirichlet:2")
+    make_synthetic_dataset(out, images=images, image_size=64, seed=5, family=family, **shape)
     assert _tree_hash(out) == first
     shutil.rmtree(out)
-    make_synthetic_dataset(out, images=40, image_size=64, seed=6, label_shift="dirichlet:2")
+    make_synthetic_dataset(out, images=images, image_size=64, seed=6, family=family, **shape)
     assert _tree_hash(out) != first
 
 
