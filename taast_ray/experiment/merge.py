@@ -1,7 +1,8 @@
 """One report from an experiment run in parts: ``taast report PART [PART ...] --out DIR``.
 
 A study too long for one sitting runs as several experiments, each a subset of the arms
-(``--set 'strategies=[...]'``) into a directory of its own, on the same data, seeds and protocol.
+(``--set 'strategies=[...]'``) or of the seeds (``--set 'seeds=[84]'``) into a directory of its
+own, on the same data and protocol.
 Because a seed's L0/U split and warm-up are made from the seed alone, every part's trials of a
 seed start from the same split and (on the same software) the same warm-up model; the merge
 checks both rather than assuming them. A part is a finished experiment directory, or the
@@ -28,7 +29,7 @@ from taast_ray.versions import MACHINE_KEYS
 
 # what may differ between parts: which arms ran, how they were scheduled, and the fields every
 # trial sets for itself (trial_config: selection.strategy and .seed, protocol.pseudo_labels and .seeds)
-FREE = ("name", "description", "strategies", "reference", "parallel_trials", "base.ray",
+FREE = ("name", "description", "strategies", "seeds", "reference", "parallel_trials", "base.ray",
         "base.selection.strategy", "base.selection.seed", "base.protocol.pseudo_labels", "base.protocol.seeds")
 WARMUP_KEYS = ("APr@L0", "mAP")  # compared across parts, per seed, at cycle 0
 
@@ -79,8 +80,39 @@ def _check_same_study(first: Part, part: Part) -> None:
         if want.get(key) != got.get(key):
             raise InputError(f"{part.path}: {key} is {got.get(key)!r} but {want.get(key)!r} in {first.path}; "
                              "the parts of one report must share the data, seeds and protocol")
-    if part.results["classes"] != first.results["classes"]:
+    mine, theirs = part.results["classes"], first.results["classes"]
+    keys = ("ids", "names", "frequency") if set(part.exp.seeds) != set(first.exp.seeds) else None
+    if set(mine) != set(theirs) or any(
+            (mine[v] != theirs[v]) if keys is None else any(mine[v].get(k) != theirs[v].get(k) for k in keys)
+            for v in theirs):
         raise InputError(f"{part.path}: its classes or pool differ from {first.path}'s (not the same data)")
+
+
+def _seeds(parts: list[Part]) -> list[int]:
+    """Every part's seeds, in the order the parts list them."""
+    return list(dict.fromkeys(s for p in parts for s in p.exp.seeds))
+
+
+def _classes(parts: list[Part]) -> dict:
+    """The class table of the merged parts: the pool's objects per class are a mean over the seeds'
+    pools, so parts over disjoint seeds weigh theirs by their number of seeds; parts over the same
+    seeds have the same table. Parts whose seed sets overlap without being equal are refused."""
+    by_seeds: dict[frozenset, Part] = {}
+    for p in parts:
+        by_seeds.setdefault(frozenset(p.exp.seeds), p)
+    groups = list(by_seeds)
+    for i, a in enumerate(groups):
+        for b in groups[i + 1:]:
+            if a & b:
+                raise InputError(f"{by_seeds[b].path}: its seeds {sorted(b)} overlap {by_seeds[a].path}'s "
+                                 f"{sorted(a)} without being the same; give each part the same seeds or others")
+    first = parts[0].results["classes"]  # per data variant: ids, names, frequency, pool_objects
+    if len(groups) == 1:
+        return first
+    total = sum(len(g) for g in groups)
+    return {variant: {**table, "pool_objects": [
+        sum(by_seeds[g].results["classes"][variant]["pool_objects"][i] * len(g) for g in groups) / total
+        for i in range(len(table["ids"]))]} for variant, table in first.items()}
 
 
 def _strategies(parts: list[Part]) -> list[StrategySpec]:
@@ -143,13 +175,14 @@ def merge_parts(paths: list[str | Path], reference: str | None = None) -> tuple[
     for p in parts[1:]:
         _check_same_study(parts[0], p)
     strategies = _strategies(parts)
-    exp = replace(parts[0].exp, strategies=strategies, reference=reference or parts[0].exp.reference)
+    exp = replace(parts[0].exp, strategies=strategies, seeds=_seeds(parts),
+                  reference=reference or parts[0].exp.reference)
     try:
         _check(exp)
     except ConfigError as exc:
         raise ConfigError(f"--{exc}") from None
     records = _records(parts, [s.name for s in strategies])
-    results = results_from_records(exp, records, parts[0].results["classes"])
+    results = results_from_records(exp, records, _classes(parts))
     results["parts"] = [{"path": str(p.path), "strategies": [s.name for s in p.exp.strategies],
                          "versions": p.versions} for p in parts]
     results["warmups"] = warmup_agreement(parts)

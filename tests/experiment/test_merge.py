@@ -63,8 +63,36 @@ def test_parts_of_different_studies_fail_naming_the_field(study, tmp_path):
     with pytest.raises(InputError, match=r"b: base\.train\.epochs is 5 but 10 in .*a; the parts of one report"):
         merge_parts([a, b])
     c = write_part(tmp_path / "c", study, ["taast"], edit=lambda c, r: c.update(seeds=[21, 42]))
-    with pytest.raises(InputError, match="seeds is"):
+    with pytest.raises(InputError, match=r"c: its seeds \[21, 42\] overlap .*a's \[21, 42, 63\] without being the same"):
         merge_parts([a, c])
+
+
+def by_seed(seeds: list[int], pool: list[float] | None = None):
+    def edit(config, results):
+        config["seeds"] = seeds
+        results["trials"] = [t for t in results["trials"] if t["seed"] in seeds]
+        if pool is not None:
+            results["classes"]["default"]["pool_objects"] = pool
+    return edit
+
+
+def test_parts_split_by_seed_merge_into_the_whole_studys_summary(study, tmp_path):
+    """A study run one seed a part (issue 29's study (a), round 2): the union of the seeds, the
+    pool's objects per class a mean over every seed's pool."""
+    arms = ["random", "entropy", "taast"]
+    n = len(study[0]["classes"]["default"]["ids"])
+    parts = [write_part(tmp_path / "a", study, arms, "random", by_seed([21], [3.0] * n)),
+             write_part(tmp_path / "b", study, arms, "random", by_seed([42, 63], [6.0] * n))]
+    assert merge_parts(parts)[0].seeds == [21, 42, 63]
+    write_merged_report(parts, tmp_path / "merged")
+    results = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert json.dumps(results["summary"], sort_keys=True) == json.dumps(study[0]["summary"], sort_keys=True)
+    assert results["classes"]["default"]["pool_objects"] == [5.0] * n  # (3 + 2 × 6) / 3
+    assert results["warmups"] == []  # no seed is in two parts
+    other = write_part(tmp_path / "c", study, arms, "random",
+                       lambda c, r: (by_seed([84])(c, r), r["classes"]["default"]["names"].reverse()))
+    with pytest.raises(InputError, match="c: its classes or pool differ"):
+        merge_parts([parts[0], other])
 
 
 def test_what_may_differ_between_parts(study, tmp_path):
