@@ -57,7 +57,7 @@ def fine_tune(train: TrainConfig, dataset_yaml: str | Path, weights: str | Path,
               "env": {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}}
     trainer = TorchTrainer(
         _train_loop, train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=loopback_torch_config(TorchConfig, backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=workers, use_gpu=use_gpu,
             resources_per_worker=None if cpus_per_worker is None else {"CPU": cpus_per_worker}),
@@ -73,6 +73,47 @@ def fine_tune(train: TrainConfig, dataset_yaml: str | Path, weights: str | Path,
             "ray_checkpoint": result.checkpoint.path, "metrics": dict(result.metrics or {}),
             "workers": workers,
             "seen": (result.metrics or {}).get("seen", [])}
+
+
+def loopback_torch_config(torch_config_cls, **kwargs):
+    """Ray Train's TorchConfig, except that a process group whose rank 0 sits on a loopback node
+    (a local instance: every worker is on this machine) meets through a file instead of a TCP
+    store: torch's TCPStore listens on every interface whatever MASTER_ADDR says, and a local run
+    listens on 127.0.0.1 only (ray_env.loopback_only). Workers on a real cluster's node addresses
+    keep Ray Train's TCP rendezvous, which they need."""
+    from ray.train.torch.config import _TorchBackend
+
+    class _LoopbackTorchBackend(_TorchBackend):
+        def on_start(self, worker_group, backend_config):
+            import ray
+            from ray.train._internal.utils import get_address_and_port
+            from ray.train._internal.worker_group import WorkerGroup as V1WorkerGroup
+            from ray.train.torch.config import _set_torch_distributed_env_vars, _setup_torch_process_group
+
+            addr, _ = worker_group.execute_single(0, get_address_and_port)
+            if not str(addr).startswith("127."):
+                return super().on_start(worker_group, backend_config)
+            self._store_dir = tempfile.mkdtemp(prefix="taast-pg-")
+            if not isinstance(worker_group, V1WorkerGroup):
+                worker_group.execute(_set_torch_distributed_env_vars)
+            ray.get([worker_group.execute_single_async(
+                i, _setup_torch_process_group, backend=backend_config.backend, world_rank=i,
+                world_size=len(worker_group), init_method=f"file://{self._store_dir}/store",
+                timeout_s=backend_config.timeout_s) for i in range(len(worker_group))])
+
+        def on_shutdown(self, worker_group, backend_config):
+            try:
+                super().on_shutdown(worker_group, backend_config)
+            finally:
+                if getattr(self, "_store_dir", None):
+                    shutil.rmtree(self._store_dir, ignore_errors=True)
+
+    class LoopbackTorchConfig(torch_config_cls):
+        @property
+        def backend_cls(self):
+            return _LoopbackTorchBackend
+
+    return LoopbackTorchConfig(**kwargs)
 
 
 EPOCH_FILE = "epoch.json"  # rank 0 writes {"epoch", "epochs"} after every epoch (out_dir is shared)
