@@ -21,7 +21,7 @@ from taast_ray.data.images import image_size
 from taast_ray.data.labelstudio import label_config, recorded_size, task_boxes
 from taast_ray.data.yolo import _link, write_dataset_yaml, yolo_line
 from taast_ray.errors import InputError
-from taast_ray.io import write_json, write_text
+from taast_ray.io import atomic_path, write_json, write_text
 
 FORMATS = ("coco", "yolo", "labelstudio")
 
@@ -156,9 +156,10 @@ def export_selection(folder: str | Path, fmt: str, out: str | Path, image_url: s
     extra = {}
     if fmt == "labelstudio":
         tasks, refs, needs = image_references(tasks, image_url, document_root)
-        write_json(out, tasks)
         config = out.parent / "label_config.xml"
-        write_text(config, label_config([c["name"] for c in sorted(categories, key=lambda c: c["id"])]))
+        with atomic_path(config) as config_tmp, atomic_path(out) as tasks_tmp:  # both files or neither
+            write_text(config_tmp, label_config([c["name"] for c in sorted(categories, key=lambda c: c["id"])]))
+            write_json(tasks_tmp, tasks)
         extra = {"image_refs": refs, "label_studio_needs": needs, "label_config": str(config)}
     elif fmt == "coco":
         write_json(out, selection_to_coco(tasks, categories))

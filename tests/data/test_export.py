@@ -119,3 +119,21 @@ def test_label_studio_export_keeps_object_store_uris_for_cloud_storage():
     assert refs == "object-store" and out == tasks and "Cloud Storage" in needs
     with pytest.raises(InputError, match="s3://fleet/cam/a.jpg.* is not under it"):
         image_references(tasks, None, "/data")
+
+
+@pytest.mark.parametrize("failing", ["write_json", "write_text"])  # the tasks, the labelling config
+def test_a_label_studio_export_that_fails_writes_neither_file(tmp_path, monkeypatch, failing):
+    """The tasks and their labelling config are one set: a failure while writing either (a full
+    disk, say) leaves neither, and no temporary file."""
+    import taast_ray.data.export as export
+
+    folder = selection(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def full_disk(path, value):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(export, failing, full_disk)
+    with pytest.raises(OSError):
+        export_selection(folder, "labelstudio", out / "tasks.json", image_url="http://x/")
+    assert list(out.iterdir()) == []
