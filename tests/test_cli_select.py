@@ -97,7 +97,7 @@ def test_unknown_category_in_labels(inputs, capsys):
     labels.write_text(json.dumps(data))
     assert run("select", "--detections", det, "--labels", labels, "--budget", 5, "--strategy",
                "entropy", "--out", tmp / "bad") == 2
-    assert "unknown category_id 77" in capsys.readouterr().err
+    assert "labels.json: annotation 1 category_id: unknown category 77" in capsys.readouterr().err
 
 
 def test_pseudo_labels_load_with_lvis_when_numeric_ids(tmp_path):

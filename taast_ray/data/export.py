@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from taast_ray.contracts.schemas import SELECTION_CATEGORIES, SELECTION_TASKS, parse
 from taast_ray.data.images import image_size
 from taast_ray.data.labelstudio import label_config, recorded_size, task_boxes
 from taast_ray.data.yolo import _link, write_dataset_yaml, yolo_line
@@ -36,12 +37,8 @@ def read_selection(folder: str | Path) -> tuple[list[dict], list[dict]]:
     from taast_ray.data.labels import read_labels_json
 
     tasks, pseudo = read_labels_json(tasks_file), read_labels_json(pseudo_file)
-    if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("data"), dict)
-                                              and "image_id" in t["data"] and "image" in t["data"] for t in tasks):
-        raise InputError(f"{tasks_file}: not the Label Studio tasks a selection writes (a list of tasks "
-                         f"with data.image and data.image_id)")
-    if not isinstance(pseudo, dict) or not isinstance(pseudo.get("categories"), list):
-        raise InputError(f"{pseudo_file}: no 'categories' list")
+    parse(SELECTION_CATEGORIES, pseudo, str(pseudo_file))
+    parse(SELECTION_TASKS, tasks, str(tasks_file), {"category_names": {c["name"] for c in pseudo["categories"]}})
     return tasks, pseudo["categories"]
 
 

@@ -15,6 +15,8 @@ annotation that was not cancelled counts; a ``rectanglelabels`` result is in per
 x_px = x / 100 · width. A task with an annotation whose result is empty is labelled, with no
 objects; a task whose every annotation was cancelled was skipped (it goes back to the pool). A
 task of an image this cycle did not select (one project across cycles) is counted and left out.
+An export is checked whole first, on :mod:`taast_ray.contracts.schemas` (its form, and every box
+label a category of the run); what is left here is the matching and what this tool supports.
 
 JSON_MIN: one flat record per annotation, the task's data fields at the top level beside ``id``
 (the task's), ``annotation_id``, ``created_at`` …, and each control's results under its name as a
@@ -37,13 +39,13 @@ from pathlib import Path
 from typing import Callable
 from xml.sax.saxutils import quoteattr
 
+from taast_ray.contracts.schemas import BOX_TYPE, JSON_MIN_EXPORT, LABEL_STUDIO_EXPORT, is_box_list, parse
 from taast_ray.data.annotations import ImageMatcher, add_box, finish_doc, new_doc, recorded_or_measured_size
 from taast_ray.data.yolo_import import parse_label_lines
 from taast_ray.errors import InputError
 
 FROM_NAME = "label"          # the RectangleLabels control of the labelling config
 TO_NAME = "image"            # its Image object, fed by the task's data.image
-BOX_TYPE = "rectanglelabels"
 MODEL_VERSION = "taast-ray"  # the predictions' model_version
 
 
@@ -96,7 +98,7 @@ def task_boxes(task: dict, width: int, height: int) -> list[tuple[str, list[floa
 
 
 def _latest(annotations: list) -> dict | None:
-    kept = [a for a in annotations or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    kept = [a for a in annotations or [] if not a.get("was_cancelled")]
     if not kept:
         return None
     return max(enumerate(kept), key=lambda p: (str(p[1].get("updated_at") or p[1].get("created_at") or ""), p[0]))[1]
@@ -104,7 +106,7 @@ def _latest(annotations: list) -> dict | None:
 
 def _skipped(task: dict) -> bool:
     """Every annotation cancelled (Label Studio's "Skip"); a task with none was not labelled yet."""
-    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
+    annotations = task.get("annotations") or []
     return bool(annotations) and all(a.get("was_cancelled") for a in annotations)
 
 
@@ -118,16 +120,11 @@ def is_json_min(records: list) -> bool:
                                  for r in records)
 
 
-def _boxes(value) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(v, dict) and BOX_TYPE in v for v in value)
-
-
 def json_min_to_tasks(records: list[dict]) -> list[dict]:
     """JSON_MIN records → tasks of the full export: one task per task id, one annotation per record."""
     tasks: dict = {}
     for n, r in enumerate(records):
-        controls = [k for k, v in r.items() if k not in JSON_MIN_META and _boxes(v)]
+        controls = [k for k, v in r.items() if k not in JSON_MIN_META and is_box_list(v)]
         data = {k: v for k, v in r.items() if k not in JSON_MIN_META and k not in controls}
         key = r.get("id", f"#{n}")
         task = tasks.setdefault(key, {"id": key, "data": data, "annotations": []})
@@ -142,15 +139,18 @@ def json_min_to_tasks(records: list[dict]) -> list[dict]:
 
 def label_studio_to_coco(tasks, selected: dict[str, dict], categories: list[dict], source: str,
                          size_of: Callable[[str], tuple[int, int]]) -> tuple[dict, list[str]]:
-    if not isinstance(tasks, list):
-        raise InputError(f"{source}: a Label Studio export is a JSON list of tasks")
+    """A Label Studio export (JSON or JSON_MIN), validated whole first (its schema, the run's
+    categories as the box labels), as COCO for the selected images."""
+    by_name = {str(c["name"]): c["id"] for c in categories}
+    context = {"category_names": by_name}
     if is_json_min(tasks):
+        parse(JSON_MIN_EXPORT, tasks, source, context)
         tasks = json_min_to_tasks(tasks)
-    match, by_name = ImageMatcher(selected), {str(c["name"]): c["id"] for c in categories}
+    else:
+        parse(LABEL_STUDIO_EXPORT, tasks, source, context)
+    match = ImageMatcher(selected)
     doc, found, first_task, skipped, others = new_doc(categories), {}, {}, [], 0
     for i, task in enumerate(tasks):
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            raise InputError(f"{source}: task #{i} has no 'data' object")
         data, name = task["data"], f"task {task.get('id', f'#{i}')}"
         key = match(data.get("image_id"), data.get("image"))
         if key is None:  # an earlier cycle's task in the same project, or an image never selected
@@ -169,30 +169,13 @@ def label_studio_to_coco(tasks, selected: dict[str, dict], categories: list[dict
         found[key] = {"id": image_id, "file_name": key, "width": width, "height": height,
                       "taast_image_id": key}
         for r in annotation.get("result") or []:
-            if not isinstance(r, dict) or r.get("type") != BOX_TYPE:
+            if r["type"] != BOX_TYPE:
                 continue  # choices, text areas ...: not boxes
-            value, where = r.get("value") or {}, f"{source}: {name}"
-            if not isinstance(value, dict):
-                raise InputError(f"{where}: a rectangle's 'value' must be an object, got {value!r:.60}")
-            labels = value.get(BOX_TYPE) or []
-            if not isinstance(labels, list):
-                raise InputError(f"{where}: a rectangle's {BOX_TYPE!r} must be a list of one label, got {labels!r:.60}")
-            if len(labels) != 1:
-                raise InputError(f"{where}: a rectangle needs exactly one label, got {labels}")
-            if labels[0] not in by_name:
-                raise InputError(f"{where}: label {labels[0]!r} is not a category of this run "
-                                 f"({', '.join(sorted(by_name))})")
-            try:
-                rotation = float(value.get("rotation") or 0)
-            except (TypeError, ValueError):
-                raise InputError(f"{where}: a rectangle's 'rotation' must be a number, got {value['rotation']!r:.60}") from None
-            if abs(rotation) > 1e-6:
+            value, where = r["value"], f"{source}: {name}"
+            if abs(value.get("rotation") or 0) > 1e-6:  # the schema's checks are of form, this one of support
                 raise InputError(f"{where}: rotated rectangles ({value['rotation']} degrees) are not supported")
-            try:
-                x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
-            except (KeyError, TypeError, ValueError):
-                raise InputError(f"{where}: rectangle without numeric x, y, width, height") from None
-            add_box(doc, image_id, by_name[labels[0]],
+            x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
+            add_box(doc, image_id, by_name[value[BOX_TYPE][0]],
                      [x / 100 * width, y / 100 * height, w / 100 * width, h / 100 * height], width, height, where)
     return finish_doc(doc, list(selected), found, skipped=skipped, not_selected=others)
 

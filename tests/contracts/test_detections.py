@@ -61,9 +61,10 @@ def test_labels_validation(tmp_path):
     assert labels.class_counts().tolist() == [3, 0, 5]
     raw = json.loads(good.read_text())
     cases = {
-        "unknown category_id 99": lambda d: d["annotations"][0].update(category_id=99),
-        "negative or zero-area bbox": lambda d: d["annotations"][0].update(bbox=[1, 1, 0, 5]),
-        "duplicate image id": lambda d: d["images"].append(dict(d["images"][0])),
+        r"annotation 1 category_id: unknown category 99$": lambda d: d["annotations"][0].update(category_id=99),
+        r"annotation 1 bbox\[2\]: must be > 0, got 0$": lambda d: d["annotations"][0].update(bbox=[1, 1, 0, 5]),
+        r"images\[5\] id: duplicate image id 1 \(also images\[0\]\)$":
+            lambda d: d["images"].append(dict(d["images"][0])),
     }
     for message, mutate in cases.items():
         data = json.loads(json.dumps(raw))
