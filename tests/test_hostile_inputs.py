@@ -154,3 +154,21 @@ def test_zero_dimension_embeddings_are_refused_not_a_crash(files, capsys):
     assert main(argv) == 2  # FAISS k-means on 0 dimensions died of SIGFPE and left the lock behind
     assert "emb0.parquet: embedding of image_id 'i0' is empty (0 dimensions)" in capsys.readouterr().err
     assert not (files / "out").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "label_studio_tasks.json: not valid JSON"),
+    ('[{"data": {"image": "a.jpg", "image_id": 7}}]', r"label_studio_tasks.json: tasks\[0\] data.image_id: must be"),
+])
+def test_ingest_with_an_edited_selection_tasks_file(tmp_path, content, message, capsys):
+    """The selection's own tasks file, edited by hand before an ingest, is read through its schema."""
+    import re
+
+    from tests.loop.test_ingest import waiting_run
+
+    layout, keys = waiting_run(tmp_path)
+    layout.cycle(1).label_studio_tasks.write_text(content)
+    (tmp_path / "c.json").write_text(json.dumps({"images": [], "annotations": [], "categories": CATS}))
+    assert main(["ingest", "--run", str(layout.root), "--labels", str(tmp_path / "c.json"), "--partial"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err

@@ -84,10 +84,14 @@ def _task_sizes(cycle: CycleLayout) -> dict:
     """Image sizes the selection recorded in its Label Studio tasks (the detector saw them)."""
     if not cycle.label_studio_tasks.exists():
         return {}
+    from taast_ray.contracts.schemas import SELECTION_TASKS, parse
+    from taast_ray.data.labels import read_labels_json
     from taast_ray.data.labelstudio import recorded_size
 
     out = {}
-    for task in read_json(cycle.label_studio_tasks):
+    tasks = read_labels_json(cycle.label_studio_tasks)
+    parse(SELECTION_TASKS, tasks, str(cycle.label_studio_tasks))  # a file of the run's, but one a user can edit
+    for task in tasks:
         size = recorded_size(task)
         if size is not None:
             out[task["data"]["image_id"]] = {"width": size[0], "height": size[1]}
