@@ -17,6 +17,7 @@ README = ROOT.parent / "README.md"
 # import its own floor and the ones below it
 LAYERS = [
     {"errors", "io", "versions", "console", "error_records", "address", "lock", "embedder_names"},
+    {"schemas"},
     {"selection"},
     {"config"},
     {"data"},
@@ -36,7 +37,7 @@ LAYERS = [
     {"cli"},
 ]
 PACKAGE_FILES = {"__init__", "_offline"}  # the package's own start-up (offline switches), below all
-RAY_FREE = {"selection", "models", "data", "evaluation"}
+RAY_FREE = {"schemas", "selection", "models", "data", "evaluation"}
 # the one import down from the package's start-up: its __getattr__ re-exports the Python API
 # (taast_ray.select, taast_ray.run) on first use
 PUBLIC_API = "taast_ray.api"

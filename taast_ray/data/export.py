@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from taast_ray.contracts.schemas import SELECTION_CATEGORIES, SELECTION_TASKS, parse
+from taast_ray.schemas.json_files import SELECTION_CATEGORIES, SELECTION_TASKS, parse
 from taast_ray.data.images import image_size
 from taast_ray.data.labelstudio import label_config, recorded_size, task_boxes
 from taast_ray.data.yolo import _link, write_dataset_yaml, yolo_line

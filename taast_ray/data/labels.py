@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from taast_ray.contracts.schemas import LABEL_DOCUMENT, parse
+from taast_ray.schemas.json_files import LABEL_DOCUMENT, parse
 from taast_ray.errors import InputError
 
 
@@ -81,7 +81,7 @@ def read_labels_json(path: str | Path):
 
 
 def labels_from_dict(raw, path: str | Path) -> LabelSet:
-    """Validate a parsed COCO / LVIS document (:data:`~taast_ray.contracts.schemas.LABEL_DOCUMENT`);
+    """Validate a parsed COCO / LVIS document (:data:`~taast_ray.schemas.json_files.LABEL_DOCUMENT`);
     ``path`` names it in the errors."""
     parse(LABEL_DOCUMENT, raw, str(path))
     categories = sorted(raw["categories"], key=lambda c: c["id"])

@@ -15,7 +15,7 @@ annotation that was not cancelled counts; a ``rectanglelabels`` result is in per
 x_px = x / 100 · width. A task with an annotation whose result is empty is labelled, with no
 objects; a task whose every annotation was cancelled was skipped (it goes back to the pool). A
 task of an image this cycle did not select (one project across cycles) is counted and left out.
-An export is checked whole first, on :mod:`taast_ray.contracts.schemas` (its form, and every box
+An export is checked whole first, on :mod:`taast_ray.schemas.json_files` (its form, and every box
 label a category of the run); what is left here is the matching and what this tool supports.
 
 JSON_MIN: one flat record per annotation, the task's data fields at the top level beside ``id``
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable
 from xml.sax.saxutils import quoteattr
 
-from taast_ray.contracts.schemas import BOX_TYPE, JSON_MIN_EXPORT, LABEL_STUDIO_EXPORT, is_box_list, parse
+from taast_ray.schemas.json_files import BOX_TYPE, JSON_MIN_EXPORT, LABEL_STUDIO_EXPORT, is_box_list, parse
 from taast_ray.data.annotations import ImageMatcher, add_box, finish_doc, new_doc, recorded_or_measured_size
 from taast_ray.data.yolo_import import parse_label_lines
 from taast_ray.errors import InputError

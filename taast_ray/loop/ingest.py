@@ -84,7 +84,7 @@ def _task_sizes(cycle: CycleLayout) -> dict:
     """Image sizes the selection recorded in its Label Studio tasks (the detector saw them)."""
     if not cycle.label_studio_tasks.exists():
         return {}
-    from taast_ray.contracts.schemas import SELECTION_TASKS, parse
+    from taast_ray.schemas.json_files import SELECTION_TASKS, parse
     from taast_ray.data.labels import read_labels_json
     from taast_ray.data.labelstudio import recorded_size
 

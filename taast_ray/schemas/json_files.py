@@ -2,7 +2,7 @@
 JSON and JSON_MIN exports, and the tasks and categories a selection publishes (SPEC.md §7).
 
 :func:`parse` validates a whole document in one pydantic-core pass and turns its first defect into
-one line naming the file, the record and the field (:mod:`taast_ray.contracts.schema_errors`).
+one line naming the file, the record and the field (:mod:`taast_ray.schemas.messages`).
 Numbers are strict: no bool or string for a number, floats finite, ints within int64, image sizes
 0 < size < 2**31. Unknown keys pass (real exports carry many). The rules that span records
 (duplicate ids, an annotation naming an unknown image or category, a box label that is not a
@@ -21,7 +21,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Fiel
                       StrictBool, Tag, TypeAdapter, ValidationError, ValidationInfo, model_validator)
 from typing_extensions import Required, TypedDict
 
-from taast_ray.contracts.schema_errors import INT64, Contract, custom, describe, show
+from taast_ray.schemas.messages import INT64, Contract, custom, describe, show
 from taast_ray.errors import InputError
 
 BOX_TYPE = "rectanglelabels"  # Label Studio's RectangleLabels results

@@ -5,7 +5,7 @@ import gc
 
 import pytest
 
-from taast_ray.contracts.schemas import (JSON_MIN_EXPORT, LABEL_DOCUMENT, LABEL_STUDIO_EXPORT, SELECTION_CATEGORIES,
+from taast_ray.schemas.json_files import (JSON_MIN_EXPORT, LABEL_DOCUMENT, LABEL_STUDIO_EXPORT, SELECTION_CATEGORIES,
                                          SELECTION_TASKS, parse)
 from taast_ray.data import labelstudio
 from taast_ray.errors import InputError
