@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -265,7 +266,7 @@ def strategy_rule(name: str) -> str:
 def _validate(cfg: TaastConfig) -> None:
     for name, ok, rule in _checks(cfg):
         if not ok:
-            raise ConfigError(f"{name}: {rule}, got {_lookup(cfg, name)!r}")
+            raise ConfigError(f"{name}: {rule}, got {_show(_lookup(cfg, name))}")
     from taast_ray.embedder_names import embedder_problem  # no torch: a file listing only
 
     problem = embedder_problem(cfg.model.embedder, cfg.model.embedder_weights)
@@ -301,20 +302,20 @@ def _coerce(value, annotation, name: str):
         return _coerce(value, inner[-1], name)
     if origin is list:
         if isinstance(value, str):
-            value = yaml.safe_load(value) if value.startswith("[") else value.split(",")
+            value = _yaml_value(value, name) if value.startswith("[") else value.split(",")
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: expected a list, got {value!r}")
+            raise ConfigError(f"{name}: expected a list, got {_show(value)}")
         itemised = dataclasses.is_dataclass(args[0])
         return [_coerce(v, args[0], f"{name}[{i}]" if itemised else name) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{name}: expected a mapping, got {_show(value)}")
         return {str(k): _coerce(v, args[1], f"{name}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(annotation):
         if hasattr(annotation, "from_config"):
             return annotation.from_config(value, name)
         if not isinstance(value, dict):
-            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{name}: expected a mapping, got {_show(value)}")
         obj = annotation()
         _apply(obj, value, f"{name}.")
         return obj
@@ -323,22 +324,22 @@ def _coerce(value, annotation, name: str):
             return value
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        raise ConfigError(f"{name}: expected true or false, got {_show(value)}")
     if annotation in (int, float):
         if isinstance(value, bool):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
+            raise ConfigError(f"{name}: expected a number, got {_show(value)}")
         try:
             number = annotation(value)
         except (TypeError, ValueError, OverflowError):  # int(inf), int(nan), int("two")
-            raise ConfigError(f"{name}: expected {annotation.__name__}, got {value!r}") from None
+            raise ConfigError(f"{name}: expected {annotation.__name__}, got {_show(value)}") from None
         if annotation is int and not -2**63 <= number < 2**63:
-            raise ConfigError(f"{name}: {value!r} is out of range (a 64-bit integer)")
+            raise ConfigError(f"{name}: {_show(value)} is out of range (a 64-bit integer)")
         if annotation is int and isinstance(value, float) and value != number:
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+            raise ConfigError(f"{name}: expected an integer, got {_show(value)}")
         return number
     if annotation is str:
         if isinstance(value, (dict, list)) or value is None:
-            raise ConfigError(f"{name}: expected a string, got {value!r}")
+            raise ConfigError(f"{name}: expected a string, got {_show(value)}")
         return str(value)
     return value
 
@@ -353,7 +354,7 @@ def _apply(obj, values: dict, prefix: str) -> None:
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current) and not hasattr(current, "from_config"):
             if not isinstance(value, dict):
-                raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+                raise ConfigError(f"{name}: expected a mapping, got {_show(value)}")
             _apply(current, value, f"{name}.")
         else:
             setattr(obj, key, _coerce(value, hints[key], name))
@@ -375,11 +376,13 @@ def read_yaml_mapping(path: str | Path, *, keep_versions: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config: file not found: {path}")
+    from taast_ray.io import load_yaml
+
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = load_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"config: {path} is not UTF-8 text (a YAML file?)") from None
-    except (yaml.YAMLError, RecursionError) as exc:
+    except yaml.YAMLError as exc:
         raise ConfigError(f"config: {path} is not valid YAML: {_one_line(exc)}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config: {path} must hold a mapping at the top level")
@@ -400,12 +403,30 @@ def apply_overrides(values: dict, overrides: list[str] | None) -> dict:
         for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"{'.'.join(parts[:i + 1])}: expected a mapping, got {node!r}")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw else raw
-        except (yaml.YAMLError, RecursionError) as exc:
-            raise ConfigError(f"{key}: {raw!r} is not a YAML value ({_one_line(exc)})") from None
+                raise ConfigError(f"{'.'.join(parts[:i + 1])}: expected a mapping, got {_show(node)}")
+        node[parts[-1]] = _yaml_value(raw, key) if raw else raw
     return values
+
+
+def _yaml_value(raw: str, name: str):
+    """A value written as YAML (``--set``, or a list field's "[...]" string); one line naming the field."""
+    from taast_ray.io import load_yaml
+
+    try:
+        return load_yaml(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: {raw!r} is not a YAML value ({_one_line(exc)})") from None
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 3, 6, 6, 6, 6
+_REPR.maxstring, _REPR.maxlong, _REPR.maxother = 80, 40, 80
+
+
+def _show(value) -> str:
+    """A value in an error message, bounded: YAML aliases make a 400-byte file a list of 9**9
+    elements (whose full repr never ends), and a string may be megabytes long."""
+    return _REPR.repr(value)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -368,15 +368,36 @@ def read_document(path, missing: str):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {missing}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        except RecursionError:
+            raise InputError(f"{path}: not valid JSON (nested too deep)") from None
+    import yaml
+
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:120]})") from None
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load``, every failure a ``yaml.YAMLError``: PyYAML's constructors raise plain
+    Python errors on scalars that look like a type but are none (``2024-13-45``, ``!!int 1.5``,
+    ``!!bool maybe``: ValueError, KeyError, AttributeError), and its composer recurses (nesting)."""
     import yaml
 
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:120]})") from None
+    except yaml.YAMLError:
+        raise
+    except RecursionError:
+        raise yaml.YAMLError("nested too deep") from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise yaml.YAMLError(f"a value that cannot be read ({type(exc).__name__}: {exc})") from None

@@ -28,3 +28,15 @@ def label_studio(tmp_path_factory):
     from tests.labelstudio_server import start
 
     yield from start(tmp_path_factory)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The fuzzers' table (tests/fuzz_stats.py): boundary, examples run, seconds, where any ran."""
+    import sys
+
+    stats = sys.modules.get("tests.fuzz_stats")
+    lines = stats.table() if stats is not None else []
+    if lines:
+        terminalreporter.write_sep("-", "fuzzers: boundary, examples, seconds")
+        for line in lines:
+            terminalreporter.write_line(line)

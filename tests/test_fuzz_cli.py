@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from taast_ray.cli import main
 from taast_ray.selection.registry import names as strategy_names
 from taast_ray.io import check_output_set
+from tests import fuzz_stats
 from tests.factories import detections_table, write_embeddings, write_labels
 
 NUM_CLASSES = 3
@@ -51,12 +52,22 @@ def good_detections(tmp_path_factory):
     return path
 
 
+BOUNDARY = "select --detections / --embeddings (parquet) and their labels, configs"
+
+
+@pytest.fixture(autouse=True)
+def _timed():
+    with fuzz_stats.timed(BOUNDARY):
+        yield
+
+
 def run_cli(argv: list, capsys) -> None:
     """Run once; assert the outcome is success with a whole set, or exit 2 with one line and nothing."""
     out = Path(argv[argv.index("--out") + 1])
     capsys.readouterr()
     code = main([str(a) for a in argv])  # an exception here is the traceback a user would see
     err = capsys.readouterr().err.strip()
+    fuzz_stats.count_example(BOUNDARY, accepted=code == 0)
     assert code in (0, 2), (code, err)
     if code == 0:
         check_output_set(out)

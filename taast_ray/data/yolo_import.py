@@ -43,7 +43,7 @@ def read_data_yaml(path: str | Path) -> tuple[dict, Path]:
         raise InputError(f"{path}: not an Ultralytics data.yaml (no 'names')")
     if not spec.get("train"):
         raise InputError(f"{path}: no 'train:' entry (the labelled images, and unlabelled ones for the pool)")
-    root = Path(spec.get("path") or ".")
+    root = Path(str(spec.get("path") or "."))  # a number or a list is no folder: said below
     if not root.is_absolute():
         root = path.parent / root
     if not root.is_dir():
@@ -54,16 +54,39 @@ def read_data_yaml(path: str | Path) -> tuple[dict, Path]:
 def class_names(spec: dict, source: Path) -> list[str]:
     names = spec["names"]
     if isinstance(names, dict):
-        try:
-            order = sorted(int(k) for k in names)
-        except (TypeError, ValueError):
-            raise InputError(f"{source}: 'names' keys must be class indices 0..C-1") from None
+        keys: dict[int, object] = {}  # class index -> its key as written (0 or "0")
+        for k in names:
+            index = _class_index(k)
+            if index is None:
+                raise InputError(f"{source}: 'names' keys must be class indices 0..C-1, got {k!r:.40}")
+            keys.setdefault(index, k)
+        order = sorted(_class_index(k) for k in names)
         if order != list(range(len(order))):
             raise InputError(f"{source}: 'names' keys must be 0..{len(order) - 1}, got {order}")
-        names = [names[k] if k in names else names[str(k)] for k in order]
+        names = [names[keys[k]] for k in order]
     if not isinstance(names, list) or not names:
         raise InputError(f"{source}: 'names' must be a non-empty list or mapping")
+    for k, n in enumerate(names):
+        if n is None or isinstance(n, (list, dict)):
+            raise InputError(f"{source}: 'names' entry {k} must be a class name, got {n!r:.40}")
     return [str(n) for n in names]
+
+
+def _class_index(key) -> int | None:
+    """A 'names' key as a class index, as Ultralytics' int(key) reads it, but never a boolean or a
+    number with a fraction (0.5 is no index; int() would make it 0)."""
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int):
+        return key
+    if isinstance(key, float):
+        return int(key) if key.is_integer() else None
+    if isinstance(key, str):
+        try:
+            return int(key)
+        except ValueError:
+            return None
+    return None
 
 
 def split_images(entry, root: Path, source: Path) -> list[Path]:
@@ -77,7 +100,7 @@ def split_images(entry, root: Path, source: Path) -> list[Path]:
             found += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
                             and not any(part.startswith(".") for part in f.relative_to(p).parts))
         elif p.suffix == ".txt" and p.is_file():
-            for line in p.read_text().splitlines():
+            for line in _read_text(p).splitlines():
                 line = line.strip()
                 if line:
                     q = Path(line)
@@ -101,7 +124,15 @@ def label_path(image: Path) -> Path:
 
 def parse_label_file(path: Path, width: int, height: int, classes: int) -> list[tuple[int, list[float]]]:
     """(class index, COCO [x, y, w, h] pixels) per line; any defect is a one-line InputError."""
-    return parse_label_lines(path.read_text(), str(path), width, height, classes)
+    return parse_label_lines(_read_text(path), str(path), width, height, classes)
+
+
+def _read_text(path: Path) -> str:
+    """A label file's or image list's text; one line naming the file when it is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def parse_label_lines(text: str, source: str, width: int, height: int,
@@ -186,6 +217,8 @@ def import_yolo(data_yaml: str | Path, out: str | Path, extra_pool: list[str] = 
         for image in split_images(spec[key], root, source) if spec.get(key) else []:
             pool[relative_name(image, root)] = str(image)
     for folder in extra_pool:
+        if not str(folder).strip():  # Path("") is the current folder: never what was meant
+            raise InputError("--pool: an empty folder name")
         for image in split_images(str(Path(folder).resolve()), root, source):
             pool[relative_name(image, root)] = str(image)
     ids = sorted(pool)

@@ -57,12 +57,12 @@ def truth_class_counts(truth: dict, pool_ids, selected_ids, category_ids: np.nda
     which match an image's ``id`` (a run's pools) or its ``file_name`` (a folder's relative paths)."""
     index = {int(c): k for k, c in enumerate(category_ids)}
     by_id: dict[str, set] = {}
-    for a in truth.get("annotations", []):
+    for a in truth.get("annotations") or []:  # null is none, as the label check reads it
         k = index.get(int(a["category_id"]))
         if k is not None:
             by_id.setdefault(str(a["image_id"]), set()).add(k)
     per_image = dict(by_id)
-    for img in truth.get("images", []):
+    for img in truth.get("images") or []:
         if img.get("file_name") is not None:
             per_image.setdefault(str(img["file_name"]), by_id.get(str(img["id"]), set()))
 

@@ -47,8 +47,8 @@ def list_pool(pool, *, limit: int | None = None):
 
 def list_pool_table(pool, *, limit: int | None = None) -> pa.Table:
     """The pool's listing (names only, never bytes), sorted by image_id."""
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit: must be at least 1, got {limit}")
+    if limit is not None and not 1 <= limit < 2**63:
+        raise ConfigError(f"limit: must be at least 1 (and a 64-bit integer), got {limit}")
     fs, root, prefix, kind = _resolve(os.fspath(pool))
     if kind == pafs.FileType.NotFound:
         raise InputError(f"pool: {pool} does not exist")
