@@ -262,6 +262,18 @@ def recover_output_set(out) -> str | None:
     return "completed"
 
 
+def write_folder_manifest(folder: Path) -> dict:
+    """``folder/manifest.json`` for a folder built aside and renamed into place whole (a YOLO
+    export): every file under it by relative name, as an output set's manifest lists them, so
+    ``check_output_set`` reads either."""
+    files = {p.relative_to(folder).as_posix(): dict(zip(("bytes", "sha256"), _file_digest(p)))
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    manifest = {"format": 1, "set_id": uuid.uuid4().hex,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files, "removes": []}
+    write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
 def publish_output_set(out, writers: dict, *, replaces: tuple[str, ...] = ()) -> dict:
     """Write a whole output set and publish it at once (see above).
 

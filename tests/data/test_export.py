@@ -8,6 +8,7 @@ from PIL import Image
 from taast_ray.cli import main
 from taast_ray.data.export import export_selection
 from taast_ray.errors import InputError
+from taast_ray.io import check_output_set
 
 CATS = [{"id": 1, "name": "car"}, {"id": 2, "name": "person"}]
 
@@ -47,6 +48,9 @@ def test_yolo_export_is_a_dataset_folder(tmp_path):
     assert (tmp_path / "y" / "labels" / "cam__b.txt").read_text() == ""
     assert (tmp_path / "y" / "images" / "cam__a.jpg").is_file()
     assert yaml.safe_load((tmp_path / "y" / "dataset.yaml").read_text())["names"] == {0: "car", 1: "person"}
+    manifest = check_output_set(tmp_path / "y")  # a manifest like a selection's: every file, whole
+    assert sorted(manifest["files"]) == ["dataset.yaml", "images/cam__a.jpg", "images/cam__b.jpg",
+                                         "labels/cam__a.txt", "labels/cam__b.txt"]
 
 
 def test_label_studio_export_with_an_image_url(tmp_path):
