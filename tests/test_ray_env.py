@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from tests.sockets import LOOPBACK
+
 
 # Runs in a fresh interpreter: starts Ray the way taast does (or as Ray's defaults would, for the
 # comparison), runs one task, and lists the TCP sockets that its own process tree listens on.
@@ -31,7 +33,6 @@ listening = [line.split()[3] for line in subprocess.run(["ss", "-ltnpH"], captur
              if any(f"pid={pid}," in line for pid in mine)]
 print(json.dumps(listening))
 """
-LOOPBACK = ("127.", "[::1]", "[::ffff:127.")
 
 
 def listening_sockets(mode: str) -> list[str]:

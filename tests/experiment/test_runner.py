@@ -11,6 +11,7 @@ import yaml
 
 from taast_ray.experiment.config import experiment_from_dict
 from taast_ray.experiment.runner import plan, run_experiment
+from tests.sockets import assert_loopback_only, watch_listeners
 
 TINY = {
     "name": "tiny",
@@ -30,11 +31,24 @@ TINY = {
 }
 
 
+LISTENERS: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, ray_local):
     out = tmp_path_factory.mktemp("experiment")
     exp = experiment_from_dict(TINY)
-    return exp, out, run_experiment(exp, out, progress_interval=5)
+    with watch_listeners() as seen:
+        results = run_experiment(exp, out, progress_interval=5)
+    LISTENERS.update(seen)
+    return exp, out, results
+
+
+def test_an_experiment_listens_on_loopback_only(finished):
+    """Issue 31: the whole experiment (warm-up and fine-tunes on Ray Train, live passes on Ray Data)
+    never listened beyond the machine; Ray Train's process group met through a file, not a TCP
+    store on every interface (training/trainer.loopback_torch_config)."""
+    assert_loopback_only(LISTENERS, "RayTrainWo")
 
 
 def test_every_trial_reported(finished):

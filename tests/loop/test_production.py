@@ -15,6 +15,7 @@ import yaml
 
 from taast_ray.cli import main
 from taast_ray.data.synth import make_synthetic_dataset
+from tests.sockets import assert_loopback_only, watch_listeners
 
 pytestmark = pytest.mark.slow
 LABELLED = 40
@@ -127,7 +128,9 @@ def test_yolo_folder_to_two_production_cycles(tmp_path, ray_local, label_studio,
     want = sum(len(truth["boxes"].get(truth["images"][k]["id"], [])) for k in q1)
     assert keys(new) == q1 and len(new["annotations"]) == want
 
-    assert main(argv + ["--resume"]) == 3  # cycle 1 trained; cycle 2 waits
+    with watch_listeners() as seen:
+        assert main(argv + ["--resume"]) == 3  # cycle 1 trained; cycle 2 waits
+    assert_loopback_only(seen, "RayTrainWo")  # issue 31: Ray Train's workers too, on loopback only
     q2 = selected(run, 2)
     assert len(q2) == 6 and not q2 & q1 and not q2 & keys(l0)
     coco = tmp_path / "coco_export.json"
