@@ -1,6 +1,7 @@
 """Image facts the label formats need: the displayed size (EXIF orientation applied)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from taast_ray.errors import InputError
@@ -13,7 +14,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with pillow_open()(path) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1)
     except Image.DecompressionBombError as exc:  # a header claiming more pixels than Pillow will decode
@@ -21,3 +22,13 @@ def image_size(path: str | Path) -> tuple[int, int]:
     except (OSError, UnidentifiedImageError) as exc:
         raise InputError(f"{path}: cannot read the image ({' '.join(str(exc).split())[:80]})") from None
     return (height, width) if orientation in _ROTATED else (width, height)
+
+
+def pillow_open():
+    """Pillow's own ``Image.open``. Importing Ultralytics replaces it with a wrapper that, on an
+    unidentified file, tries to install and register a HEIF plugin (a ModuleNotFoundError offline):
+    an undecodable file must stay "not an image", and never trigger an install."""
+    from PIL import Image
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    return getattr(patches, "_image_open", Image.open) if patches else Image.open

@@ -16,11 +16,12 @@ Decisions:
 """
 import io
 import re
-import sys
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from taast_ray.data.images import pillow_open
 
 MAX_PIXELS = 89_478_485  # Pillow's default Image.MAX_IMAGE_PIXELS
 PAD_GREY = (114, 114, 114)
@@ -50,7 +51,7 @@ def _decode(data: bytes | None, max_pixels: int):
     if len(data) == 0:
         return None, "empty", ""
     try:
-        im = _pillow_open()(io.BytesIO(data))
+        im = pillow_open()(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
         return None, f"too large: {pixels.group(1)} pixels" if pixels else "too large", ""
@@ -67,14 +68,6 @@ def _decode(data: bytes | None, max_pixels: int):
         return _to_rgb(_orient(im, notes), notes), None, ",".join(notes)
     except Exception as exc:  # noqa: BLE001
         return None, _failure(exc), ""
-
-
-def _pillow_open():
-    """Pillow's own ``Image.open``. Importing Ultralytics replaces it with a wrapper that, on an
-    unidentified file, tries to install and register a HEIF plugin (a ModuleNotFoundError offline):
-    an undecodable record must stay "not an image", and never trigger an install."""
-    patches = sys.modules.get("ultralytics.utils.patches")
-    return getattr(patches, "_image_open", Image.open) if patches else Image.open
 
 
 def _failure(exc: Exception) -> str:
