@@ -268,10 +268,15 @@ def write_folder_manifest(folder: Path) -> dict:
     ``check_output_set`` reads either."""
     files = {p.relative_to(folder).as_posix(): dict(zip(("bytes", "sha256"), _file_digest(p)))
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    manifest = {"format": 1, "set_id": uuid.uuid4().hex,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files, "removes": []}
+    manifest = _manifest(files, [])
     write_json(folder / MANIFEST, manifest)
     return manifest
+
+
+def _manifest(files: dict, removes: list[str]) -> dict:
+    """An output set's manifest: every file's bytes and sha256, and the previous set's files it drops."""
+    return {"format": 1, "set_id": uuid.uuid4().hex, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": files, "removes": removes}
 
 
 def publish_output_set(out, writers: dict, *, replaces: tuple[str, ...] = ()) -> dict:
@@ -296,9 +301,7 @@ def publish_output_set(out, writers: dict, *, replaces: tuple[str, ...] = ()) ->
             size, sha = _file_digest(child(staging, name))
             files[name] = {"bytes": size, "sha256": sha}
         removes = sorted((set(old["files"]) | set(replaces)) - set(files))
-        manifest = {"format": 1, "set_id": uuid.uuid4().hex,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "files": files, "removes": removes}
+        manifest = _manifest(files, removes)
         write_json(child(staging, MANIFEST), manifest)  # the commit point
     except BaseException as exc:  # a failed write, an interrupt: the previous set stays
         with contextlib.suppress(OSError):
