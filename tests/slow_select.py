@@ -5,17 +5,19 @@ Test double: the real DetectStage plus half a second per batch. The test pools (
 64 px) are otherwise detected in about a second, one Ray Data execution, so a kill timed on the
 first detections file would land after the last. The outputs are the real stage's.
 
-``--hold-once-written FOLDER``: once a parquet file is in FOLDER (the run's detections), or once
-the actor has detected the listing's first block (``LISTING_BLOCK_MIN_ROWS``, 32 rows for a test
-pool), every further batch waits a minute, so a kill timed on the first file lands mid-pass
-whatever the machine's speed. The half second alone is not enough: Ray Data hands on an actor
-task's output when the task ends, so the first files appear only when the listing's first block
-is done, and the rest of a test pool can follow within a second (a busy CI machine with the S3
-test double once wrote the whole pass before the kill). Waiting for the file alone was not
-enough either: the second block (5 rows of the S3 test's 37) was detected while the first
-block's files were still being written to the S3 test double, and the whole pass landed before
-the kill (seen once in `make test`). The class is pickled by value from this script, so the
-folder reaches the actors whichever Ray cluster runs them.
+``--hold-once-written FOLDER``: the listing is cut into blocks of ``HOLD_BLOCK_ROWS`` rows, and
+once the actor has detected ``HOLD_AFTER_ROWS`` rows, or once a parquet file is in FOLDER (the
+run's detections), every further batch waits ``HOLD_SECONDS``, so a kill timed on the first file
+lands mid-pass whatever the machine's speed and whatever order the blocks arrive in. Ray Data
+hands on an actor task's output only when the task ends, so the first file appears only once
+whole blocks are done. Earlier forms of this hold each failed once in CI: the half second alone
+(the whole pass was written before the kill); waiting for the file alone (a 5-row second block
+was detected while the first block's files were still going to the S3 test double); and holding
+after the listing's first 32-row block (the 5-row block reached the actor first, so the hold began
+inside the 32-row block, whose output, and with it the first file, then came only when the pass
+was done). With 4-row blocks and a hold after 24 rows, at least 24 rows' output has been handed
+on (one actor runs one task at a time) and the rest waits, in any order. The class is pickled by
+value from this script, so the settings reach the actors whichever Ray cluster runs them.
 """
 import functools
 import sys
@@ -25,9 +27,11 @@ import taast_ray.pipeline.live as live
 from taast_ray.cli import main
 from taast_ray.io import list_parquet
 from taast_ray.stages.detect import DetectStage
-from taast_ray.stages.sources import LISTING_BLOCK_MIN_ROWS
+import taast_ray.stages.sources as sources
 
 SECONDS_PER_BATCH = 0.5
+HOLD_BLOCK_ROWS = 4
+HOLD_AFTER_ROWS = 24
 HOLD_SECONDS = 60.0
 
 
@@ -37,7 +41,7 @@ class SlowDetectStage(DetectStage):
 
     def __call__(self, batch):
         time.sleep(SECONDS_PER_BATCH)
-        if self.hold_once_written and (self.rows_detected >= LISTING_BLOCK_MIN_ROWS
+        if self.hold_once_written and (self.rows_detected >= HOLD_AFTER_ROWS
                                        or list_parquet(self.hold_once_written)):
             time.sleep(HOLD_SECONDS)
         self.rows_detected += batch.num_rows
@@ -48,5 +52,6 @@ if __name__ == "__main__":
     argv = sys.argv[1:]
     if argv[:1] == ["--hold-once-written"]:
         SlowDetectStage.hold_once_written, argv = argv[1], argv[2:]
+        sources.LISTING_BLOCK_MIN_ROWS = HOLD_BLOCK_ROWS  # read by listing_dataset, on this driver
     live.select_live = functools.partial(live.select_live, detect_stage_cls=SlowDetectStage)
     sys.exit(main(argv))
