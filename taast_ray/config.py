@@ -189,6 +189,9 @@ class TaastConfig:
         return self.validate()
 
 
+MAX_IMGSZ = 8192  # a letterboxed 8192² input is 64× the work of 1024²; past it a batch only runs out of memory
+
+
 def _checks(cfg: TaastConfig):
     s, m, t, p, r, d = cfg.selection, cfg.model, cfg.train, cfg.protocol, cfg.ray, cfg.data
     yield "data.val", d.train is None or d.val is not None, "is needed when data.train is given"
@@ -219,10 +222,13 @@ def _checks(cfg: TaastConfig):
     yield "selection.count_mode", s.count_mode in ("images", "boxes"), "must be 'images' or 'boxes'"
     yield "selection.kmeans_backend", s.kmeans_backend in KMEANS_BACKENDS, \
         f"must be one of {', '.join(KMEANS_BACKENDS)}"
-    yield "selection.kmeans_iters", s.kmeans_iters > 0, "must be > 0"
-    yield "selection.kmeans_max_points_per_centroid", s.kmeans_max_points_per_centroid > 0, "must be > 0"
+    # FAISS takes both as a C int: past 2^31 it raised OverflowError mid-run, after the detection pass
+    yield "selection.kmeans_iters", 0 < s.kmeans_iters <= 10_000, "must be in [1, 10000]"
+    yield "selection.kmeans_max_points_per_centroid", 0 < s.kmeans_max_points_per_centroid < 2**31, \
+        "must be in [1, 2^31)"
     yield "selection.class_cap", s.class_cap >= 0, "must be >= 0 (0: ⌈B / classes among the candidates⌉)"
-    yield "model.imgsz", m.imgsz is None or (m.imgsz >= 32 and m.imgsz % 32 == 0), "must be a multiple of 32, >= 32"
+    yield "model.imgsz", m.imgsz is None or (32 <= m.imgsz <= MAX_IMGSZ and m.imgsz % 32 == 0), \
+        f"must be a multiple of 32 in [32, {MAX_IMGSZ}]"
     yield "model.weights", bool(m.weights), "must not be empty"
     yield "model.embedder_precision", m.embedder_precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"
     yield "train.epochs", t.epochs >= 0, "must be >= 0"
@@ -236,7 +242,8 @@ def _checks(cfg: TaastConfig):
     yield "train.weight_decay", t.weight_decay >= 0, "must be >= 0"
     yield "train.workers", t.workers > 0, "must be > 0"
     yield "train.cpus_per_worker", t.cpus_per_worker is None or t.cpus_per_worker > 0, "must be > 0 (or null)"
-    yield "train.imgsz", t.imgsz >= 32 and t.imgsz % 32 == 0, "must be a multiple of 32, >= 32"
+    yield "train.imgsz", 32 <= t.imgsz <= MAX_IMGSZ and t.imgsz % 32 == 0, \
+        f"must be a multiple of 32 in [32, {MAX_IMGSZ}]"
     yield "protocol.cycles", p.cycles >= 0, "must be >= 0"
     yield "protocol.seed_fraction", 0 < p.seed_fraction < 1, "must be in (0, 1)"
     yield "protocol.seeds", len(p.seeds) > 0, "must list at least one seed"
@@ -379,7 +386,7 @@ def read_yaml_mapping(path: str | Path, *, keep_versions: bool = False) -> dict:
     from taast_ray.io import load_yaml
 
     try:
-        values = load_yaml(path.read_text(encoding="utf-8")) or {}
+        values = load_yaml(path.read_text(encoding="utf-8-sig")) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"config: {path} is not UTF-8 text (a YAML file?)") from None
     except yaml.YAMLError as exc:

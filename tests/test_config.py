@@ -36,6 +36,10 @@ def test_yaml_then_overrides(tmp_path):
     ("ray.decode=gpu", "ray.decode"),
     ("ray.decode_cpus=0", "ray.decode_cpus"),
     ("train.cpus_per_worker=0", "train.cpus_per_worker"),
+    ("selection.kmeans_iters=1099511627776", "selection.kmeans_iters"),  # FAISS: a C int
+    ("selection.kmeans_max_points_per_centroid=2147483648", "selection.kmeans_max_points_per_centroid"),
+    ("model.imgsz=1099511627776", "model.imgsz"),
+    ("train.imgsz=8224", "train.imgsz"),
 ])
 def test_bad_field_is_named(override, field):
     with pytest.raises(ConfigError) as err:
@@ -48,6 +52,12 @@ def test_bad_field_is_named(override, field):
 def test_a_retired_strategy_says_why(name):
     with pytest.raises(ConfigError, match=rf"^selection\.strategy: {name} was dropped after study \(a\)"):
         load_config(None, [f"selection.strategy={name}"])
+
+
+def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xef\xbb\xbfselection:\n  budget: 7\n")
+    assert load_config(path).selection.budget == 7
 
 
 def test_unknown_section_and_bad_yaml(tmp_path):

@@ -73,7 +73,7 @@ def read_labels_json(path: str | Path):
     if not path.is_file():
         raise InputError(f"{path}: labels file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (Windows tools) is not JSON
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:160]})") from None
     except RecursionError:

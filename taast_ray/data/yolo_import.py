@@ -130,7 +130,7 @@ def parse_label_file(path: Path, width: int, height: int, classes: int) -> list[
 def _read_text(path: Path) -> str:
     """A label file's or image list's text; one line naming the file when it is not UTF-8."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not text
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 

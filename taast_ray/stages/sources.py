@@ -217,6 +217,9 @@ def _manifest_file(fs, path: str, name: str, base: str, prefix: str) -> pa.Table
     if ids.null_count:
         raise InputError(f"{name}: row {pc.index(pc.is_null(ids), True).as_py()}: "
                          "image_id is null")
+    empty = pc.equal(pc.utf8_length(ids), 0)
+    if pc.any(empty).as_py():  # an id names the image in every output and in the annotators' tasks
+        raise InputError(f"{name}: row {pc.index(empty, True).as_py()}: image_id is empty")
     resolved = [None if not u else u if "://" in u or u.startswith("/")
                 else prefix + posixpath.normpath(posixpath.join(base, u))
                 for u in uris.to_pylist()]  # relative uris: against the manifest's folder

@@ -97,3 +97,14 @@ def test_a_refused_import_leaves_out_as_it_found_it(tmp_path):
     import_yolo(src, out)
     assert sorted(p.name for p in out.iterdir()) == \
         ["manifest.json", "pool.parquet", "taast.yaml", "train.json", "val.json"]  # published as one set
+
+
+def test_files_saved_with_a_byte_order_mark_read_as_without(tmp_path):
+    """Windows editors save UTF-8 with a BOM; it is not part of a class index or a name."""
+    src = dataset(tmp_path / "ds", {"labels/train/a.txt": "\ufeff1 0.5 0.5 0.2 0.4\n", "labels/train/b.txt": "",
+                                    "labels/val/v.txt": ""})
+    src.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    import_yolo(src, tmp_path / "out")
+    train = json.loads((tmp_path / "out" / "train.json").read_text())
+    assert [c["name"] for c in train["categories"]] == ["car", "person"]
+    assert [a["category_id"] for a in train["annotations"]] == [2]

@@ -183,6 +183,17 @@ def test_a_bad_coco_record_is_one_line_naming_file_record_and_field(edit, messag
     assert refused(LABEL_DOCUMENT, edited(COCO, edit)) == message
 
 
+def test_a_label_file_saved_with_a_byte_order_mark_loads(tmp_path):
+    """Windows tools write UTF-8 with a BOM; json.loads refuses one, the label reader skips it."""
+    import json
+
+    from taast_ray.data.labels import load_labels
+
+    path = tmp_path / "labels.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(COCO).encode())
+    assert len(load_labels(path).images) == 2
+
+
 def test_a_json_list_is_not_a_label_document():
     assert refused(LABEL_DOCUMENT, [1, 2]) == "f.json: missing the 'categories' list of a COCO/LVIS file"
 

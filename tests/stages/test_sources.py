@@ -105,6 +105,9 @@ def test_bad_manifests(tmp_path):
     pq.write_table(pa.table({"image_id": ["a", None], "uri": ["x", "y"]}), tmp_path / "n.parquet")
     with pytest.raises(InputError, match=r"n\.parquet: row 1: image_id is null"):
         list_pool(tmp_path / "n.parquet")
+    pq.write_table(pa.table({"image_id": ["a", "b", ""], "uri": ["x", "y", "z"]}), tmp_path / "s.parquet")
+    with pytest.raises(InputError, match=r"s\.parquet: row 2: image_id is empty$"):
+        list_pool(tmp_path / "s.parquet")
     empty = pa.table({"image_id": pa.array([], pa.string()), "uri": pa.array([], pa.string())})
     pq.write_table(empty, tmp_path / "e.parquet")
     with pytest.raises(InputError, match="pool: no images found in"):
