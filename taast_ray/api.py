@@ -89,20 +89,20 @@ class Selection:
 
 def select(pool=None, *, labels, out, detections=None, embeddings=None, config=None, settings=None,
            resume: bool = False, limit: int | None = None, labelled_images=None, ground_truth=None,
-           embedding_cache=None, rows_per_file: int = 1000, on_stale_lock=None, **options) -> Selection:
+           embedding_cache=None, rows_per_file: int = 1000, on_stale_lock=None, out_flag: str = "out",
+           **options) -> Selection:
     """``taast select``: from a live ``pool`` (a folder, a parquet manifest, an ``s3://`` /
     ``gs://`` prefix, or a ``ray.data.Dataset`` with ``bytes`` and ``image_id`` columns, or a
     ``path`` / ``uri`` column) on Ray, or from precomputed ``detections`` (and ``embeddings``)."""
-    from taast_ray.io import check_out_dir, is_uri
+    from taast_ray.io import is_uri
     from taast_ray.lock import run_lock
 
     cfg = configure(config, settings, **options)
     if (pool is None) == (detections is None):
         raise ConfigError("select: give a pool or detections, not both")
     out = str(out)
-    if is_uri(out) and pool is None:
-        raise ConfigError(f"out: {out} is a URI; only a live pool writes to object stores")
-    check_out_dir(out)
+    _check_out(out, out_flag, uris=pool is not None,
+               why="only a live pool (`taast select --pool`) writes to object stores")
     target = out if is_uri(out) else Path(out)
     with run_lock(target, on_stale=on_stale_lock):
         if pool is not None:
@@ -117,6 +117,16 @@ def select(pool=None, *, labels, out, detections=None, embeddings=None, config=N
             summary = select_from_detections(cfg, detections, labels, target, embeddings,
                                              truth_path=ground_truth)
     return Selection(out, summary)
+
+
+def _check_out(out: str, flag: str, *, uris: bool, why: str) -> None:
+    """``out`` before any work: a URI only where ``uris`` (else ``why``), never a file or under one.
+    ``flag``: how the message names it (``out`` here, ``--out`` from the command line)."""
+    from taast_ray.io import check_out_dir, is_uri
+
+    if is_uri(out) and not uris:
+        raise ConfigError(f"{flag}: {out} is a URI; {why}")
+    check_out_dir(out, flag)
 
 
 @dataclass
@@ -134,17 +144,15 @@ class RunResult:
         return format_table(self.rows)
 
 
-def run(*, out, config=None, settings=None, resume: bool = False, on_stale_lock=None, **options) -> RunResult:
+def run(*, out, config=None, settings=None, resume: bool = False, on_stale_lock=None, out_flag: str = "out",
+        **options) -> RunResult:
     """``taast run``: cycles of select → annotate (the oracle, or people: the run stops, and
     ``awaiting_annotation`` says how to go on) → fine-tune → evaluate, resumable."""
-    from taast_ray.io import check_out_dir, is_uri
     from taast_ray.lock import run_lock
 
     cfg = configure(config, settings, **options)  # before torch and Ultralytics: bad input fails fast
-    if is_uri(str(out)):
-        raise ConfigError(f"out: {out} is a URI; a run trains in its run directory and needs a path (on a "
-                          f"cluster, a shared mount)")
-    check_out_dir(str(out))
+    _check_out(str(out), out_flag, uris=False, why="a run trains in its run directory and needs a path (on a "
+               "cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
     from taast_ray.loop.cycle import run_cycles
     from taast_ray.loop.preflight import check_run_inputs, undo_failed_first_start
     from taast_ray.loop.production import AwaitingAnnotation

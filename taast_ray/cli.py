@@ -95,14 +95,11 @@ def _locked(out):
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from taast_ray.io import check_out_dir, is_uri
+    from taast_ray.io import is_uri
 
     cfg = build_config(args)
     if args.rows_per_file < 1:
         raise ConfigError(f"--rows-per-file: must be >= 1, got {args.rows_per_file}")
-    if is_uri(args.out) and not args.pool:
-        raise ConfigError(f"--out: {args.out} is a URI; only `taast select --pool` writes to object stores")
-    check_out_dir(args.out)
     out = args.out if is_uri(args.out) else Path(args.out)
     from taast_ray.api import select
 
@@ -110,7 +107,7 @@ def cmd_select(args: argparse.Namespace) -> int:
                      out=args.out, config=cfg, resume=args.resume, limit=args.limit,
                      embedding_cache=args.embedding_cache, rows_per_file=args.rows_per_file,
                      ground_truth=args.ground_truth, labelled_images=args.labelled_images,
-                     on_stale_lock=_stale_message(out)).summary
+                     on_stale_lock=_stale_message(out), out_flag="--out").summary
     print(f"selected {summary['selected']} of {summary['pool_size']} images "
           f"({summary['pseudo_labelled']} pseudo-labelled, {summary['candidates']} candidates, "
           f"{summary['filled']} filled) -> {out}")
@@ -159,16 +156,11 @@ def _check_synth_args(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from taast_ray.io import check_out_dir, is_uri
-
     cfg = build_config(args)  # before the imports of torch and Ultralytics: bad input fails in a second
-    if is_uri(args.out):
-        raise ConfigError(f"--out: {args.out} is a URI; `taast run` trains in its run directory and needs "
-                          f"a path (on a cluster, a shared mount); `taast select --pool` takes s3:// or gs://")
-    check_out_dir(args.out)
     from taast_ray.api import run
 
-    result = run(out=args.out, config=cfg, resume=args.resume, on_stale_lock=_stale_message(Path(args.out)))
+    result = run(out=args.out, config=cfg, resume=args.resume, on_stale_lock=_stale_message(Path(args.out)),
+                 out_flag="--out")
     if result.awaiting_annotation:
         print(f"[taast] {result.awaiting_annotation}")
         return 3

@@ -35,6 +35,21 @@ def test_options_are_the_commands_and_fail_in_one_line():
     assert taast_ray.select is taast_ray.api.select and taast_ray.run is taast_ray.api.run
 
 
+def test_out_is_checked_once_and_named_as_the_caller_names_it(tmp_path):
+    """One check for the API and the command line: ``out`` here, ``--out`` from `taast`."""
+    from taast_ray.cli import main
+
+    (tmp_path / "taken").write_text("mine")
+    for call in (lambda **kw: taast_ray.select(detections="d.parquet", labels="l.json", **kw),
+                 lambda **kw: taast_ray.run(**kw)):
+        with pytest.raises(ConfigError, match=r"^out: s3://b/r is a URI; "):
+            call(out="s3://b/r")
+        with pytest.raises(ConfigError, match=r"^--out: .*taken is a file, not a folder$"):
+            call(out=tmp_path / "taken", out_flag="--out")
+    assert main(["run", "--out", "gs://b/r"]) == 2
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
 @pytest.mark.slow
 def test_a_dataset_of_bytes_selects_as_the_folder_does(data, tmp_path, ray_local):
     import ray
