@@ -6,20 +6,18 @@ import time
 from contextlib import contextmanager
 
 # boundary -> {"examples": examples run, "accepted": those that exited 0 (the rest were refused),
-# "seconds": wall time of its tests, "known": examples that hit a bug already listed in the fuzz
-# module's KNOWN_BUGS (reported, left to its file's owner)}
+# "seconds": wall time of its tests}
 STATS: dict[str, dict] = {}
 
 
 def _entry(boundary: str) -> dict:
-    return STATS.setdefault(boundary, {"examples": 0, "accepted": 0, "seconds": 0.0, "known": 0})
+    return STATS.setdefault(boundary, {"examples": 0, "accepted": 0, "seconds": 0.0})
 
 
-def count_example(boundary: str, *, accepted: bool = False, known: bool = False) -> None:
+def count_example(boundary: str, *, accepted: bool = False) -> None:
     entry = _entry(boundary)
     entry["examples"] += 1
     entry["accepted"] += int(accepted)
-    entry["known"] += int(known)
 
 
 @contextmanager
@@ -33,14 +31,13 @@ def timed(boundary: str):
 
 
 def table() -> list[str]:
-    """The summary's lines: boundary, examples, seconds (and known-bug hits where any)."""
+    """The summary's lines: boundary, examples, seconds, examples that exited 0."""
     if not STATS:
         return []
     width = max(len("boundary"), *(len(b) for b in STATS))
-    lines = [f"{'boundary':<{width}}  {'examples':>8}  {'seconds':>7}  {'exit 0':>6}  known bugs hit"]
+    lines = [f"{'boundary':<{width}}  {'examples':>8}  {'seconds':>7}  {'exit 0':>6}"]
     for boundary, s in STATS.items():
-        lines.append(f"{boundary:<{width}}  {s['examples']:>8}  {s['seconds']:>7.1f}  {s['accepted']:>6}  "
-                     f"{s['known'] or ''}")
+        lines.append(f"{boundary:<{width}}  {s['examples']:>8}  {s['seconds']:>7.1f}  {s['accepted']:>6}")
     total_n, total_s = sum(s["examples"] for s in STATS.values()), sum(s["seconds"] for s in STATS.values())
     lines.append(f"{'total':<{width}}  {total_n:>8}  {total_s:>7.1f}")
     return lines

@@ -14,9 +14,7 @@ deep nesting, the wrong top-level type, truncated files). The only outcomes allo
 the command's whole output (a checked output set, or the files it promises), or exit 2 with one
 ``taast: error:`` line on stderr (``[taast]`` progress lines aside) and the example's folder left
 byte for byte as it was. An exception reaching the last line of defence (exit 70), another exit
-code, a hang (``EXAMPLE_LIMIT_S``) or a partial output fails the example, unless it is a bug
-already listed in KNOWN_BUGS (a module with another owner; each entry has an xfail test): those
-hits are counted instead. Counts and seconds per boundary are printed at the end of the run
+code, a hang (``EXAMPLE_LIMIT_S``) or a partial output fails the example. Counts and seconds per boundary are printed at the end of the run
 (tests/fuzz_stats.py, tests/conftest.py).
 
 TAAST_FUZZ_SCALE=N runs N times as many examples (a longer search); TAAST_FUZZ_LOG=FILE appends
@@ -71,17 +69,6 @@ def examples(n: int) -> int:
 EXAMPLE_LIMIT_S = 30  # one command on a few files answers in well under a second: longer is a hang
 NUM_CLASSES = 3
 NAMES = [f"class_{k}" for k in range(NUM_CLASSES)]
-
-# ---------------------------------------------------------------------------------------------
-# Bugs a fuzzer found but this module's author may not fix (the JSON validation modules below have
-# their own owner): (file, function, exception type) of the innermost taast_ray frame -> what.
-# An entry's hits are counted, not failed, and each entry gets an explicit xfail test with its
-# smallest known input, until the owner fixes it. Empty: the ones found so far are fixed (the
-# regression tests at the end of this module).
-OWNED_ELSEWHERE = ("taast_ray/data/labels.py", "taast_ray/data/labelstudio.py", "taast_ray/data/annotations.py",
-                   "taast_ray/data/export.py", "taast_ray/schemas/json_files.py")
-KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
-assert all(site[0] in OWNED_ELSEWHERE for site in KNOWN_BUGS), "a bug in a module of ours is fixed, not listed"
 
 
 class Hang(BaseException):
@@ -149,16 +136,12 @@ def invoke(argv: list, capsys) -> Outcome:
 ERROR_LINE = re.compile(r"taast( [a-z]+)?: error: ")  # a refused input, or argparse's usage error
 
 
-def settle(boundary: str, outcome: Outcome, argv: list) -> bool:
-    """Fail on anything but exit 0 (no error line) or exit 2 with one ``taast: error:`` line;
-    True when the example's own checks should follow, False for a hit of a known bug."""
+def settle(boundary: str, outcome: Outcome, argv: list) -> None:
+    """Fail on anything but exit 0 (no error line) or exit 2 with one ``taast: error:`` line."""
     if outcome.exc is not None:
-        site = bug_site(outcome.exc)
-        if site in KNOWN_BUGS:
-            fuzz_stats.count_example(boundary, known=True)
-            return False
         text = "".join(traceback.format_exception(outcome.exc))
-        raise AssertionError(f"internal error (exit 70) at {site} for taast {' '.join(map(str, argv))}\n{text}")
+        raise AssertionError(f"internal error (exit 70) at {bug_site(outcome.exc)} for taast "
+                             f"{' '.join(map(str, argv))}\n{text}")
     fuzz_stats.count_example(boundary, accepted=outcome.code == 0)
     if os.environ.get("TAAST_FUZZ_LOG"):  # a file: one line per example (what was refused, and why)
         with open(os.environ["TAAST_FUZZ_LOG"], "a", encoding="utf-8") as log:
@@ -462,11 +445,11 @@ def test_fuzz_select_label_files(content, as_truth, strategy, world, capsys):
                 "--out", work / "out"] + (["--ground-truth", truth] if truth else [])
         before = snapshot(work)
         outcome = invoke(argv, capsys)
-        if settle(BOUNDARIES["test_fuzz_select_label_files"], outcome, argv):
-            if outcome.code == 0:
-                check_output_set(work / "out")
-            else:
-                assert_untouched(before, work)
+        settle(BOUNDARIES["test_fuzz_select_label_files"], outcome, argv)
+        if outcome.code == 0:
+            check_output_set(work / "out")
+        else:
+            assert_untouched(before, work)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,17 +596,17 @@ def test_fuzz_ingest_exports(data, partial, waiting_run, capsys):
         argv = ["ingest", "--run", run, "--labels", work / name] + (["--partial"] if partial else [])
         before = snapshot(work)
         outcome = invoke(argv, capsys)
-        if settle(BOUNDARIES["test_fuzz_ingest_exports"], outcome, argv):
-            if outcome.code == 0:
-                cycle = RunLayout(run).cycle(1)
-                new = load_labels(cycle.labels_new)  # a valid COCO file
-                strict_json(cycle.labels_new)
-                record = strict_json(cycle.ingest_record)
-                selected = {t["data"]["image_id"] for t in tasks}
-                assert {i["taast_image_id"] for i in new.images} <= selected
-                assert record["labelled"] == len(new.images) > 0
-            else:
-                assert_untouched(before, work)
+        settle(BOUNDARIES["test_fuzz_ingest_exports"], outcome, argv)
+        if outcome.code == 0:
+            cycle = RunLayout(run).cycle(1)
+            new = load_labels(cycle.labels_new)  # a valid COCO file
+            strict_json(cycle.labels_new)
+            record = strict_json(cycle.ingest_record)
+            selected = {t["data"]["image_id"] for t in tasks}
+            assert {i["taast_image_id"] for i in new.images} <= selected
+            assert record["labelled"] == len(new.images) > 0
+        else:
+            assert_untouched(before, work)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -738,19 +721,19 @@ def test_fuzz_import_yolo(dataset, extra_pool, image_bytes, capsys):
         argv += ["--pool", ds / extra_pool if extra_pool else ""] if extra_pool is not None else []
         before = snapshot(work)
         outcome = invoke(argv, capsys)
-        if settle(BOUNDARIES["test_fuzz_import_yolo"], outcome, argv):
-            if outcome.code == 0:
-                manifest = check_output_set(work / "out")
-                assert {"train.json", "pool.parquet", "taast.yaml"} <= set(manifest["files"])
-                for name in manifest["files"]:
-                    if name.endswith(".json"):
-                        load_labels(work / "out" / name)
-                        strict_json(work / "out" / name)
-                pool = pq.read_table(work / "out" / "pool.parquet")
-                assert pool.schema.names == ["image_id", "uri"]
-                assert pool.column("image_id").to_pylist() == sorted(set(pool.column("image_id").to_pylist()))
-            else:
-                assert_untouched(before, work)
+        settle(BOUNDARIES["test_fuzz_import_yolo"], outcome, argv)
+        if outcome.code == 0:
+            manifest = check_output_set(work / "out")
+            assert {"train.json", "pool.parquet", "taast.yaml"} <= set(manifest["files"])
+            for name in manifest["files"]:
+                if name.endswith(".json"):
+                    load_labels(work / "out" / name)
+                    strict_json(work / "out" / name)
+            pool = pq.read_table(work / "out" / "pool.parquet")
+            assert pool.schema.names == ["image_id", "uri"]
+            assert pool.column("image_id").to_pylist() == sorted(set(pool.column("image_id").to_pylist()))
+        else:
+            assert_untouched(before, work)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -867,13 +850,13 @@ def test_fuzz_config_overrides(case, entropy, small_budget, world, capsys):
         argv += ["--budget", 3] if small_budget else []  # else the configuration's, or 256 (> the 40 images)
         before = snapshot(work)
         outcome = invoke(argv, capsys)
-        if settle(BOUNDARIES["test_fuzz_config_overrides"], outcome, argv):
-            if outcome.code == 0:
-                check_output_set(work / "out")
-                saved = yaml.safe_load((work / "out" / "config.yaml").read_text())
-                assert isinstance(saved, dict) and "selection" in saved
-            else:
-                assert_untouched(before, work)
+        settle(BOUNDARIES["test_fuzz_config_overrides"], outcome, argv)
+        if outcome.code == 0:
+            check_output_set(work / "out")
+            saved = yaml.safe_load((work / "out" / "config.yaml").read_text())
+            assert isinstance(saved, dict) and "selection" in saved
+        else:
+            assert_untouched(before, work)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -995,8 +978,7 @@ def test_fuzz_pool_manifests(pool, limit, world, capsys):
         before = snapshot(work)
         with mock.patch.object(live, "ensure_ray", no_ray):
             outcome = invoke(argv, capsys)
-        if not settle(BOUNDARIES["test_fuzz_pool_manifests"], outcome, argv):
-            return
+        settle(BOUNDARIES["test_fuzz_pool_manifests"], outcome, argv)
         assert outcome.code == 2, outcome.stdout  # the weights do not exist
         assert_untouched(before, work)
         try:  # the same listing, read directly: refused with the same line, or the table the run gets
@@ -1006,7 +988,7 @@ def test_fuzz_pool_manifests(pool, limit, world, capsys):
         else:
             assert listing.schema == pa.schema([("image_id", pa.string()), ("uri", pa.string())])
             ids = listing.column("image_id").to_pylist()
-            assert ids == sorted(ids) and len(set(ids)) == len(ids) and None not in ids
+            assert ids == sorted(ids) and len(set(ids)) == len(ids) and None not in ids and "" not in ids
             assert "model.weights" in outcome.error_lines[0] or "budget" in outcome.error_lines[0], outcome.stderr
 
 
@@ -1055,26 +1037,26 @@ def test_fuzz_export_selection(data, fmt, refs, out_name, world, capsys):
             argv += [refs[0], str(world["images"]) if refs[1] == "IMAGES" else refs[1]]
         before = snapshot(work)
         outcome = invoke(argv, capsys)
-        if settle(BOUNDARIES["test_fuzz_export_selection"], outcome, argv):
-            if outcome.code == 0:
-                tasks = json.loads((sel / "label_studio_tasks.json").read_text())
-                if fmt == "coco":
-                    doc = strict_json(out)
-                    assert len(doc["images"]) == len(tasks)
-                elif fmt == "labelstudio":
-                    assert len(strict_json(out)) == len(tasks)
-                    assert (out.parent / "label_config.xml").is_file()
-                else:
-                    assert (out / "dataset.yaml").is_file() and (out / "labels").is_dir()
-                    assert not list(out.parent.glob(f".{out.name}.*"))  # no staging left
+        settle(BOUNDARIES["test_fuzz_export_selection"], outcome, argv)
+        if outcome.code == 0:
+            tasks = json.loads((sel / "label_studio_tasks.json").read_text())
+            if fmt == "coco":
+                doc = strict_json(out)
+                assert len(doc["images"]) == len(tasks)
+            elif fmt == "labelstudio":
+                assert len(strict_json(out)) == len(tasks)
+                assert (out.parent / "label_config.xml").is_file()
             else:
-                assert_untouched(before, work)
+                assert (out / "dataset.yaml").is_file() and (out / "labels").is_dir()
+                assert not list(out.parent.glob(f".{out.name}.*"))  # no staging left
+        else:
+            assert_untouched(before, work)
 
 
 # ---------------------------------------------------------------------------------------------
 # Inputs the fuzzers found crashing (exit 70) against the label, Label Studio and export modules
 # as they were at dac7fc6, before the schema layer (a46debc, taast_ray/schemas/json_files.py); that
-# layer refuses each with one line. Regression tests now: KNOWN_BUGS is empty again.
+# layer refuses each with one line. Kept as regression tests.
 
 def _edit_task(k: int, *path_and_value):
     """An edit of task ``k`` of the selection's tasks: set the value at the path (the last item)."""
