@@ -107,20 +107,38 @@ def bare_paths(files: list[str]) -> tuple[pafs.FileSystem | None, list[str]]:
 
 
 @contextlib.contextmanager
+def new_parents(path: Path | str) -> Iterator[None]:
+    """Make ``path``'s missing parent folders for the block; when the block fails, remove the ones
+    made here, so a refused write leaves the disk as it found it."""
+    path = Path(path)
+    made = [p for p in (path.parent, *path.parent.parents) if not (p.exists() or p.is_symlink())]  # deepest first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something else wrote there meanwhile): leave it and above
+                break
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto the target on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp's 0600 is not what open() gives
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    with new_parents(target):
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp's 0600 is not what open() gives
+            os.replace(tmp_path, target)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
 
 
 _UMASK_LOCK = threading.Lock()

@@ -194,3 +194,20 @@ def test_out_naming_a_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="lies under .*f, a file"):
         check_out_dir(tmp_path / "f" / "sub")
     check_out_dir(tmp_path / "new" / "deeper")  # not there yet: fine
+
+
+def test_new_parents_are_removed_when_the_write_fails(tmp_path):
+    from taast_ray.io import atomic_path
+
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a" / "b" / "f.json"):
+            raise RuntimeError("refused")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a").mkdir()
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a" / "b" / "f.json"):
+            raise RuntimeError("refused")
+    assert [p.name for p in tmp_path.rglob("*")] == ["a"]  # a was there before: it stays
+    with atomic_path(tmp_path / "a" / "b" / "f.json") as tmp:
+        tmp.write_text("{}")
+    assert (tmp_path / "a" / "b" / "f.json").read_text() == "{}"

@@ -22,7 +22,7 @@ from taast_ray.data.images import image_size
 from taast_ray.data.labelstudio import label_config, recorded_size, task_boxes
 from taast_ray.data.yolo import _link, write_dataset_yaml, yolo_line
 from taast_ray.errors import InputError
-from taast_ray.io import atomic_path, write_folder_manifest, write_json, write_text
+from taast_ray.io import atomic_path, new_parents, write_folder_manifest, write_json, write_text
 
 FORMATS = ("coco", "yolo", "labelstudio")
 
@@ -72,20 +72,20 @@ def selection_to_yolo(tasks: list[dict], categories: list[dict], out: Path) -> P
     import shutil
     import tempfile
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
-    try:
-        _write_yolo(tasks, categories, staging)
-        write_folder_manifest(staging)  # the last file written: a folder without it is not a set
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{staging.name.rsplit('-', 1)[-1]}")
-            out.rename(old)
-        staging.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with new_parents(out):  # a refused export leaves no folder it made for ``out``
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+        try:
+            _write_yolo(tasks, categories, staging)
+            write_folder_manifest(staging)  # the last file written: a folder without it is not a set
+            old = None
+            if out.exists():
+                old = out.with_name(f".{out.name}.old-{staging.name.rsplit('-', 1)[-1]}")
+                out.rename(old)
+            staging.rename(out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return out / "dataset.yaml"
 
 

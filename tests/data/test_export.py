@@ -112,6 +112,17 @@ def test_a_yolo_export_whose_image_is_gone_leaves_out_as_it_was(tmp_path):
     with pytest.raises(InputError):
         export_selection(folder, "yolo", tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists() and not list(tmp_path.glob(".fresh*"))
+    with pytest.raises(InputError):  # found by the export fuzzer: its new folders stayed behind
+        export_selection(folder, "yolo", tmp_path / "sub" / "dir" / "y")
+    assert not (tmp_path / "sub").exists()
+
+
+def test_a_selection_saved_with_a_byte_order_mark_exports(tmp_path):
+    folder = selection(tmp_path)
+    tasks = folder / "label_studio_tasks.json"
+    tasks.write_bytes(b"\xef\xbb\xbf" + tasks.read_bytes())
+    export_selection(folder, "coco", tmp_path / "out.json")
+    assert len(json.loads((tmp_path / "out.json").read_text())["images"]) == 2
 
 
 def test_label_studio_export_keeps_object_store_uris_for_cloud_storage():
