@@ -4,7 +4,9 @@
 # runs `taast experiment` for that family and data seed into runs/a2_<family>_<seed>[_<arms>]
 # (resumed if it is there), then copies what the study commits (results.json, report.md,
 # experiment.yaml) to benchmarks/results/study_a_round2/<family>_<seed>[_<arms>]/.
-# ARMS: "rest" runs textures seed 21's three arms beside its random-only pilot. One part takes one
+# ARMS: "rest" runs textures seed 21's three arms other than random, "random" random alone (the two
+# parts of textures seed 21; a seed's parts must run on the same kind of CPU: a warm-up trained on
+# an Intel Xeon and one on an AMD EPYC differed, APr@L0 0.008 against 0.017). One part takes one
 # core for 40-80 min on the 2-core development machine; run at most two side by side, and never
 # beside `make test` or a benchmark.
 set -euo pipefail
@@ -20,8 +22,10 @@ extra=()
 if [[ $arms == rest ]]; then
   extra=(--set 'strategies=[{name: entropy-pseudo, strategy: entropy, pseudo_labels: true}, taast, {name: class-balanced-pseudo, strategy: class-balanced, pseudo_labels: true}]'
          --set reference=taast)
+elif [[ $arms == random ]]; then
+  extra=(--set 'strategies=[random]' --set reference=random)
 elif [[ -n $arms ]]; then
-  echo "arms: 'rest' or nothing, got '$arms'" >&2; exit 2
+  echo "arms: 'rest', 'random' or nothing, got '$arms'" >&2; exit 2
 fi
 out=runs/a2_$name
 resume=()
