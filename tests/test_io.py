@@ -148,6 +148,19 @@ def test_a_failed_write_at_any_point_leaves_the_previous_set(tmp_path, monkeypat
         io.check_output_set(tmp_path)
 
 
+def test_a_failed_first_set_leaves_no_folder_it_made(tmp_path, monkeypatch):
+    from taast_ray import io
+    from taast_ray.errors import StorageError
+
+    out = tmp_path / "new" / "out"
+    with disk_full_at(monkeypatch, 2):
+        with pytest.raises(StorageError, match="No space left on device"):
+            io.publish_output_set(out, _set_writers("one"))
+    assert list(tmp_path.iterdir()) == []
+    io.publish_output_set(out, _set_writers("one"))
+    io.check_output_set(out)
+
+
 def test_a_crash_after_the_commit_is_completed_by_the_next_run(tmp_path, monkeypatch):
     from taast_ray import io
     from taast_ray.errors import StorageError
