@@ -383,12 +383,13 @@ def read_yaml_mapping(path: str | Path, *, keep_versions: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config: file not found: {path}")
-    from taast_ray.io import load_yaml
+    from taast_ray.errors import InputError
+    from taast_ray.io import load_yaml, read_user_text
 
     try:
-        values = load_yaml(path.read_text(encoding="utf-8-sig")) or {}
-    except UnicodeDecodeError:
-        raise ConfigError(f"config: {path} is not UTF-8 text (a YAML file?)") from None
+        values = load_yaml(read_user_text(path)) or {}
+    except InputError as exc:
+        raise ConfigError(f"config: {exc} (a YAML file?)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config: {path} is not valid YAML: {_one_line(exc)}") from None
     if not isinstance(values, dict):

@@ -395,6 +395,18 @@ def write_parquet_chunks(path, chunks) -> None:
         write(str(tmp))
 
 
+def read_user_text(path) -> str:
+    """A local file a person or another tool wrote (labels, a YOLO list, a configuration): UTF-8,
+    with or without the byte-order mark Windows editors write (not content); a one-line
+    :class:`InputError` naming the file when it is not UTF-8."""
+    from taast_ray.errors import InputError
+
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def read_document(path, missing: str):
     """A local JSON (``.json``) or YAML file's value; one-line :class:`InputError` naming the file
     when it is not there (``missing`` says what was expected) or does not parse."""
@@ -403,10 +415,7 @@ def read_document(path, missing: str):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {missing}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not content
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_user_text(path)
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)

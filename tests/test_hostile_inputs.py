@@ -35,7 +35,7 @@ def files(tmp_path):
 SELECT = ["select", "--detections", "{t}/det.parquet", "--labels", "{t}/L.json", "--strategy", "entropy",
           "--out", "{t}/out"]
 CASES = {
-    "a binary file as --config": (SELECT + ["--budget", "1", "--config", "{t}/bin.yaml"], "bin.yaml is not UTF-8"),
+    "a binary file as --config": (SELECT + ["--budget", "1", "--config", "{t}/bin.yaml"], "bin.yaml: not UTF-8"),
     "--set budget=.inf": (SELECT + ["--set", "selection.budget=.inf"], "selection.budget: expected int, got inf"),
     "--set tau=[": (SELECT + ["--set", "selection.tau=["], "selection.tau: '\\[' is not a YAML value"),
     "--seed -1": (SELECT + ["--budget", "1", "--strategy", "random", "--seed", "-1"], "selection.seed: must be in"),

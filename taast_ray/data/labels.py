@@ -13,6 +13,7 @@ import numpy as np
 
 from taast_ray.schemas.json_files import LABEL_DOCUMENT, parse
 from taast_ray.errors import InputError
+from taast_ray.io import read_user_text
 
 
 @dataclass
@@ -73,8 +74,8 @@ def read_labels_json(path: str | Path):
     if not path.is_file():
         raise InputError(f"{path}: labels file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (Windows tools) is not JSON
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(read_user_text(path))
+    except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:160]})") from None
     except RecursionError:
         raise InputError(f"{path}: not valid JSON (nested too deep)") from None

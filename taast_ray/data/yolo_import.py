@@ -28,8 +28,7 @@ import yaml
 
 from taast_ray.data.images import image_size
 from taast_ray.errors import InputError
-from taast_ray.io import read_document
-from taast_ray.io import publish_output_set, write_json, write_parquet, write_text
+from taast_ray.io import publish_output_set, read_document, read_user_text, write_json, write_parquet, write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 POOL_KEYS = ("pool", "unlabelled", "unlabeled")
@@ -100,7 +99,7 @@ def split_images(entry, root: Path, source: Path) -> list[Path]:
             found += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
                             and not any(part.startswith(".") for part in f.relative_to(p).parts))
         elif p.suffix == ".txt" and p.is_file():
-            for line in _read_text(p).splitlines():
+            for line in read_user_text(p).splitlines():
                 line = line.strip()
                 if line:
                     q = Path(line)
@@ -124,15 +123,7 @@ def label_path(image: Path) -> Path:
 
 def parse_label_file(path: Path, width: int, height: int, classes: int) -> list[tuple[int, list[float]]]:
     """(class index, COCO [x, y, w, h] pixels) per line; any defect is a one-line InputError."""
-    return parse_label_lines(_read_text(path), str(path), width, height, classes)
-
-
-def _read_text(path: Path) -> str:
-    """A label file's or image list's text; one line naming the file when it is not UTF-8."""
-    try:
-        return path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not text
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_label_lines(read_user_text(path), str(path), width, height, classes)
 
 
 def parse_label_lines(text: str, source: str, width: int, height: int,
