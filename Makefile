@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= taast-demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup clean bench
+.PHONY: demo test setup label-studio clean bench
 
 setup: $(STAMP)
 
@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/taast demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+# the tests' Label Studio installs beside the package (about 80 s of downloads and unpacking that
+# would otherwise wait inside the first test that starts the server)
+test:
+	$(MAKE) -j2 setup label-studio
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# a real Label Studio server for the tests, in a venv of its own (tests/labelstudio_server.py);
+# where it cannot install, the tests that need it skip, saying why
+label-studio:
+	$(PYTHON) tests/labelstudio_server.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/selection_core.py

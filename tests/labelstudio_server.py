@@ -15,17 +15,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 VERSION = "1.23.2"
 VENV = Path(os.environ.get("TAAST_LABEL_STUDIO_VENV", Path(__file__).resolve().parents[2] / ".cache" / "label-studio"))
 TOKEN = "taast0test0token0123456789"
 
 
-def _install() -> Path:
+def install() -> tuple[Path | None, str]:
+    """Install label-studio into VENV unless it is there: (the executable, "") or (None, why not)."""
     exe = VENV / "bin" / "label-studio"
     if exe.exists():
-        return exe
+        return exe, ""
     shutil.rmtree(VENV, ignore_errors=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
@@ -33,8 +32,16 @@ def _install() -> Path:
                        check=True, capture_output=True, text=True, timeout=900)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         shutil.rmtree(VENV, ignore_errors=True)
-        tail = ((getattr(exc, "stderr", None) or "").strip().splitlines() or [str(exc)])[-1]
-        pytest.skip(f"label-studio=={VERSION} cannot be installed here: {tail}")
+        return None, ((getattr(exc, "stderr", None) or "").strip().splitlines() or [str(exc)])[-1]
+    return exe, ""
+
+
+def _install() -> Path:
+    exe, why = install()
+    if exe is None:
+        import pytest
+
+        pytest.skip(f"label-studio=={VERSION} cannot be installed here: {why}")
     return exe
 
 
@@ -104,3 +111,8 @@ def rect(box_xywh, label: str, width: int, height: int) -> dict:
     return {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": width,
             "original_height": height, "value": {"x": 100 * x / width, "y": 100 * y / height, "width": 100 * w / width,
                                                  "height": 100 * h / height, "rotation": 0, "rectanglelabels": [label]}}
+
+
+if __name__ == "__main__":  # `make test` installs it beside `make setup` (Makefile), before the tests ask for it
+    exe, why = install()
+    print(f"label-studio {VERSION} for the tests: {exe or 'not installed: ' + why}")
