@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 VERSION = "1.23.2"
-VENV = Path(os.environ.get("TAAST_LABEL_STUDIO_VENV", Path(__file__).resolve().parents[2] / ".cache" / "label-studio"))
+VENV = Path(os.environ.get("TAAST_LABEL_STUDIO_VENV", Path(__file__).resolve().parents[1] / ".cache" / "label-studio"))
 TOKEN = "taast0test0token0123456789"
 
 
