@@ -389,7 +389,7 @@ def read_yaml_mapping(path: str | Path, *, keep_versions: bool = False) -> dict:
     try:
         values = load_yaml(read_user_text(path)) or {}
     except InputError as exc:
-        raise ConfigError(f"config: {exc} (a YAML file?)") from None
+        raise ConfigError(f"config: {exc}; is it a YAML file?") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config: {path} is not valid YAML: {_one_line(exc)}") from None
     if not isinstance(values, dict):

@@ -308,28 +308,29 @@ def publish_output_set(out, writers: dict, *, replaces: tuple[str, ...] = ()) ->
     from taast_ray.errors import StorageError
 
     staging = child(out, STAGING)
-    # OUT and the folders above it that this call makes go again if the set is never committed
-    with contextlib.nullcontext() if is_uri(out) else new_parents(staging):
-        try:
-            recover_output_set(out)
-            old = _read_manifest(child(out, MANIFEST)) or {"files": {}}
-            if not is_uri(out):
-                Path(staging).mkdir()
-            files = {}
-            for name, write in writers.items():
-                write(child(staging, name))
-                size, sha = _file_digest(child(staging, name))
-                files[name] = {"bytes": size, "sha256": sha}
-            removes = sorted((set(old["files"]) | set(replaces)) - set(files))
-            manifest = _manifest(files, removes)
-            write_json(child(staging, MANIFEST), manifest)  # the commit point
-        except BaseException as exc:  # a failed write, an interrupt: the previous set stays
-            with contextlib.suppress(OSError):
-                remove_tree(staging)
-            if isinstance(exc, OSError):
-                raise StorageError(f"{out}: could not write the output set ({_os_reason(exc)}); "
-                                   f"the previous set, if any, is unchanged") from None
-            raise
+    try:
+        # OUT and the folders above it that this call makes go again if the set is never committed
+        with contextlib.nullcontext() if is_uri(out) else new_parents(staging):
+            try:
+                recover_output_set(out)
+                old = _read_manifest(child(out, MANIFEST)) or {"files": {}}
+                if not is_uri(out):
+                    Path(staging).mkdir()
+                files = {}
+                for name, write in writers.items():
+                    write(child(staging, name))
+                    size, sha = _file_digest(child(staging, name))
+                    files[name] = {"bytes": size, "sha256": sha}
+                removes = sorted((set(old["files"]) | set(replaces)) - set(files))
+                manifest = _manifest(files, removes)
+                write_json(child(staging, MANIFEST), manifest)  # the commit point
+            except BaseException:  # a failed write, an interrupt: the previous set stays
+                with contextlib.suppress(OSError):
+                    remove_tree(staging)
+                raise
+    except OSError as exc:  # making OUT's folders included
+        raise StorageError(f"{out}: could not write the output set ({_os_reason(exc)}); "
+                           f"the previous set, if any, is unchanged") from None
     try:
         _roll_forward(out, manifest)
     except OSError as exc:

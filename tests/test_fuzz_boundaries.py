@@ -695,7 +695,7 @@ YAML_OK = b"names: [a, b]\ntrain: images/train\n"
 @given(dataset=yolo_dataset(), extra_pool=st.sampled_from([None, None, "images/pool", "nope", "data.yaml", ""]))
 @settings(FUZZ, max_examples=examples(260))
 # found by this fuzzer, fixed (exit 70 before): a data.yaml, label file or image list that is not
-# UTF-8 (io.read_document, yolo_import._read_text); 'names' keys "00", " 0" (KeyError) and 0.5
+# UTF-8 (io.read_user_text); 'names' keys "00", " 0" (KeyError) and 0.5
 # (lossy); a number as 'path' (TypeError); --pool "" (scanned the current folder)
 @example(dataset=_small_yolo(b"\xff" + YAML_OK), extra_pool=None)
 @example(dataset=_small_yolo(YAML_OK, b"0 0.5 0.5 0.1 0.1\n\xe9"), extra_pool=None)

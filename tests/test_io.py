@@ -159,6 +159,9 @@ def test_a_failed_first_set_leaves_no_folder_it_made(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     io.publish_output_set(out, _set_writers("one"))
     io.check_output_set(out)
+    (tmp_path / "f").write_text("x")  # OUT under a file: its folders cannot be made
+    with pytest.raises(StorageError, match="f/out: could not write the output set"):
+        io.publish_output_set(tmp_path / "f" / "out", _set_writers("one"))
 
 
 def test_a_crash_after_the_commit_is_completed_by_the_next_run(tmp_path, monkeypatch):
