@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from taast_ray.errors import ConfigError
+from taast_ray.errors import ConfigError, InputError
 from taast_ray.address import address_syntax_error
 from taast_ray.embedder_names import PRECISIONS
 from taast_ray.selection import registry
@@ -383,7 +383,6 @@ def read_yaml_mapping(path: str | Path, *, keep_versions: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config: file not found: {path}")
-    from taast_ray.errors import InputError
     from taast_ray.io import load_yaml, read_user_text
 
     try:

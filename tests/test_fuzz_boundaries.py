@@ -49,7 +49,7 @@ from PIL import Image
 
 from taast_ray import cli
 from taast_ray.config import TaastConfig
-from taast_ray.io import check_output_set
+from taast_ray.io import check_output_set, read_user_text
 from tests import fuzz_stats
 from tests.factories import detections_table, write_embeddings, write_labels
 
@@ -1039,7 +1039,7 @@ def test_fuzz_export_selection(data, fmt, refs, out_name, world, capsys):
         outcome = invoke(argv, capsys)
         settle(BOUNDARIES["test_fuzz_export_selection"], outcome, argv)
         if outcome.code == 0:
-            tasks = json.loads((sel / "label_studio_tasks.json").read_text(encoding="utf-8-sig"))  # a BOM is allowed
+            tasks = json.loads(read_user_text(sel / "label_studio_tasks.json"))  # as the export reads it: a BOM allowed
             if fmt == "coco":
                 doc = strict_json(out)
                 assert len(doc["images"]) == len(tasks)
